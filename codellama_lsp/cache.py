@@ -1,0 +1,90 @@
+"""Answers without the model: a completion cache and typing-through.
+
+The cache key is everything a completion depends on: the model and generation settings, the
+text before and after the cursor, and the versions of the other documents that feed the
+prompt. Hashing the text is cheaper than tokenizing it, so a repeated request is answered
+before any prompt is built.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Hashable
+from dataclasses import dataclass
+
+from cachetools import TTLCache
+
+
+@dataclass(frozen=True)
+class Shown:
+    """A completion we showed at a place: the text around the cursor and what we offered."""
+
+    before: str
+    after: str
+    completion: str
+
+
+class CompletionCache:
+    """LRU + TTL cache of cleaned completions (cachetools)."""
+
+    def __init__(self, size: int, ttl_s: float) -> None:
+        self._cache: TTLCache[Hashable, str] = TTLCache(maxsize=max(1, size), ttl=ttl_s)
+        self.enabled = size > 0
+
+    def get(self, key: Hashable) -> str | None:
+        return self._cache.get(key) if self.enabled else None
+
+    def put(self, key: Hashable, completion: str) -> None:
+        if self.enabled:
+            self._cache[key] = completion
+
+    def clear(self) -> None:
+        self._cache.clear()
+
+    def __len__(self) -> int:
+        return len(self._cache)
+
+
+class TypingThrough:
+    """Serve the rest of a shown completion while the user types its first characters.
+
+    Remembers the last few completions shown per document; when the new text before the
+    cursor is an old one plus characters that start the old completion (and the text after
+    the cursor is unchanged), the answer is the remainder, with no model call. Anything else
+    forgets the document's entries that no longer match.
+    """
+
+    def __init__(self, per_document: int = 4) -> None:
+        self.per_document = per_document
+        self._shown: dict[str, list[Shown]] = {}
+
+    def remember(self, uri: str, before: str, after: str, completion: str) -> None:
+        if not completion:
+            return
+        entries = [e for e in self._shown.get(uri, []) if e.before != before]
+        entries.append(Shown(before, after, completion))
+        self._shown[uri] = entries[-self.per_document :]
+
+    def lookup(self, uri: str, before: str, after: str) -> str | None:
+        entries = self._shown.get(uri)
+        if not entries:
+            return None
+        alive: list[Shown] = []
+        found: str | None = None
+        for entry in entries:
+            if entry.after != after or not before.startswith(entry.before):
+                continue
+            typed = before[len(entry.before) :]
+            if not entry.completion.startswith(typed):
+                continue
+            alive.append(entry)
+            rest = entry.completion[len(typed) :]
+            if rest and found is None and typed:
+                found = rest
+        self._shown[uri] = alive
+        return found
+
+    def forget(self, uri: str) -> None:
+        self._shown.pop(uri, None)
+
+    def __len__(self) -> int:
+        return sum(len(v) for v in self._shown.values())

@@ -1,0 +1,131 @@
+"""Command line: ``codellama-lsp`` (the language server), ``demo``, ``serve``, ``settings``.
+
+Every setting is also a flag: ``--max-new-tokens 64`` sets ``max_new_tokens``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from codellama_lsp import __version__
+from codellama_lsp.config import Settings, SettingsError, describe, from_environment
+
+SUBCOMMANDS = ("demo", "serve", "settings")
+
+
+def add_setting_flags(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("settings (also CODELLAMA_LSP_<NAME> env vars)")
+    for name, kind, default in describe():
+        group.add_argument(
+            "--" + name.replace("_", "-"),
+            dest=name,
+            default=None,
+            metavar="VALUE",
+            help=f"{kind}, default {default}",
+        )
+
+
+def settings_from(args: argparse.Namespace) -> Settings:
+    """Defaults < environment < flags; exits with the message on a bad value."""
+    flags = {
+        name: getattr(args, name)
+        for name, _, _ in describe()
+        if getattr(args, name, None) is not None
+    }
+    try:
+        return Settings().merged(from_environment()).merged(flags)
+    except SettingsError as exc:
+        raise SystemExit(str(exc)) from exc
+
+
+def configure_logging(level: str) -> None:
+    # stdout carries the protocol: logs go to stderr only.
+    logging.basicConfig(
+        stream=sys.stderr,
+        level=level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    # pygls logs whole messages (document text) at INFO: keep them for DEBUG only.
+    if level.upper() != "DEBUG":
+        logging.getLogger("pygls").setLevel(logging.WARNING)
+    logging.getLogger("transformers").setLevel(logging.ERROR)
+
+
+def server_main(argv: Sequence[str]) -> int:
+    parser = argparse.ArgumentParser(
+        prog="codellama-lsp",
+        description="Language server for AI code completions from Code Llama. "
+        f"Subcommands: {', '.join(SUBCOMMANDS)} (see `codellama-lsp demo --help`).",
+    )
+    parser.add_argument("--version", action="version", version=__version__)
+    transport = parser.add_mutually_exclusive_group()
+    transport.add_argument("--stdio", action="store_true", help="talk LSP over stdio (default)")
+    transport.add_argument("--tcp", metavar="HOST:PORT", help="listen for one client on TCP")
+    add_setting_flags(parser)
+    args = parser.parse_args(argv)
+    settings = settings_from(args)
+    configure_logging(settings.log_level)
+    from codellama_lsp.server import create_server
+
+    server = create_server(settings)
+    if args.tcp:
+        host, _, port = args.tcp.rpartition(":")
+        server.start_tcp(host or "127.0.0.1", int(port))
+    else:
+        server.start_io()
+    return 0
+
+
+def demo_main(argv: Sequence[str]) -> int:
+    parser = argparse.ArgumentParser(
+        prog="codellama-lsp demo",
+        description="Start the real language server over stdio, open a file, ask for an "
+        "inline completion at a position and print it. Uses the offline demo model unless "
+        "--model names another.",
+    )
+    parser.add_argument(
+        "target",
+        nargs="?",
+        help="FILE.py[:LINE[:COL]] (1-based; default: end of the file). "
+        "Without it, a built-in example is completed.",
+    )
+    parser.add_argument("--timeout", type=float, default=600.0, help="seconds to wait in all")
+    parser.add_argument("--json", action="store_true", help="print the raw result as JSON")
+    add_setting_flags(parser)
+    args = parser.parse_args(argv)
+    overrides: dict[str, Any] = {
+        name: getattr(args, name) for name, _, _ in describe() if getattr(args, name) is not None
+    }
+    overrides.setdefault("model", "demo")
+    from codellama_lsp.demo_client import run_demo
+
+    return run_demo(args.target, overrides, timeout=args.timeout, as_json=args.json)
+
+
+def settings_main(argv: Sequence[str]) -> int:
+    """Print the settings table (used for the README)."""
+    print("| setting | type | default |\n|---|---|---|")
+    for name, kind, default in describe():
+        print(f"| `{name}` | {kind} | `{default}` |")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    if args and args[0] == "demo":
+        return demo_main(args[1:])
+    if args and args[0] == "settings":
+        return settings_main(args[1:])
+    if args and args[0] == "serve":
+        from codellama_lsp.model_server import serve_main
+
+        return serve_main(args[1:])
+    return server_main(args)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,253 @@
+"""One keystroke's path: typing-through → cache → debounce → prompt → model → clean-up.
+
+The server hands every completion request here; this module knows nothing about LSP.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+from collections.abc import Callable, Hashable
+from dataclasses import dataclass, field
+from typing import Literal, Protocol
+
+from codellama_lsp.cache import CompletionCache, TypingThrough
+from codellama_lsp.config import Settings
+from codellama_lsp.cursor import CursorContext
+from codellama_lsp.engines.base import Engine, GenerationRequest, GenerationResult
+from codellama_lsp.postprocess import block_done, clean, replace_range_end
+from codellama_lsp.prompt import LineCounter, Prompt, build_prompt, choose_format
+from codellama_lsp.scheduler import Scheduler, Superseded, Ticket
+from codellama_lsp.stats import Stats
+
+log = logging.getLogger(__name__)
+
+Source = Literal["model", "cache", "typing-through"]
+
+
+class ContextProvider(Protocol):
+    """Extra prompt text from other documents (see :mod:`codellama_lsp.context`)."""
+
+    def fingerprint(self, uri: str) -> Hashable:
+        """Changes whenever the text :meth:`context` would build for ``uri`` may change."""
+        ...
+
+    def context(self, uri: str, ctx: CursorContext, budget: int) -> str: ...
+
+
+@dataclass(frozen=True)
+class Completion:
+    text: str
+    end_character: int
+    """Column (Python units) where the replaced range ends on the cursor's line."""
+    source: Source
+
+
+@dataclass
+class Completer:
+    settings: Settings
+    stats: Stats = field(default_factory=Stats)
+    scheduler: Scheduler = field(default_factory=Scheduler)
+    engine: Engine | None = None
+    context_provider: ContextProvider | None = None
+    on_result: Callable[[], None] | None = None
+
+    def __post_init__(self) -> None:
+        self.cache = CompletionCache(self.settings.cache_size, self.settings.cache_ttl_s)
+        self.typing = TypingThrough()
+        self._counter: LineCounter | None = None
+        self._inflight: dict[Hashable, asyncio.Future[Completion | None]] = {}
+        self.scheduler.on_superseded = lambda _ticket: self.stats.add("requests_superseded")
+
+    def set_engine(self, engine: Engine | None) -> None:
+        self.engine = engine
+        self._counter = None
+        self.cache.clear()
+
+    def apply_settings(self, settings: Settings) -> None:
+        if (settings.cache_size, settings.cache_ttl_s) != (
+            self.settings.cache_size,
+            self.settings.cache_ttl_s,
+        ):
+            self.cache = CompletionCache(settings.cache_size, settings.cache_ttl_s)
+        self.settings = settings
+
+    @property
+    def ready(self) -> bool:
+        return self.settings.enabled and self.engine is not None and self.engine.state == "ready"
+
+    def single_line(self, ctx: CursorContext) -> bool:
+        return ctx.mid_line or bool(ctx.closers_after)
+
+    async def complete(self, uri: str, ctx: CursorContext) -> Completion | None:
+        """The completion at ``ctx``, or None (not ready, superseded, cancelled, empty)."""
+        started = time.perf_counter()
+        self.stats.add("requests")
+        if not self.ready:
+            self.stats.add("empty_results")
+            return None
+        before, after = ctx.prefix, ctx.suffix
+        key = self._cache_key(uri, ctx, before, after)
+        joined = self._inflight.get(key)
+        if joined is not None:
+            # The same place is already being computed (prefetch, or a repeated request).
+            result = await asyncio.shield(joined)
+            return self._finish(result, started)
+
+        ticket = self.scheduler.ticket(uri)
+        rest = self.typing.lookup(uri, before, after)
+        if rest is not None:
+            self.stats.add("typing_through_hits")
+            self.scheduler.release(ticket)
+            return self._finish(Completion(rest, replace_range_end(ctx), "typing-through"), started)
+        cached = self.cache.get(key)
+        if cached is not None:
+            self.stats.add("cache_hits")
+            self.scheduler.release(ticket)
+            completion = Completion(cached, replace_range_end(ctx), "cache") if cached else None
+            return self._finish(completion, started)
+
+        future: asyncio.Future[Completion | None] = asyncio.get_running_loop().create_future()
+        self._inflight[key] = future
+        try:
+            result = await self._generate(uri, ctx, key, ticket)
+            future.set_result(result)
+        except BaseException as exc:
+            future.set_result(None)
+            if isinstance(exc, Superseded):
+                return self._finish(None, started, count_latency=False)
+            raise
+        finally:
+            self._inflight.pop(key, None)
+            self.scheduler.release(ticket)
+        return self._finish(result, started)
+
+    async def prefetch(self, uri: str, ctx: CursorContext) -> None:
+        """Compute the completion at ``ctx`` now so the next request finds it in the cache."""
+        if not (self.ready and self.settings.prefetch_after_accept):
+            return
+        self.stats.add("prefetches")
+        key = self._cache_key(uri, ctx, ctx.prefix, ctx.suffix)
+        if key in self._inflight or self.cache.get(key) is not None:
+            return
+        future: asyncio.Future[Completion | None] = asyncio.get_running_loop().create_future()
+        self._inflight[key] = future
+        ticket = self.scheduler.ticket(uri)
+        try:
+            future.set_result(await self._generate(uri, ctx, key, ticket, debounce=False))
+        except BaseException:
+            future.set_result(None)
+        finally:
+            self._inflight.pop(key, None)
+            self.scheduler.release(ticket)
+
+    def _finish(
+        self, completion: Completion | None, started: float, *, count_latency: bool = True
+    ) -> Completion | None:
+        if completion is None or not completion.text:
+            self.stats.add("empty_results")
+            completion = None
+        if count_latency:
+            self.stats.latency((time.perf_counter() - started) * 1000)
+        if self.on_result is not None:
+            self.on_result()
+        return completion
+
+    def _cache_key(self, uri: str, ctx: CursorContext, before: str, after: str) -> Hashable:
+        s = self.settings
+        context_fp: Hashable = ()
+        if self.context_provider is not None and s.context_other_documents:
+            context_fp = self.context_provider.fingerprint(uri)
+        return (
+            self.engine.name if self.engine else "",
+            s.prompt_format,
+            s.max_context_tokens,
+            s.max_new_tokens,
+            s.max_new_tokens_single_line,
+            s.temperature,
+            s.top_p,
+            s.fim_suffix_share,
+            s.stop_sequences,
+            hash(before),
+            hash(after),
+            len(before),
+            context_fp,
+        )
+
+    def build_prompt(self, uri: str, ctx: CursorContext) -> Prompt:
+        engine = self.engine
+        assert engine is not None
+        if self._counter is None:
+            self._counter = LineCounter(engine.tokens)
+        s = self.settings
+        new_tokens = s.max_new_tokens_single_line if self.single_line(ctx) else s.max_new_tokens
+        limit = min(s.max_context_tokens, engine.context_limit)
+        budget = max(16, limit - new_tokens)
+        extra = ""
+        if self.context_provider is not None and s.context_other_documents:
+            extra = self.context_provider.context(uri, ctx, budget // 4)
+        return build_prompt(
+            ctx,
+            engine.tokens,
+            fmt=choose_format(s.prompt_format, engine.name, engine.tokens),
+            budget=budget,
+            suffix_share=s.fim_suffix_share,
+            extra_context=extra,
+            counter=self._counter,
+        )
+
+    async def _generate(
+        self, uri: str, ctx: CursorContext, key: Hashable, ticket: Ticket, *, debounce: bool = True
+    ) -> Completion | None:
+        engine = self.engine
+        assert engine is not None
+        if debounce:
+            await self.scheduler.debounce(ticket, self.settings.debounce_ms / 1000)
+        prompt = await asyncio.to_thread(self.build_prompt, uri, ctx)
+        if not ticket.live:
+            raise Superseded
+        s = self.settings
+        single = self.single_line(ctx)
+        request = GenerationRequest(
+            prompt_ids=prompt.ids,
+            max_new_tokens=s.max_new_tokens_single_line if single else s.max_new_tokens,
+            temperature=s.temperature,
+            top_p=s.top_p,
+            stop_sequences=("\n",) if single else s.stop_sequences,
+            is_done=block_done(ctx),
+            session=uri,
+        )
+        result = await self.scheduler.run(ticket, lambda stop: self._run_engine(request, stop))
+        if result.cancelled or result.finish_reason == "error":
+            return None
+        text = clean(result.text, ctx, s.stop_sequences)
+        self.cache.put(key, text)
+        self.typing.remember(uri, ctx.prefix, ctx.suffix, text)
+        if not self.scheduler.is_latest(ticket):
+            self.stats.add("discarded_tokens", result.generated_tokens)
+            return None
+        return Completion(text, replace_range_end(ctx), "model") if text else None
+
+    def _run_engine(self, request: GenerationRequest, stop: threading.Event) -> GenerationResult:
+        """On the model worker: run one generation and count what it did."""
+        engine = self.engine
+        if stop.is_set() or engine is None:
+            return GenerationResult("", "cancelled")
+        self.stats.add("generations_started")
+        try:
+            result = engine.generate(request, stop)
+        except Exception:
+            log.exception("generation failed")
+            self.stats.add("generation_errors")
+            return GenerationResult("", "error")
+        self.stats.add("prompt_tokens", result.prompt_tokens)
+        self.stats.add("reused_prompt_tokens", result.reused_prompt_tokens)
+        self.stats.add("generated_tokens", result.generated_tokens)
+        if result.cancelled:
+            self.stats.add("generations_cancelled")
+            self.stats.add("discarded_tokens", result.generated_tokens)
+        else:
+            self.stats.add("generations_completed")
+        return result

@@ -1,0 +1,196 @@
+"""One typed settings object, filled from defaults, environment, CLI flags and the client.
+
+Order of precedence (later wins): defaults < ``CODELLAMA_LSP_*`` environment < CLI flags <
+``initializationOptions`` < ``workspace/didChangeConfiguration``. A bad value raises
+:class:`SettingsError` with a message meant for the editor, and the caller keeps the last
+good settings.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from typing import Any, Literal
+
+DEFAULT_MODEL = "codellama/CodeLlama-70b-Python-hf"
+ENV_PREFIX = "CODELLAMA_LSP_"
+
+Backend = Literal["local", "http", "auto"]
+PromptFormat = Literal["auto", "fim", "prefix"]
+Quantization = Literal["none", "4bit", "8bit"]
+DType = Literal["auto", "bfloat16", "float16", "float32"]
+
+
+class SettingsError(ValueError):
+    """A setting has a value we cannot use; the message is shown to the user as is."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything a user can set. Names are the keys clients send (snake_case)."""
+
+    model: str = DEFAULT_MODEL
+    backend: Backend = "local"
+    server_url: str = "http://127.0.0.1:8765"
+    api_key: str = ""
+    http_model_name: str = ""
+    dtype: DType = "auto"
+    device_map: str = "auto"
+    quantization: Quantization = "none"
+    local_files_only: bool = True
+    max_context_tokens: int = 4096
+    max_new_tokens: int = 128
+    max_new_tokens_single_line: int = 32
+    temperature: float = 0.2
+    top_p: float = 0.9
+    prompt_format: PromptFormat = "auto"
+    fim_suffix_share: float = 0.25
+    stop_sequences: tuple[str, ...] = ("\ndef ", "\nclass ", "\nif __name__", "\n\n\n")
+    enabled: bool = True
+    debounce_ms: int = 60
+    prefill_chunk_tokens: int = 256
+    cache_size: int = 256
+    cache_ttl_s: float = 600.0
+    kv_cache_slots: int = 4
+    kv_cache_max_tokens: int = 16384
+    prefetch_after_accept: bool = True
+    context_other_documents: bool = True
+    log_level: str = "INFO"
+
+    def merged(self, overrides: Mapping[str, Any]) -> Settings:
+        """A copy with ``overrides`` applied and validated; unknown keys are an error."""
+        known = {f.name: f for f in fields(self)}
+        changes: dict[str, Any] = {}
+        for key, raw in overrides.items():
+            name = key.replace("-", "_")
+            if name not in known:
+                raise SettingsError(f"codellama-lsp: unknown setting {key!r}")
+            if raw is None:
+                continue
+            changes[name] = _coerce(name, _field_type(name), raw)
+        result = dataclasses.replace(self, **changes)
+        result.validate()
+        return result
+
+    def validate(self) -> None:
+        """Range checks that types alone cannot express."""
+        checks: list[tuple[bool, str]] = [
+            (bool(self.model.strip()), "model must not be empty"),
+            (self.max_context_tokens >= 64, "max_context_tokens must be at least 64"),
+            (self.max_new_tokens >= 1, "max_new_tokens must be at least 1"),
+            (self.max_new_tokens_single_line >= 1, "max_new_tokens_single_line must be at least 1"),
+            (
+                self.max_new_tokens < self.max_context_tokens,
+                "max_new_tokens must be smaller than max_context_tokens",
+            ),
+            (0.0 <= self.temperature <= 5.0, "temperature must be between 0 and 5"),
+            (0.0 < self.top_p <= 1.0, "top_p must be in (0, 1]"),
+            (0.0 <= self.fim_suffix_share <= 0.9, "fim_suffix_share must be between 0 and 0.9"),
+            (0 <= self.debounce_ms <= 5000, "debounce_ms must be between 0 and 5000"),
+            (self.prefill_chunk_tokens >= 1, "prefill_chunk_tokens must be at least 1"),
+            (self.cache_size >= 0, "cache_size must not be negative"),
+            (self.cache_ttl_s > 0, "cache_ttl_s must be positive"),
+            (self.kv_cache_slots >= 0, "kv_cache_slots must not be negative"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise SettingsError(f"codellama-lsp: {message}")
+
+    @property
+    def greedy(self) -> bool:
+        return self.temperature == 0.0
+
+
+def _field_type(name: str) -> Any:
+    return typing.get_type_hints(Settings)[name]
+
+
+def _coerce(name: str, kind: Any, raw: Any) -> Any:
+    """Turn a JSON or string value into the field's type, or explain why not."""
+    origin = typing.get_origin(kind)
+    try:
+        if origin is Literal:
+            allowed = typing.get_args(kind)
+            value = str(raw)
+            if value not in allowed:
+                raise SettingsError(
+                    f"codellama-lsp: {name} must be one of {', '.join(allowed)} (got {raw!r})"
+                )
+            return value
+        if kind is bool:
+            if isinstance(raw, bool):
+                return raw
+            text = str(raw).strip().lower()
+            if text in {"1", "true", "yes", "on"}:
+                return True
+            if text in {"0", "false", "no", "off"}:
+                return False
+            raise ValueError(raw)
+        if kind is int:
+            if isinstance(raw, bool) or (isinstance(raw, float) and not raw.is_integer()):
+                raise ValueError(raw)
+            return int(raw)
+        if kind is float:
+            if isinstance(raw, bool):
+                raise ValueError(raw)
+            return float(raw)
+        if origin is tuple:
+            if isinstance(raw, str):
+                return tuple(part for part in raw.split(",") if part)
+            if isinstance(raw, list | tuple) and all(isinstance(p, str) for p in raw):
+                return tuple(raw)
+            raise ValueError(raw)
+        if kind is str:
+            if not isinstance(raw, str | int | float):
+                raise ValueError(raw)
+            return str(raw)
+    except SettingsError:
+        raise
+    except (TypeError, ValueError):
+        pass
+    type_name = getattr(kind, "__name__", str(kind))
+    raise SettingsError(f"codellama-lsp: {name} must be a {type_name} (got {raw!r})")
+
+
+def from_environment(environ: Mapping[str, str] | None = None) -> dict[str, str]:
+    """``CODELLAMA_LSP_MAX_NEW_TOKENS=64`` → ``{"max_new_tokens": "64"}``."""
+    env = os.environ if environ is None else environ
+    names = {f.name for f in fields(Settings)}
+    found: dict[str, str] = {}
+    for key, value in env.items():
+        if key.startswith(ENV_PREFIX):
+            name = key[len(ENV_PREFIX) :].lower()
+            if name in names:
+                found[name] = value
+    return found
+
+
+def client_overrides(options: Any) -> dict[str, Any]:
+    """Settings from initializationOptions or didChangeConfiguration.
+
+    Accepts a flat object or one nested under ``"codellama"`` (VS Code's section).
+    """
+    if options is None:
+        return {}
+    if not isinstance(options, Mapping):
+        raise SettingsError("codellama-lsp: settings must be a JSON object")
+    nested = options.get("codellama")
+    if isinstance(nested, Mapping):
+        options = nested
+    return dict(options)
+
+
+def setting_names() -> list[str]:
+    return [f.name for f in fields(Settings)]
+
+
+def describe() -> list[tuple[str, str, str]]:
+    """(name, type, default) for each setting, for docs and ``--help``."""
+    rows = []
+    for f in fields(Settings):
+        default = f.default if f.default is not dataclasses.MISSING else field()
+        rows.append((f.name, str(_field_type(f.name)).replace("typing.", ""), repr(default)))
+    return rows

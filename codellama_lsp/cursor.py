@@ -1,0 +1,130 @@
+"""Where the cursor is, in Python string units, with the facts prompt and clean-up need."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from functools import cached_property
+
+CLOSERS = ")]}\"'`"
+_INDENT = re.compile(r"[ \t]*")
+
+
+def indentation(line: str) -> str:
+    match = _INDENT.match(line)
+    return match.group(0) if match else ""
+
+
+def indent_width(whitespace: str, tab_size: int = 4) -> int:
+    """Columns taken by leading whitespace (tabs count ``tab_size``)."""
+    return len(whitespace.expandtabs(tab_size))
+
+
+def detect_indent_unit(lines: list[str], default: str = "    ") -> str:
+    """The document's indentation step: a tab, or the most common space step."""
+    tabs = spaces = 0
+    steps: dict[int, int] = {}
+    previous = 0
+    for line in lines:
+        if not line.strip():
+            continue
+        lead = indentation(line)
+        if lead.startswith("\t"):
+            tabs += 1
+        elif lead:
+            spaces += 1
+        width = len(lead.expandtabs(4))
+        if width > previous:
+            step = width - previous
+            steps[step] = steps.get(step, 0) + 1
+        previous = width
+    if tabs > spaces:
+        return "\t"
+    if not steps:
+        return default
+    return " " * max(steps, key=lambda s: (steps[s], -s))
+
+
+@dataclass(frozen=True)
+class CursorContext:
+    """A document split at the cursor. ``line`` and ``character`` are Python string indices."""
+
+    text: str
+    line: int
+    character: int
+
+    @cached_property
+    def lines(self) -> list[str]:
+        # Keep "\r" out of line content: CRLF files still complete with plain "\n" lines.
+        return self.text.replace("\r\n", "\n").split("\n")
+
+    @cached_property
+    def offset(self) -> int:
+        """Index of the cursor in ``normalized``."""
+        return sum(len(line) + 1 for line in self.lines[: self.line]) + self.character
+
+    @cached_property
+    def normalized(self) -> str:
+        return "\n".join(self.lines)
+
+    @property
+    def prefix(self) -> str:
+        return self.normalized[: self.offset]
+
+    @property
+    def suffix(self) -> str:
+        return self.normalized[self.offset :]
+
+    @property
+    def line_text(self) -> str:
+        return self.lines[self.line]
+
+    @property
+    def line_prefix(self) -> str:
+        return self.line_text[: self.character]
+
+    @property
+    def line_suffix(self) -> str:
+        return self.line_text[self.character :]
+
+    @property
+    def uses_crlf(self) -> bool:
+        return "\r\n" in self.text
+
+    @property
+    def mid_line(self) -> bool:
+        """Real code after the cursor on this line (auto-closed brackets do not count)."""
+        rest = self.line_suffix.strip()
+        return bool(rest) and not all(ch in CLOSERS or ch in ":," for ch in rest)
+
+    @property
+    def closers_after(self) -> str:
+        """Closing brackets/quotes right after the cursor, e.g. an editor's auto-closed ``)``."""
+        rest = self.line_suffix.rstrip()
+        return rest if rest and all(ch in CLOSERS for ch in rest) else ""
+
+    @property
+    def base_indent(self) -> int:
+        """Columns of indentation of the cursor's line (what is typed so far if blank)."""
+        if self.line_prefix.strip():
+            return indent_width(indentation(self.line_text))
+        return indent_width(self.line_prefix)
+
+    @cached_property
+    def indent_unit(self) -> str:
+        return detect_indent_unit(self.lines)
+
+    @property
+    def next_nonblank_line(self) -> str | None:
+        for line in self.lines[self.line + 1 :]:
+            if line.strip():
+                return line
+        return None
+
+    @classmethod
+    def clamped(cls, text: str, line: int, character: int) -> CursorContext:
+        """A context whose position is moved into the document if it lies outside."""
+        lines = text.replace("\r\n", "\n").split("\n")
+        line = min(max(line, 0), len(lines) - 1)
+        character = min(max(character, 0), len(lines[line]))
+        return cls(text, line, character)

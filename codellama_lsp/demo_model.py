@@ -1,0 +1,484 @@
+"""The tiny offline demo model: a Code-Llama-shaped tokenizer and Llama trained on the stdlib.
+
+It exists so that the server, tests and editors run end to end without a model hub or a GPU.
+It writes Python-looking text and ends infills with ``<EOT>``, but its code has no meaning.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import random
+import re
+import sys
+import sysconfig
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+DEMO_MODEL_NAME = "demo"
+FIM_PIECES = ("▁<PRE>", "▁<SUF>", "▁<MID>", "▁<EOT>")
+DEFAULT_VOCAB = 8000
+_RANDOM_SPEC = re.compile(r"^random:(.*)$")
+
+
+def demo_model_dir() -> Path:
+    """The committed demo model folder inside the package."""
+    return Path(__file__).resolve().parent / "demo_assets" / "demo-model"
+
+
+def _cache_root() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "codellama-lsp"
+
+
+def _parse_random_spec(spec: str) -> dict[str, int]:
+    values: dict[str, int] = {}
+    for part in filter(None, (p.strip() for p in spec.split(","))):
+        key, _, val = part.partition("=")
+        if key not in {"hidden", "layers", "heads", "intermediate", "seed"} or not val:
+            raise ValueError(f"bad random model option {part!r} (hidden,layers,heads,...)")
+        values[key] = int(val)
+    if "hidden" not in values or "layers" not in values:
+        raise ValueError("random model needs hidden= and layers=")
+    return values
+
+
+def resolve_model(name: str) -> str:
+    """Map ``demo`` and ``random:hidden=H,layers=L[,...]`` to folders; pass others through."""
+    if name == DEMO_MODEL_NAME:
+        return str(demo_model_dir())
+    match = _RANDOM_SPEC.match(name)
+    if not match:
+        return name
+    opts = _parse_random_spec(match.group(1))
+    heads = opts.get("heads", _default_heads(opts["hidden"]))
+    inter = opts.get("intermediate")
+    seed = opts.get("seed", 0)
+    tag = f"random-h{opts['hidden']}-l{opts['layers']}-a{heads}-i{inter or 'auto'}-s{seed}"
+    out = _cache_root() / tag
+    if not (out / "config.json").exists():
+        build_random_model(
+            out,
+            hidden_size=opts["hidden"],
+            num_layers=opts["layers"],
+            num_heads=heads,
+            intermediate_size=inter,
+            seed=seed,
+        )
+    return str(out)
+
+
+def _default_heads(hidden: int) -> int:
+    for head_dim in (64, 32, 16):
+        if hidden % head_dim == 0:
+            return max(1, hidden // head_dim)
+    return 1
+
+
+# ----------------------------------------------------------------------------- corpus
+
+
+def stdlib_files(limit_bytes: int | None = None) -> list[Path]:
+    """Python standard-library sources of this interpreter (licence-free), tests excluded."""
+    root = Path(sysconfig.get_paths()["stdlib"])
+    skip = {"test", "tests", "idlelib", "lib2to3", "site-packages", "dist-packages", "turtledemo"}
+    files: list[Path] = []
+    total = 0
+    for path in sorted(root.rglob("*.py")):
+        rel = path.relative_to(root).parts
+        if any(p in skip or p.startswith("test") for p in rel):
+            continue
+        size = path.stat().st_size
+        if size < 500 or size > 400_000:
+            continue
+        files.append(path)
+        total += size
+        if limit_bytes is not None and total >= limit_bytes:
+            break
+    return files
+
+
+def _read_texts(files: list[Path]) -> list[str]:
+    texts = []
+    for f in files:
+        try:
+            texts.append(f.read_text(encoding="utf-8"))
+        except (UnicodeDecodeError, OSError):
+            continue
+    return texts
+
+
+# -------------------------------------------------------------------------- tokenizer
+
+
+def train_tokenizer(out_dir: Path, *, vocab_size: int = DEFAULT_VOCAB) -> Path:
+    """Train a SentencePiece-like BPE (byte fallback, ``▁`` spaces) and save it as CodeLlama."""
+    from tokenizers import Regex, Tokenizer, models, pre_tokenizers, trainers
+    from transformers import CodeLlamaTokenizer
+
+    from .tokenization import sentencepiece_normalizer
+
+    texts = _read_texts(stdlib_files(limit_bytes=12_000_000))
+    bytes_ = [f"<0x{i:02X}>" for i in range(256)]
+    tok = Tokenizer(models.BPE(unk_token="<unk>", byte_fallback=True, fuse_unk=True))
+    tok.normalizer = sentencepiece_normalizer()
+    # Training-only split: indentation runs, words and punctuation runs (pieces never span
+    # lines, like SentencePiece); the saved tokenizer has no pre-tokenizer, as Llama's.
+    tok.pre_tokenizer = pre_tokenizers.Split(
+        Regex(r"▁+(?=▁[^▁\s])|▁?[\p{L}\p{N}_]+|▁?[^\p{L}\p{N}_▁\s]+|▁+|\s"), behavior="isolated"
+    )
+    n_special = 3 + len(bytes_)
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size - len(FIM_PIECES),
+        special_tokens=["<unk>", "<s>", "</s>", *bytes_],
+        initial_alphabet=[chr(c) for c in range(32, 127)] + ["▁", "\t", "\n"],
+        limit_alphabet=n_special + 160,
+        max_token_length=16,
+        show_progress=False,
+    )
+    tok.train_from_iterator(texts, trainer=trainer)
+    state = json.loads(tok.to_str())
+    vocab: dict[str, int] = dict(state["model"]["vocab"])
+    merges: Any = [
+        tuple(m) if isinstance(m, list) else tuple(m.split(" ")) for m in state["model"]["merges"]
+    ]
+    for piece in FIM_PIECES:
+        vocab[piece] = len(vocab)
+    hf = CodeLlamaTokenizer(vocab=vocab, merges=merges)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    hf.save_pretrained(str(out_dir))
+    return out_dir
+
+
+# ------------------------------------------------------------------------------- model
+
+
+def _llama_config(
+    vocab_size: int,
+    *,
+    hidden_size: int,
+    num_layers: int,
+    num_heads: int,
+    intermediate_size: int | None,
+    bos_id: int,
+    eos_id: int,
+) -> object:
+    from transformers import LlamaConfig
+
+    inter = intermediate_size or int(math.ceil(hidden_size * 8 / 3 / 32) * 32)
+    return LlamaConfig(
+        vocab_size=vocab_size,
+        hidden_size=hidden_size,
+        intermediate_size=inter,
+        num_hidden_layers=num_layers,
+        num_attention_heads=num_heads,
+        num_key_value_heads=num_heads,
+        max_position_embeddings=16384,
+        rope_parameters={"rope_type": "default", "rope_theta": 1_000_000.0},
+        tie_word_embeddings=True,
+        bos_token_id=bos_id,
+        eos_token_id=eos_id,
+        pad_token_id=None,
+    )
+
+
+def _demo_tokenizer_dir() -> Path:
+    """Tokenizer folder to copy: the committed demo's, or a freshly trained one."""
+    committed = demo_model_dir()
+    if (committed / "tokenizer.json").exists() or (committed / "tokenizer_config.json").exists():
+        return committed
+    cached = _cache_root() / "demo-tokenizer"
+    if not (cached / "tokenizer_config.json").exists():
+        train_tokenizer(cached)
+    return cached
+
+
+def build_random_model(
+    out_dir: Path,
+    *,
+    hidden_size: int,
+    num_layers: int,
+    num_heads: int = 0,
+    intermediate_size: int | None = None,
+    seed: int = 0,
+) -> Path:
+    """Random-weight Llama with the demo tokenizer, for timing/memory tests at a chosen size."""
+    import torch
+    from transformers import LlamaForCausalLM
+
+    from .tokenization import CodeTokens, load_tokenizer
+
+    tok = load_tokenizer(str(_demo_tokenizer_dir()))
+    codes = CodeTokens(tok)
+    config = _llama_config(
+        codes.vocab_size,
+        hidden_size=hidden_size,
+        num_layers=num_layers,
+        num_heads=num_heads or _default_heads(hidden_size),
+        intermediate_size=intermediate_size,
+        bos_id=int(codes.bos_id or 1),
+        eos_id=int(codes.eos_id or 2),
+    )
+    torch.manual_seed(seed)
+    model = LlamaForCausalLM(config)  # type: ignore[arg-type]
+    out_dir = Path(out_dir)
+    tmp = out_dir.with_name(out_dir.name + f".tmp{os.getpid()}")
+    model.save_pretrained(str(tmp))
+    tok.save_pretrained(str(tmp))
+    (tmp / "README.md").write_text(
+        f"Random-weight Llama (hidden={hidden_size}, layers={num_layers}, seed={seed}) with the"
+        " codellama-lsp demo tokenizer. For speed and memory tests only: its output is noise.\n"
+    )
+    if out_dir.exists():
+        import shutil
+
+        shutil.rmtree(tmp)
+        return out_dir
+    tmp.rename(out_dir)
+    return out_dir
+
+
+class _Sampler:
+    """Training samples: ~50% PSM fill-in-the-middle, the rest left to right."""
+
+    def __init__(self, texts: list[str], codes: object, *, seq_len: int, seed: int) -> None:
+        from .tokenization import CodeTokens
+
+        assert isinstance(codes, CodeTokens) and codes.infill is not None
+        self.codes = codes
+        self.infill = codes.infill
+        self.texts = texts
+        self.weights = [len(t) for t in texts]
+        self.seq_len = seq_len
+        self.rng = random.Random(seed)
+
+    def _chunk(self, n_chars: int) -> str:
+        text = self.rng.choices(self.texts, weights=self.weights)[0]
+        lines = text.splitlines(keepends=True)
+        start = self.rng.randrange(len(lines))
+        out = []
+        size = 0
+        for line in lines[start:]:
+            out.append(line)
+            size += len(line)
+            if size >= n_chars:
+                break
+        return "".join(out)
+
+    def fim_parts(self) -> tuple[str, str, str]:
+        """(prefix, middle, suffix) of one chunk: whole lines half the time, else anywhere."""
+        chunk = self._chunk(self.seq_len * 3)
+        if self.rng.random() < 0.5:  # whole lines, as when the cursor is on an empty line
+            lines = chunk.splitlines(keepends=True)
+            a = self.rng.randrange(len(lines))
+            b = min(len(lines), a + self.rng.choice([1, 1, 1, 2, 3]))
+            return "".join(lines[:a]), "".join(lines[a:b]), "".join(lines[b:])
+        n = len(chunk)  # anywhere, as when typing mid-line
+        a = self.rng.randrange(n + 1)
+        b = min(n, a + self.rng.choice([0, 3, 10, 30, 80, 200]))
+        return chunk[:a], chunk[a:b], chunk[b:]
+
+    def fim(self) -> list[int]:
+        """One PSM sample, prefix/suffix trimmed at their far ends to fit ``seq_len``."""
+        c = self.codes
+        pre, mid, suf = self.fim_parts()
+        pre_ids = c.encode(pre) if pre else []
+        suf_ids = c.encode(suf, leading_space=False)
+        mid_ids = c.encode(mid, leading_space=False)
+        budget = self.seq_len - 5 - len(mid_ids)
+        if budget < 8:
+            mid_ids = mid_ids[: self.seq_len // 2]
+            budget = self.seq_len - 5 - len(mid_ids)
+        keep_pre = min(len(pre_ids), budget // 2 + max(0, budget // 2 - len(suf_ids)))
+        keep_suf = min(len(suf_ids), budget - keep_pre)
+        pre_ids = pre_ids[len(pre_ids) - keep_pre :]
+        suf_ids = suf_ids[:keep_suf]
+        i = self.infill
+        return [
+            int(c.bos_id or 1),
+            i.prefix_id,
+            *pre_ids,
+            i.suffix_id,
+            *suf_ids,
+            i.middle_id,
+            *mid_ids,
+            i.eot_id,
+        ]
+
+    def ltr(self) -> list[int]:
+        c = self.codes
+        ids = [int(c.bos_id or 1), *c.encode(self._chunk(self.seq_len * 4))]
+        return ids[: self.seq_len + 1]
+
+    def batches(self, batch_size: int) -> Iterator[tuple[object, object]]:
+        import torch
+
+        pad = int(self.codes.eos_id or 2)
+        while True:
+            seqs = [
+                self.fim() if self.rng.random() < 0.5 else self.ltr() for _ in range(batch_size)
+            ]
+            width = max(len(s) for s in seqs)
+            x = torch.full((batch_size, width), pad, dtype=torch.long)
+            y = torch.full((batch_size, width), -100, dtype=torch.long)
+            for r, s in enumerate(seqs):
+                x[r, : len(s)] = torch.tensor(s)
+                y[r, : len(s)] = torch.tensor(s)
+            yield x, y
+
+
+def train_demo_model(
+    out_dir: Path,
+    *,
+    minutes: float,
+    seed: int = 0,
+    hidden_size: int = 128,
+    num_layers: int = 4,
+    seq_len: int = 256,
+    batch_size: int = 8,
+    log: bool = True,
+) -> Path:
+    """Train the demo tokenizer and a tiny Llama for ``minutes`` of wall time; save in fp16."""
+    import torch
+    from transformers import LlamaForCausalLM
+
+    from .tokenization import CodeTokens, load_tokenizer
+
+    start = time.monotonic()
+    out_dir = Path(out_dir)
+    torch.manual_seed(seed)
+    random.seed(seed)
+    train_tokenizer(out_dir)
+    tok = load_tokenizer(str(out_dir))
+    codes = CodeTokens(tok)
+    config = _llama_config(
+        codes.vocab_size,
+        hidden_size=hidden_size,
+        num_layers=num_layers,
+        num_heads=_default_heads(hidden_size),
+        intermediate_size=None,
+        bos_id=int(codes.bos_id or 1),
+        eos_id=int(codes.eos_id or 2),
+    )
+    model = LlamaForCausalLM(config)  # type: ignore[arg-type]
+    model.train()
+    texts = _read_texts(stdlib_files())
+    sampler = _Sampler(texts, codes, seq_len=seq_len, seed=seed)
+    opt = torch.optim.AdamW(model.parameters(), lr=3e-3, weight_decay=0.01, betas=(0.9, 0.95))
+    deadline = start + minutes * 60
+    total_s = max(1.0, deadline - time.monotonic())
+    step = 0
+    ema = None
+    tokens = 0
+    for x, y in sampler.batches(batch_size):
+        now = time.monotonic()
+        if now >= deadline:
+            break
+        frac = 1 - (deadline - now) / total_s
+        warm = min(1.0, (step + 1) / 50)
+        lr = 3e-3 * warm * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * frac)))
+        for g in opt.param_groups:
+            g["lr"] = lr
+        assert isinstance(x, torch.Tensor) and isinstance(y, torch.Tensor)
+        loss = model(input_ids=x, labels=y).loss
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        step += 1
+        tokens += int((y != -100).sum())
+        value = loss.item()
+        ema = value if ema is None else 0.95 * ema + 0.05 * value
+        if log and step % 25 == 0:
+            el = time.monotonic() - start
+            print(f"step {step} loss {ema:.3f} lr {lr:.2e} {tokens / el:.0f} tok/s", flush=True)
+    model.eval()
+    model = model.half()
+    model.save_pretrained(str(out_dir))
+    n_params = sum(p.numel() for p in model.parameters())
+    info = {
+        "steps": step,
+        "tokens": tokens,
+        "final_loss_ema": round(ema or float("nan"), 3),
+        "params": n_params,
+        "minutes": round((time.monotonic() - start) / 60, 2),
+        "minutes_arg": minutes,
+        "seed": seed,
+        "python": sys.version.split()[0],
+    }
+    (out_dir / "training.json").write_text(json.dumps(info, indent=2) + "\n")
+    write_readme(out_dir, info)
+    if log:
+        print(json.dumps(info), flush=True)
+    return out_dir
+
+
+_README = """# codellama-lsp demo model (NOT Code Llama)
+
+A tiny Llama-architecture model ({params:,} parameters, float16) with a Code-Llama-shaped
+tokenizer, committed so that codellama-lsp, its tests and the editor demos run offline with no
+model hub and no GPU. It writes Python-looking text with no real meaning. Use a real Code Llama
+model for actual completions.
+
+- Tokenizer: BPE with byte fallback and SentencePiece-style `▁` spaces, trained with the
+  `tokenizers` library on this machine's Python {python} standard library (no tests), saved as
+  the transformers `CodeLlamaTokenizer` class, with `<unk>` `<s>` `</s>` and the infill pieces
+  `▁<PRE>` `▁<SUF>` `▁<MID>` `▁<EOT>` (looked up by string, never by id).
+- Model: `LlamaForCausalLM` (`model_type` llama, no custom code), tied embeddings,
+  max_position_embeddings 16384, trained from scratch for {minutes} minutes on 2 CPU cores
+  ({steps} steps, {tokens:,} target tokens, final loss ~{final_loss_ema}, seed {seed}) on
+  standard-library code: half the samples fill-in-the-middle in Code Llama's PSM format
+  (`<s> ▁<PRE> prefix ▁<SUF>suffix ▁<MID>middle ▁<EOT>`), half left to right.
+- Source text: the CPython standard library (PSF licence); the model and tokenizer are
+  released with this project.
+
+Rebuild (results depend on the CPU and the Python version's standard library):
+
+    python -m codellama_lsp.demo_model train --minutes {minutes_arg} --seed {seed} \\
+        --out codellama_lsp/demo_assets/demo-model
+"""
+
+
+def write_readme(out_dir: Path, info: dict[str, object]) -> None:
+    """Label the folder honestly as a demo, with how it was made."""
+    text = _README.format(**{"minutes_arg": info["minutes"], **info})
+    (Path(out_dir) / "README.md").write_text(text)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m codellama_lsp.demo_model train|random ...``."""
+    parser = argparse.ArgumentParser(prog="python -m codellama_lsp.demo_model")
+    sub = parser.add_subparsers(dest="cmd", required=True)
+    t = sub.add_parser("train", help="train the tiny demo model")
+    t.add_argument("--minutes", type=float, default=8.0)
+    t.add_argument("--out", type=Path, default=demo_model_dir())
+    t.add_argument("--seed", type=int, default=0)
+    r = sub.add_parser("random", help="build a random-weight model of a given size")
+    r.add_argument("--hidden", type=int, required=True)
+    r.add_argument("--layers", type=int, required=True)
+    r.add_argument("--heads", type=int, default=0)
+    r.add_argument("--intermediate", type=int, default=None)
+    r.add_argument("--seed", type=int, default=0)
+    r.add_argument("--out", type=Path, required=True)
+    args = parser.parse_args(argv)
+    if args.cmd == "train":
+        print(train_demo_model(args.out, minutes=args.minutes, seed=args.seed))
+    else:
+        out = build_random_model(
+            args.out,
+            hidden_size=args.hidden,
+            num_layers=args.layers,
+            num_heads=args.heads,
+            intermediate_size=args.intermediate,
+            seed=args.seed,
+        )
+        print(out)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

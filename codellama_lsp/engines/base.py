@@ -1,0 +1,92 @@
+"""What every engine offers: load once, then generate with a stop flag.
+
+Engines are blocking on purpose: the server runs them in one worker thread, so the event
+loop stays free and the model never runs two generations at once.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Literal, Protocol
+
+from codellama_lsp.tokenization import CodeTokens
+
+EngineState = Literal["idle", "loading", "ready", "error"]
+FinishReason = Literal["eot", "stop", "length", "cancelled", "error"]
+ProgressCallback = Callable[[str, int], None]
+"""Called while loading with a message and a percentage (0–100)."""
+
+
+@dataclass(frozen=True)
+class GenerationRequest:
+    """One completion to generate; ``prompt_ids`` already hold BOS and any FIM tokens."""
+
+    prompt_ids: tuple[int, ...]
+    max_new_tokens: int
+    temperature: float
+    top_p: float
+    stop_sequences: tuple[str, ...] = ()
+    is_done: Callable[[str], bool] | None = None
+    """Extra early stop on the text so far (e.g. the cursor's block has ended)."""
+    session: str = ""
+    """Who asked (document URI, client id): engines keep per-session state such as KV slots."""
+    seed: int = 0
+
+
+@dataclass
+class GenerationResult:
+    text: str
+    finish_reason: FinishReason
+    prompt_tokens: int = 0
+    reused_prompt_tokens: int = 0
+    generated_tokens: int = 0
+    prefill_seconds: float = 0.0
+    decode_seconds: float = 0.0
+    token_ids: list[int] = field(default_factory=list)
+
+    @property
+    def cancelled(self) -> bool:
+        return self.finish_reason == "cancelled"
+
+
+class Engine(Protocol):
+    """A loaded model that turns prompt ids into text."""
+
+    name: str
+    state: EngineState
+    error: str
+
+    @property
+    def tokens(self) -> CodeTokens:
+        """The model's tokenizer wrapper (valid once loaded)."""
+        ...
+
+    @property
+    def supports_infill(self) -> bool: ...
+
+    @property
+    def context_limit(self) -> int:
+        """The most prompt + new tokens the model accepts."""
+        ...
+
+    def load(self, progress: ProgressCallback) -> None:
+        """Load (blocking); raise with a clear message on failure."""
+        ...
+
+    def generate(self, request: GenerationRequest, cancel: threading.Event) -> GenerationResult:
+        """Generate until a stop condition or until ``cancel`` is set (checked every step)."""
+        ...
+
+    def close(self) -> None: ...
+
+
+class EngineLoadError(RuntimeError):
+    """Loading failed; the message is shown to the user as is."""
+
+
+def text_stop_index(text: str, stop_sequences: tuple[str, ...]) -> int | None:
+    """Where the first stop sequence starts in ``text``, if any."""
+    positions = [i for s in stop_sequences if s and (i := text.find(s)) >= 0]
+    return min(positions) if positions else None

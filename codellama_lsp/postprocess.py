@@ -1,0 +1,243 @@
+"""Turn raw model text into a completion that fits where it lands.
+
+Each rule is a small function ``(text, ctx) -> text``; :data:`RULES` applies them in order.
+They never add text the model did not write, except closing brackets the editor had already
+typed (the inline item's range replaces those, see :func:`replace_range_end`).
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from collections.abc import Callable, Iterable
+
+from codellama_lsp.cursor import CLOSERS, CursorContext, indent_width, indentation
+
+Rule = Callable[[str, CursorContext], str]
+
+_SPECIAL = re.compile(r"\s?<(?:PRE|SUF|MID|EOT|FILL_ME)>|</?s>|<unk>|<pad>")
+_PAIRS = {")": "(", "]": "[", "}": "{"}
+
+
+def strip_special_tokens(text: str, ctx: CursorContext) -> str:
+    """Nothing after an end-of-text marker, and no marker text at all."""
+    for marker in ("<EOT>", "</s>"):
+        cut = text.find(marker)
+        if cut >= 0:
+            text = text[:cut]
+    return _SPECIAL.sub("", text)
+
+
+def normalize_newlines(text: str, ctx: CursorContext) -> str:
+    return text.replace("\r\n", "\n").replace("\r", "\n")
+
+
+def stop_at_sequences(stop_sequences: Iterable[str]) -> Rule:
+    """Cut at the first configured stop sequence (a new top-level def, two blank lines...)."""
+    stops = tuple(s for s in stop_sequences if s)
+
+    def stop_at_sequences(text: str, ctx: CursorContext) -> str:
+        positions = [i for s in stops if (i := text.find(s)) >= 0]
+        return text[: min(positions)] if positions else text
+
+    return stop_at_sequences
+
+
+def single_line_mid_line(text: str, ctx: CursorContext) -> str:
+    """With code after the cursor on its line, complete that line only."""
+    if ctx.mid_line or ctx.closers_after:
+        return text.split("\n", 1)[0]
+    return text
+
+
+def fix_leading_space(text: str, ctx: CursorContext) -> str:
+    """No doubled space after a typed space, no indentation after typed indentation."""
+    if ctx.line_prefix.endswith((" ", "\t")) and text.startswith((" ", "\t")):
+        if ctx.line_prefix.strip():
+            return text.lstrip(" \t")
+        # On an indented blank line the typed indentation already counts.
+        first, _, rest = text.partition("\n")
+        first_ws = indentation(first)
+        if indent_width(ctx.line_prefix) + indent_width(first_ws) > ctx.base_indent:
+            first = first[len(first_ws) :]
+        return first + ("\n" + rest if rest or text.endswith("\n") else "")
+    return text
+
+
+def stop_at_block_end(text: str, ctx: CursorContext) -> str:
+    """Multi-line completions end where the cursor's block ends.
+
+    That is the first line indented less than the cursor's line; when the cursor's line opens
+    a block (ends with ``:``), the first line back at its own indentation.
+    """
+    lines = text.split("\n")
+    if len(lines) == 1:
+        return text
+    base = ctx.base_indent
+    # The user typed a block header (``if x:``) and the completion starts its body.
+    opens_block = ctx.line_prefix.rstrip().endswith(":") and not lines[0].strip()
+    blank_start = not ctx.line_prefix.strip() and not lines[0].strip()
+    seen_body = False
+    for i, line in enumerate(lines[1:], start=1):
+        if not line.strip():
+            continue
+        width = indent_width(indentation(line))
+        if blank_start and not seen_body:
+            # Cursor on an empty line: the first real line sets the block's indentation.
+            base = width
+            seen_body = True
+            continue
+        if width < base or (opens_block and seen_body and width <= base):
+            return "\n".join(lines[:i]).rstrip("\n ")
+        if width > base:
+            seen_body = True
+        elif opens_block:
+            return "\n".join(lines[:i]).rstrip("\n ")
+    return text
+
+
+def stop_before_suffix_lines(text: str, ctx: CursorContext) -> str:
+    """Stop at a line that (nearly) equals the next non-blank line after the cursor."""
+    upcoming = ctx.next_nonblank_line
+    if upcoming is None or not upcoming.strip():
+        return text
+    target = upcoming.strip()
+    lines = text.split("\n")
+    for i, line in enumerate(lines):
+        if i == 0 and not ctx.line_prefix.strip() and not line.strip():
+            continue
+        candidate = line.strip() if i else (ctx.line_prefix + line).strip()
+        if len(target) >= 4 and _nearly_equal(candidate, target):
+            return "\n".join(lines[:i]).rstrip("\n ") if i else ""
+    return text
+
+
+def _nearly_equal(a: str, b: str) -> bool:
+    if a == b:
+        return True
+    return difflib.SequenceMatcher(None, a, b).ratio() >= 0.9
+
+
+def drop_suffix_overlap(text: str, ctx: CursorContext) -> str:
+    """Drop the end of a single-line completion that repeats the rest of the line."""
+    rest = ctx.line_suffix.rstrip()
+    if not rest or "\n" in text or ctx.closers_after:
+        return text
+    if text.rstrip().endswith(rest):
+        return text.rstrip()[: -len(rest)]
+    return text
+
+
+def balance_closers(text: str, ctx: CursorContext) -> str:
+    """When the editor auto-closed brackets after the cursor, the completion replaces them.
+
+    The result must close what the line opens: we append the closers the completion lacks
+    (taken from the text being replaced, never invented beyond it).
+    """
+    closers = ctx.closers_after
+    if not closers:
+        return text
+    # Count brackets opened but not closed on the cursor line + completion.
+    stack: list[str] = []
+    for ch in ctx.line_prefix + text:
+        if ch in "([{":
+            stack.append(ch)
+        elif ch in _PAIRS and stack and stack[-1] == _PAIRS[ch]:
+            stack.pop()
+    needed = ""
+    for ch in closers:
+        if ch in _PAIRS and stack and stack[-1] == _PAIRS[ch]:
+            stack.pop()
+            needed += ch
+        elif (ch in "\"'`" and (ctx.line_prefix + text).count(ch) % 2 == 1) or (
+            ch not in _PAIRS and ch not in "\"'`"
+        ):
+            needed += ch
+    return text + needed
+
+
+def fix_indentation_unit(text: str, ctx: CursorContext) -> str:
+    """Later lines use the file's indentation unit (tabs vs spaces)."""
+    unit = ctx.indent_unit
+    lines = text.split("\n")
+    out = [lines[0]]
+    for line in lines[1:]:
+        lead = indentation(line)
+        body = line[len(lead) :]
+        if unit == "\t" and " " in lead:
+            levels = indent_width(lead) // 4
+            lead = "\t" * levels + " " * (indent_width(lead) - levels * 4)
+        elif unit != "\t" and "\t" in lead:
+            lead = lead.expandtabs(len(unit))
+        out.append(lead + body)
+    return "\n".join(out)
+
+
+def strip_trailing_whitespace(text: str, ctx: CursorContext) -> str:
+    lines = text.split("\n")
+    cleaned = [line.rstrip(" \t") for line in lines]
+    result = "\n".join(cleaned)
+    return result.rstrip("\n") if len(lines) > 1 else result
+
+
+def drop_repeated_lines(text: str, ctx: CursorContext) -> str:
+    """Cut a loop: the same non-blank line three times in a row keeps only the first."""
+    lines = text.split("\n")
+    full = [ctx.line_prefix + lines[0], *lines[1:]]
+    for i in range(len(full) - 2):
+        if full[i].strip() and full[i] == full[i + 1] == full[i + 2]:
+            return "\n".join(lines[: i + 1])
+    return text
+
+
+def drop_blank(text: str, ctx: CursorContext) -> str:
+    return text if text.strip() else ""
+
+
+def rules(stop_sequences: Iterable[str]) -> list[Rule]:
+    return [
+        strip_special_tokens,
+        normalize_newlines,
+        stop_at_sequences(stop_sequences),
+        single_line_mid_line,
+        fix_leading_space,
+        stop_before_suffix_lines,
+        stop_at_block_end,
+        drop_suffix_overlap,
+        fix_indentation_unit,
+        drop_repeated_lines,
+        strip_trailing_whitespace,
+        balance_closers,
+        drop_blank,
+    ]
+
+
+def clean(text: str, ctx: CursorContext, stop_sequences: Iterable[str] = ()) -> str:
+    """All rules, in order."""
+    for rule in rules(stop_sequences):
+        text = rule(text, ctx)
+        if not text:
+            return ""
+    return text
+
+
+def replace_range_end(ctx: CursorContext) -> int:
+    """Column (Python units) where the inline item's range ends: past auto-closed brackets."""
+    return ctx.character + len(ctx.closers_after)
+
+
+def block_done(ctx: CursorContext) -> Callable[[str], bool]:
+    """Early stop for the engine: true once the text has left the cursor's block."""
+
+    def done(text: str) -> bool:
+        if ctx.mid_line or ctx.closers_after:
+            return "\n" in text
+        head, _, tail = text.rpartition("\n")
+        if not head or not tail.strip():
+            return False  # wait until the last line shows its indentation
+        return stop_at_block_end(text, ctx) != text
+
+    return done
+
+
+__all__ = ["CLOSERS", "Rule", "block_done", "clean", "replace_range_end", "rules"]

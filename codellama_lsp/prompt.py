@@ -1,0 +1,191 @@
+"""Prompts from a document and a cursor, under a token budget.
+
+Two formats: prefix-only (Code Llama 70B and the Python models, which were not trained to
+infill) and FIM in PSM order (``<PRE> {prefix} <SUF>{suffix} <MID>``) for the 7B/13B base
+models. Ids are built by hand: the tokenizer's own infill path adds a stray ``▁``.
+
+The window keeps whole lines nearest the cursor, and its first line only moves in steps of
+``WINDOW_STEP`` lines, so that typing does not shift the start of the prompt on every
+keystroke and the KV cache of the previous request stays reusable.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Literal
+
+from cachetools import LRUCache
+
+from codellama_lsp.cursor import CursorContext
+from codellama_lsp.tokenization import CodeTokens
+
+Format = Literal["fim", "prefix"]
+WINDOW_STEP = 16
+IMPORT_SHARE = 0.15
+_IMPORT = re.compile(r"^(import\s|from\s+\S+\s+import\s)")
+_NOT_INFILL = re.compile(r"python|70b|instruct", re.IGNORECASE)
+
+
+def choose_format(setting: str, model_name: str, tokens: CodeTokens) -> Format:
+    """FIM only when the tokenizer has infill tokens and the model was trained to use them.
+
+    The Python and 70B models share the infill tokens in their vocabulary but were not
+    trained to infill, so their names decide; ``prompt_format`` overrides.
+    """
+    if setting == "fim":
+        if tokens.infill is None:
+            return "prefix"
+        return "fim"
+    if setting == "prefix":
+        return "prefix"
+    if tokens.infill is None or _NOT_INFILL.search(model_name):
+        return "prefix"
+    return "fim"
+
+
+@dataclass(frozen=True)
+class Prompt:
+    ids: tuple[int, ...]
+    format: Format
+    budget: int
+    window_start_line: int
+    prefix_text: str
+    suffix_text: str
+    context_text: str = ""
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+
+class LineCounter:
+    """Token counts of single lines, memoised: documents change a line at a time."""
+
+    def __init__(self, tokens: CodeTokens, size: int = 8192) -> None:
+        self.tokens = tokens
+        self._memo: LRUCache[str, int] = LRUCache(maxsize=size)
+
+    def __call__(self, line: str) -> int:
+        count = self._memo.get(line)
+        if count is None:
+            count = len(self.tokens.encode(line + "\n", leading_space=False))
+            self._memo[line] = count
+        return count
+
+
+def window_start(counts: list[int], budget: int, step: int = WINDOW_STEP) -> int:
+    """First line of the window over ``counts`` (lines before the cursor) within ``budget``.
+
+    The minimal start is rounded up to a multiple of ``step``: it only moves when the text
+    above crosses a step boundary, not on every keystroke.
+    """
+    total, start = 0, len(counts)
+    for i in range(len(counts) - 1, -1, -1):
+        if total + counts[i] > budget:
+            break
+        total += counts[i]
+        start = i
+    if start == 0:
+        return 0
+    return min(len(counts), -(-start // step) * step)
+
+
+def import_block(lines: list[str], before: int) -> list[str]:
+    """Top-level import lines above line ``before`` (kept when the window starts below them)."""
+    return [line for line in lines[:before] if _IMPORT.match(line)]
+
+
+def _fit_lines(lines: list[str], budget: int, count: LineCounter) -> list[str]:
+    kept: list[str] = []
+    used = 0
+    for line in lines:
+        used += count(line)
+        if used > budget:
+            break
+        kept.append(line)
+    return kept
+
+
+def build_prompt(
+    ctx: CursorContext,
+    tokens: CodeTokens,
+    *,
+    fmt: Format,
+    budget: int,
+    suffix_share: float = 0.25,
+    extra_context: str = "",
+    counter: LineCounter | None = None,
+) -> Prompt:
+    """The prompt ids for ``ctx``, never longer than ``budget`` tokens."""
+    count = counter or LineCounter(tokens)
+    fixed = 4  # BOS and the three infill tokens
+    suffix_budget = int(budget * suffix_share) if fmt == "fim" else 0
+    context_text = extra_context
+    if context_text and len(tokens.encode(context_text)) > budget // 2:
+        context_text = ""
+    context_cost = len(tokens.encode(context_text)) if context_text else 0
+    cursor_line = ctx.line_prefix
+    prefix_budget = budget - fixed - suffix_budget - context_cost - count(cursor_line)
+
+    above = ctx.lines[: ctx.line]
+    counts = [count(line) for line in above]
+    start = window_start(counts, max(0, prefix_budget))
+    header = ""
+    if start > 0:
+        imports = import_block(ctx.lines, start)
+        kept = _fit_lines(imports, int(prefix_budget * IMPORT_SHARE), count)
+        if kept:
+            header = "\n".join(kept) + "\n"
+            start = window_start(counts, max(0, prefix_budget - sum(count(k) for k in kept)))
+
+    suffix_text = ""
+    if fmt == "fim":
+        rest = [ctx.line_suffix, *ctx.lines[ctx.line + 1 :]]
+        suffix_text = "\n".join(_fit_lines(rest, suffix_budget, count))
+
+    while True:
+        prefix_text = context_text + header + "".join(line + "\n" for line in above[start:])
+        prefix_text += cursor_line
+        ids = _assemble(tokens, fmt, prefix_text, suffix_text)
+        if len(ids) <= budget or (start >= len(above) and not header and not suffix_text):
+            break
+        # Line counts are close to, not exactly, the joint encoding: trim and retry.
+        if start < len(above):
+            start = min(len(above), start + WINDOW_STEP)
+        elif header:
+            header = ""
+        else:
+            suffix_text = suffix_text[: len(suffix_text) // 2]
+    if len(ids) > budget:
+        # Only the cursor line is left and it alone is too long: keep its end.
+        empty = _assemble(tokens, fmt, "", "")
+        tail = tokens.encode(cursor_line)[len(empty) - budget :]
+        # In FIM the prefix sits between <PRE> and <SUF>: the first two ids of `empty`.
+        ids = empty[:-2] + tail + empty[-2:] if fmt == "fim" else empty + tail
+        prefix_text = cursor_line
+        suffix_text = ""
+    return Prompt(
+        ids=tuple(ids),
+        format=fmt,
+        budget=budget,
+        window_start_line=start,
+        prefix_text=prefix_text,
+        suffix_text=suffix_text,
+        context_text=context_text,
+    )
+
+
+def _assemble(tokens: CodeTokens, fmt: Format, prefix: str, suffix: str) -> list[int]:
+    bos = [tokens.bos_id] if tokens.bos_id is not None else []
+    if fmt == "prefix":
+        return bos + (tokens.encode(prefix) if prefix else [])
+    infill = tokens.infill
+    assert infill is not None
+    return (
+        bos
+        + [infill.prefix_id]
+        + (tokens.encode(prefix) if prefix else [])
+        + [infill.suffix_id]
+        + (tokens.encode(suffix, leading_space=False) if suffix else [])
+        + [infill.middle_id]
+    )

@@ -1,0 +1,102 @@
+"""Who gets the model, and when: debounce, newest-wins per document, one worker.
+
+Each request takes a :class:`Ticket` for its document. A newer ticket for the same document
+supersedes the older one at once: its stop flag is set, so a generation in flight stops within
+one decode step or prefill chunk, and a request still waiting in its debounce never reaches
+the model. Clients need not send ``$/cancelRequest`` (Neovim does not while typing).
+
+All model work runs on a single worker thread, so documents queue in arrival order and two
+generations never compete for the model.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import TypeVar
+
+T = TypeVar("T")
+
+
+class Superseded(Exception):
+    """A newer request for the same document took over."""
+
+
+@dataclass
+class Ticket:
+    key: str
+    number: int
+    cancel: threading.Event = field(default_factory=threading.Event)
+    superseded: bool = False
+
+    @property
+    def live(self) -> bool:
+        return not self.cancel.is_set()
+
+
+class Scheduler:
+    def __init__(self) -> None:
+        self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="codellama-model")
+        self._latest: dict[str, Ticket] = {}
+        self._numbers = itertools.count(1)
+        self.on_superseded: Callable[[Ticket], None] | None = None
+
+    def ticket(self, key: str) -> Ticket:
+        """A new ticket for ``key``; the previous one (if any) is superseded now."""
+        ticket = Ticket(key, next(self._numbers))
+        previous = self._latest.get(key)
+        self._latest[key] = ticket
+        if previous is not None and previous.live:
+            previous.superseded = True
+            previous.cancel.set()
+            if self.on_superseded is not None:
+                self.on_superseded(previous)
+        return ticket
+
+    def is_latest(self, ticket: Ticket) -> bool:
+        return self._latest.get(ticket.key) is ticket
+
+    def cancel_key(self, key: str) -> None:
+        """Stop whatever runs for ``key`` (document closed)."""
+        ticket = self._latest.pop(key, None)
+        if ticket is not None:
+            ticket.cancel.set()
+
+    async def debounce(self, ticket: Ticket, delay_s: float) -> None:
+        """Wait ``delay_s``; raise :class:`Superseded` if a newer request came meanwhile."""
+        if delay_s > 0:
+            await asyncio.sleep(delay_s)
+        if not ticket.live:
+            raise Superseded
+
+    async def run(self, ticket: Ticket, job: Callable[[threading.Event], T]) -> T:
+        """Run ``job(stop_flag)`` on the model worker.
+
+        If the awaiting task is cancelled ($/cancelRequest), the stop flag is set so that the
+        worker stops too, instead of finishing a result nobody will see.
+        """
+        loop = asyncio.get_running_loop()
+        future = loop.run_in_executor(self._worker, job, ticket.cancel)
+        try:
+            return await asyncio.shield(future)
+        except asyncio.CancelledError:
+            ticket.cancel.set()
+            raise
+
+    async def run_exclusive(self, job: Callable[[], T]) -> T:
+        """Run a non-generation job (model load) on the same worker, in turn."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._worker, job)
+
+    def release(self, ticket: Ticket) -> None:
+        if self._latest.get(ticket.key) is ticket:
+            del self._latest[ticket.key]
+
+    def shutdown(self) -> None:
+        for ticket in self._latest.values():
+            ticket.cancel.set()
+        self._worker.shutdown(wait=False, cancel_futures=True)

@@ -1,0 +1,402 @@
+"""The language server: thin pygls handlers that hand work to :mod:`codellama_lsp.completer`.
+
+Everything slow happens off the event loop: the model loads and generates on the scheduler's
+worker thread, so ``didChange`` and ``$/cancelRequest`` are always read at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+import uuid
+from collections.abc import Mapping
+from typing import Any
+
+from lsprotocol import types
+from pygls.lsp.server import LanguageServer
+from pygls.workspace import TextDocument
+
+from codellama_lsp import __version__
+from codellama_lsp.completer import Completer, Completion
+from codellama_lsp.config import Settings, SettingsError, client_overrides
+from codellama_lsp.context import OpenDocumentsContext
+from codellama_lsp.cursor import CursorContext
+from codellama_lsp.engines.base import Engine, EngineLoadError
+from codellama_lsp.engines.factory import create_engine
+
+log = logging.getLogger(__name__)
+
+STATUS_NOTIFICATION = "codellama/status"
+ACCEPTED_COMMAND = "codellama.accepted"
+# Settings whose change needs a new engine (a reload); the rest apply at once.
+ENGINE_SETTINGS = frozenset(
+    {
+        "model",
+        "backend",
+        "server_url",
+        "api_key",
+        "http_model_name",
+        "dtype",
+        "device_map",
+        "quantization",
+        "local_files_only",
+        "kv_cache_slots",
+        "kv_cache_max_tokens",
+        "prefill_chunk_tokens",
+    }
+)
+
+
+class CodeLlamaServer(LanguageServer):
+    """Holds the settings, the engine and the completer for one editor session."""
+
+    def __init__(self, settings: Settings) -> None:
+        super().__init__("codellama-lsp", __version__)
+        self.settings = settings
+        self.completer = Completer(settings)
+        self.context = OpenDocumentsContext(self)
+        self.completer.context_provider = self.context
+        self.completer.on_result = self.send_status
+        self.state = "loading"
+        self.message = "Starting"
+        self.load_seconds: float | None = None
+        self._load_task: asyncio.Task[None] | None = None
+        self._last_status: dict[str, Any] | None = None
+        self._background: set[asyncio.Task[Any]] = set()
+
+    # --- status -----------------------------------------------------------------------
+    def status(self) -> dict[str, Any]:
+        state = self.state
+        if state == "ready" and not self.settings.enabled:
+            state = "disabled"
+        return {
+            "state": state,
+            "message": self.message,
+            "model": self.settings.model,
+            "backend": self.settings.backend,
+            "last_latency_ms": self.completer.stats.last_latency_ms,
+            "load_seconds": self.load_seconds,
+            "version": __version__,
+        }
+
+    def send_status(self) -> None:
+        status = self.status()
+        if status != self._last_status:
+            self._last_status = status
+            self.protocol.notify(STATUS_NOTIFICATION, status)
+
+    def show(self, message: str, kind: types.MessageType = types.MessageType.Error) -> None:
+        log.log(logging.ERROR if kind == types.MessageType.Error else logging.INFO, message)
+        self.window_show_message(types.ShowMessageParams(type=kind, message=message))
+
+    def spawn(self, coro: Any) -> asyncio.Task[Any]:
+        task = asyncio.ensure_future(coro)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+        return task
+
+    # --- settings and loading -------------------------------------------------------------
+    def update_settings(self, overrides: Mapping[str, Any]) -> bool:
+        """Apply client settings; on a bad value tell the user and keep the last good ones."""
+        try:
+            new = self.settings.merged(client_overrides(overrides))
+        except SettingsError as exc:
+            self.show(f"{exc}. Keeping the previous settings.")
+            return False
+        old = self.settings
+        self.settings = new
+        self.completer.apply_settings(new)
+        logging.getLogger("codellama_lsp").setLevel(new.log_level.upper())
+        changed = {name for name in ENGINE_SETTINGS if getattr(old, name) != getattr(new, name)}
+        if changed and self._load_task is not None:
+            self.start_loading()
+        self.send_status()
+        return True
+
+    def start_loading(self) -> None:
+        if self._load_task is not None and not self._load_task.done():
+            self._load_task.cancel()
+        self._load_task = asyncio.ensure_future(self._load())
+
+    async def _load(self) -> None:
+        settings = self.settings
+        old_engine = self.completer.engine
+        self.completer.set_engine(None)
+        if old_engine is not None:
+            await self.completer.scheduler.run_exclusive(old_engine.close)
+        self.state, self.message, self.load_seconds = "loading", f"Loading {settings.model}", None
+        self.send_status()
+        progress = await self._progress_begin(f"codellama: loading {settings.model}")
+        loop = asyncio.get_running_loop()
+        last_sent = [0.0]
+
+        def report(message: str, percent: int) -> None:
+            # Called on the worker thread; hand over to the event loop.
+            now = time.monotonic()
+            if now - last_sent[0] < 0.2 and percent < 100:
+                return
+            last_sent[0] = now
+            loop.call_soon_threadsafe(self._progress_report, progress, message, percent)
+
+        engine: Engine = create_engine(settings)
+        started = time.perf_counter()
+        try:
+            await self.completer.scheduler.run_exclusive(lambda: engine.load(report))
+        except EngineLoadError as exc:
+            self.state, self.message = "error", str(exc)
+            self._progress_end(progress, "Failed")
+            self.show(f"codellama-lsp: {exc}")
+            self.send_status()
+            return
+        except Exception as exc:
+            log.exception("model load failed")
+            self.state, self.message = "error", f"Could not load {settings.model}: {exc}"
+            self._progress_end(progress, "Failed")
+            self.show(f"codellama-lsp: {self.message}")
+            self.send_status()
+            return
+        if self.settings is not settings and any(
+            getattr(self.settings, n) != getattr(settings, n) for n in ENGINE_SETTINGS
+        ):
+            return  # a newer load is on its way
+        self.load_seconds = round(time.perf_counter() - started, 3)
+        self.completer.set_engine(engine)
+        self.state = "ready"
+        self.message = f"{settings.model} ready ({self.load_seconds:.1f} s)"
+        self._progress_end(progress, "Ready")
+        self.send_status()
+
+    async def _progress_begin(self, title: str) -> str | None:
+        caps = self.client_capabilities.window
+        if not (caps and caps.work_done_progress):
+            return None
+        token = f"codellama-load-{uuid.uuid4().hex[:8]}"
+        try:
+            await asyncio.wait_for(self.work_done_progress.create_async(token), 5)
+        except Exception:
+            return None
+        self.work_done_progress.begin(
+            token, types.WorkDoneProgressBegin(title=title, percentage=0, cancellable=False)
+        )
+        return token
+
+    def _progress_report(self, token: str | None, message: str, percent: int) -> None:
+        self.message = message
+        if token is not None:
+            self.work_done_progress.report(
+                token, types.WorkDoneProgressReport(message=message, percentage=percent)
+            )
+
+    def _progress_end(self, token: str | None, message: str) -> None:
+        if token is not None:
+            self.work_done_progress.end(token, types.WorkDoneProgressEnd(message=message))
+
+    # --- completions -----------------------------------------------------------------
+    def cursor(self, uri: str, position: types.Position) -> tuple[TextDocument, CursorContext]:
+        doc = self.workspace.get_text_document(uri)
+        return doc, cursor_at(doc, position)
+
+    async def watch_parent(self, pid: int) -> None:
+        """Exit when the editor that started us is gone (it may die without ``shutdown``)."""
+        while True:
+            await asyncio.sleep(2)
+            try:
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                log.warning("parent process %s is gone: exiting", pid)
+                os._exit(0)
+            except PermissionError:
+                pass
+
+
+def cursor_at(doc: TextDocument, position: types.Position) -> CursorContext:
+    """The cursor in Python string units, from a client position in its own encoding."""
+    lines = doc.source.replace("\r\n", "\n").split("\n")
+    line = min(max(position.line, 0), len(lines) - 1)
+    text = lines[line]
+    codec = doc.position_codec
+    units = 0
+    column = 0
+    for ch in text:
+        if units >= position.character:
+            break
+        units += codec.impl.code_units_for_char(ch)
+        column += 1
+    return CursorContext.clamped(doc.source, line, column)
+
+
+def client_position(doc: TextDocument, line: int, column: int) -> types.Position:
+    lines = doc.source.replace("\r\n", "\n").split("\n")
+    text = lines[line] if line < len(lines) else ""
+    units = doc.position_codec.client_num_units(text[:column])
+    return types.Position(line=line, character=units)
+
+
+def create_server(settings: Settings) -> CodeLlamaServer:
+    server = CodeLlamaServer(settings)
+
+    @server.feature(types.INITIALIZE)
+    def initialize(ls: CodeLlamaServer, params: types.InitializeParams) -> None:
+        if params.initialization_options is not None:
+            ls.update_settings(params.initialization_options)
+        if params.process_id:
+            ls.spawn(ls.watch_parent(params.process_id))
+
+    @server.feature(types.INITIALIZED)
+    def initialized(ls: CodeLlamaServer, params: types.InitializedParams) -> None:
+        ls.start_loading()
+
+    @server.feature(types.WORKSPACE_DID_CHANGE_CONFIGURATION)
+    def did_change_configuration(
+        ls: CodeLlamaServer, params: types.DidChangeConfigurationParams
+    ) -> None:
+        if isinstance(params.settings, Mapping) and params.settings:
+            ls.update_settings(params.settings)
+
+    @server.feature(types.TEXT_DOCUMENT_DID_CLOSE)
+    def did_close(ls: CodeLlamaServer, params: types.DidCloseTextDocumentParams) -> None:
+        uri = params.text_document.uri
+        ls.completer.scheduler.cancel_key(uri)
+        ls.completer.typing.forget(uri)
+
+    @server.feature(types.TEXT_DOCUMENT_INLINE_COMPLETION, types.InlineCompletionOptions())
+    async def inline_completion(
+        ls: CodeLlamaServer, params: types.InlineCompletionParams
+    ) -> types.InlineCompletionList | None:
+        uri = params.text_document.uri
+        doc, ctx = ls.cursor(uri, params.position)
+        selected = params.context.selected_completion_info
+        prefix_text = ""
+        if selected is not None:
+            # The result must extend the item selected in the completion menu.
+            prefix_text = selected.text
+            start = cursor_at(doc, selected.range.start)
+            end = cursor_at(doc, selected.range.end)
+            text = ctx.normalized
+            ctx = CursorContext(
+                text[: start.offset] + selected.text + text[end.offset :],
+                start.line,
+                start.character + len(selected.text),
+            )
+        completion = await _complete(ls, uri, ctx)
+        if completion is None:
+            return types.InlineCompletionList(items=[])
+        start_pos = selected.range.start if selected is not None else params.position
+        end_pos = (
+            selected.range.end
+            if selected is not None
+            else client_position(doc, ctx.line, completion.end_character)
+        )
+        item = types.InlineCompletionItem(
+            insert_text=prefix_text + completion.text,
+            range=types.Range(start=start_pos, end=end_pos),
+            command=types.Command(
+                title="codellama: accepted",
+                command=ACCEPTED_COMMAND,
+                arguments=[
+                    {
+                        "uri": uri,
+                        "line": start_pos.line,
+                        "character": start_pos.character,
+                        "text": prefix_text + completion.text,
+                    }
+                ],
+            ),
+        )
+        return types.InlineCompletionList(items=[item])
+
+    @server.feature(types.TEXT_DOCUMENT_COMPLETION, types.CompletionOptions(resolve_provider=False))
+    async def completion(
+        ls: CodeLlamaServer, params: types.CompletionParams
+    ) -> types.CompletionList:
+        uri = params.text_document.uri
+        doc, ctx = ls.cursor(uri, params.position)
+        result = await _complete(ls, uri, ctx)
+        if result is None:
+            return types.CompletionList(is_incomplete=True, items=[])
+        first, _, more = result.text.partition("\n")
+        label = (first.strip() or result.text.strip().split("\n")[0]) + (" …" if more else "")
+        edit_range = types.Range(
+            start=params.position, end=client_position(doc, ctx.line, result.end_character)
+        )
+        item = types.CompletionItem(
+            label=label[:80],
+            kind=types.CompletionItemKind.Text,
+            detail="codellama",
+            documentation=types.MarkupContent(
+                kind=types.MarkupKind.Markdown, value=f"```python\n{result.text}\n```"
+            ),
+            text_edit=types.TextEdit(range=edit_range, new_text=result.text),
+            insert_text_format=types.InsertTextFormat.PlainText,
+            filter_text=ctx.line_prefix.split()[-1] if ctx.line_prefix.split() else "",
+            sort_text="0",
+            preselect=True,
+        )
+        return types.CompletionList(is_incomplete=True, items=[item])
+
+    @server.command("codellama.stats")
+    def stats(ls: CodeLlamaServer, *args: Any) -> dict[str, Any]:
+        completer = ls.completer
+        engine = completer.engine
+        extra: dict[str, Any] = {
+            "cache_entries": len(completer.cache),
+            "typing_through_entries": len(completer.typing),
+            "state": ls.status()["state"],
+        }
+        kv = getattr(engine, "kv", None)
+        if kv is not None:
+            extra["kv_slots"] = len(kv)
+            extra["kv_cached_tokens"] = kv.total_tokens
+        return completer.stats.snapshot(**extra)
+
+    @server.command("codellama.status")
+    def status(ls: CodeLlamaServer, *args: Any) -> dict[str, Any]:
+        return ls.status()
+
+    @server.command("codellama.reload")
+    def reload(ls: CodeLlamaServer, *args: Any) -> dict[str, Any]:
+        ls.start_loading()
+        return {"state": "loading"}
+
+    @server.command(ACCEPTED_COMMAND)
+    def accepted(ls: CodeLlamaServer, *args: Any) -> None:
+        ls.completer.stats.add("accepted")
+        info = args[0] if args and isinstance(args[0], Mapping) else None
+        if info is None and args and isinstance(args[0], list) and args[0]:
+            info = args[0][0] if isinstance(args[0][0], Mapping) else None
+        if info is None or not ls.settings.prefetch_after_accept:
+            return
+        ls.spawn(_prefetch_after_accept(ls, info))
+
+    return server
+
+
+async def _complete(ls: CodeLlamaServer, uri: str, ctx: CursorContext) -> Completion | None:
+    try:
+        return await ls.completer.complete(uri, ctx)
+    except asyncio.CancelledError:
+        ls.completer.stats.add("requests_cancelled")
+        raise
+
+
+async def _prefetch_after_accept(ls: CodeLlamaServer, info: Mapping[str, Any]) -> None:
+    """After an accept, compute the completion at the new cursor so it is ready."""
+    await asyncio.sleep(0.05)  # let the edit's didChange arrive first
+    try:
+        uri = str(info["uri"])
+        text = str(info["text"])
+        doc = ls.workspace.get_text_document(uri)
+        start = cursor_at(
+            doc, types.Position(line=int(info["line"]), character=int(info["character"]))
+        )
+    except (KeyError, TypeError, ValueError):
+        return
+    lines = text.split("\n")
+    line = start.line + len(lines) - 1
+    column = (start.character if len(lines) == 1 else 0) + len(lines[-1])
+    ctx = CursorContext.clamped(doc.source, line, column)
+    if not ctx.prefix.endswith(text.replace("\r\n", "\n")):
+        return  # the document does not hold the accepted text (yet): nothing to prefetch
+    await ls.completer.prefetch(uri, ctx)

@@ -1,0 +1,71 @@
+"""Counters and latency percentiles that users (``codellama.stats``) and tests read."""
+
+from __future__ import annotations
+
+import threading
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+COUNTERS = (
+    "requests",
+    "requests_cancelled",
+    "requests_superseded",
+    "empty_results",
+    "generations_started",
+    "generations_completed",
+    "generations_cancelled",
+    "generation_errors",
+    "cache_hits",
+    "typing_through_hits",
+    "prompt_tokens",
+    "reused_prompt_tokens",
+    "generated_tokens",
+    "discarded_tokens",
+    "accepted",
+    "prefetches",
+)
+
+
+def percentile(values: list[float], q: float) -> float | None:
+    """Nearest-rank percentile; None when there is nothing to measure."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    rank = max(0, min(len(ordered) - 1, round(q / 100 * len(ordered) + 0.5) - 1))
+    return round(ordered[rank], 3)
+
+
+@dataclass
+class Stats:
+    """Thread-safe: the model worker updates it while the event loop reads it."""
+
+    counts: dict[str, int] = field(default_factory=lambda: dict.fromkeys(COUNTERS, 0))
+    latencies_ms: deque[float] = field(default_factory=lambda: deque(maxlen=2000))
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def add(self, name: str, amount: int = 1) -> None:
+        with self._lock:
+            self.counts[name] = self.counts.get(name, 0) + amount
+
+    def latency(self, ms: float) -> None:
+        with self._lock:
+            self.latencies_ms.append(ms)
+
+    @property
+    def last_latency_ms(self) -> float | None:
+        with self._lock:
+            return round(self.latencies_ms[-1], 1) if self.latencies_ms else None
+
+    def snapshot(self, **extra: Any) -> dict[str, Any]:
+        with self._lock:
+            values = list(self.latencies_ms)
+            data: dict[str, Any] = dict(self.counts)
+        data["latency_ms"] = {
+            "p50": percentile(values, 50),
+            "p95": percentile(values, 95),
+            "p99": percentile(values, 99),
+            "count": len(values),
+        }
+        data.update(extra)
+        return data

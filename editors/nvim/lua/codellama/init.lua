@@ -1,0 +1,334 @@
+--- codellama.nvim: AI code completions from the codellama-lsp language server.
+---
+---   require("codellama").setup({})               -- `codellama-lsp` from PATH, server defaults
+---   require("codellama").setup({ cmd = { "/path/to/venv/bin/codellama-lsp" },
+---                                settings = { model = "codellama/CodeLlama-7b-hf" } })
+---
+--- Neovim >= 0.12 shows the completions with the built-in `vim.lsp.inline_completion`;
+--- 0.10 and 0.11 use this plugin's own ghost text (lua/codellama/ghost.lua).
+local M = {}
+
+local CLIENT_NAME = "codellama"
+
+---@class codellama.Keymaps
+---@field accept string|false       accept the whole suggestion (falls back to the key itself)
+---@field accept_line string|false  accept the first line only (ghost-text path)
+---@field dismiss string|false      hide the suggestion
+---@field next string|false         next suggestion (>= 0.12)
+---@field prev string|false         previous suggestion (>= 0.12)
+
+---@class codellama.Config
+---@field cmd string[]              how to start the server
+---@field filetypes string[]        buffers to attach to
+---@field root_markers string[]     files that mark the project root
+---@field settings table            server settings, snake_case (model, temperature, debounce_ms, ...):
+---                                 sent as initializationOptions and workspace/didChangeConfiguration
+---@field inline "auto"|"native"|"ghost"|false  how suggestions are shown
+---@field keymaps codellama.Keymaps
+---@field ghost_debounce_ms integer  ghost-text path: wait this long after typing before asking
+---@field notify_errors boolean     show server errors with vim.notify
+local defaults = {
+  cmd = { "codellama-lsp" },
+  filetypes = { "python" },
+  root_markers = { "pyproject.toml", "setup.py", "setup.cfg", "requirements.txt", ".git" },
+  settings = {},
+  inline = "auto",
+  keymaps = {
+    accept = "<Tab>",
+    accept_line = "<C-l>",
+    dismiss = "<C-]>",
+    next = "<M-]>",
+    prev = "<M-[>",
+  },
+  ghost_debounce_ms = 75,
+  notify_errors = true,
+}
+
+---@type codellama.Config
+M.config = vim.deepcopy(defaults)
+
+--- The latest `codellama/status` the server sent: { state, message, model, last_latency_ms }.
+---@type table|nil
+M.status = nil
+
+local augroup = vim.api.nvim_create_augroup("codellama", { clear = true })
+
+--- Whether this Neovim has the built-in inline completion (0.12+).
+function M.has_native_inline()
+  return vim.lsp.inline_completion ~= nil and vim.lsp.inline_completion.enable ~= nil
+end
+
+--- Which display path is in use: "native", "ghost" or "off".
+function M.mode()
+  local inline = M.config.inline
+  if inline == false then
+    return "off"
+  elseif inline == "native" or (inline == "auto" and M.has_native_inline()) then
+    return "native"
+  end
+  return "ghost"
+end
+
+--- Call a method on an LSP client in both the 0.11+ (`client:m()`) and 0.10 (`client.m()`) styles.
+function M.client_call(client, method, ...)
+  if vim.fn.has("nvim-0.11") == 1 then
+    return client[method](client, ...)
+  end
+  return client[method](...)
+end
+
+---@param bufnr integer|nil
+---@return vim.lsp.Client|nil
+function M.get_client(bufnr)
+  local get = vim.lsp.get_clients or vim.lsp.get_active_clients
+  local clients = get({ name = CLIENT_NAME, bufnr = bufnr })
+  return clients[1]
+end
+
+--- Run a server command (workspace/executeCommand) synchronously.
+---@return any result, string|nil err
+function M.execute(command, arguments, timeout_ms)
+  local client = M.get_client()
+  if not client then
+    return nil, "codellama-lsp is not running (open a " .. table.concat(M.config.filetypes, "/") .. " file)"
+  end
+  local resp, err = M.client_call(client, "request_sync", "workspace/executeCommand", {
+    command = command,
+    arguments = arguments or {},
+  }, timeout_ms or 5000, 0)
+  if not resp then
+    return nil, tostring(err or "timeout")
+  end
+  if resp.err then
+    return nil, resp.err.message or vim.inspect(resp.err)
+  end
+  return resp.result, nil
+end
+
+--- A short text for a statusline: "codellama: ready 12ms".
+function M.statusline()
+  local s = M.status
+  if not s then
+    return M.get_client() and "codellama: starting" or ""
+  end
+  local text = "codellama: " .. tostring(s.state)
+  if s.state == "ready" and type(s.last_latency_ms) == "number" then
+    text = text .. string.format(" %dms", math.floor(s.last_latency_ms + 0.5))
+  end
+  return text
+end
+
+local function on_status(_, result)
+  if type(result) ~= "table" then
+    return
+  end
+  local previous = M.status and M.status.state
+  M.status = result
+  if result.state == "error" and previous ~= "error" and M.config.notify_errors then
+    vim.notify("codellama: " .. tostring(result.message or "error"), vim.log.levels.ERROR)
+  end
+  vim.api.nvim_exec_autocmds("User", { pattern = "CodellamaStatus", modeline = false, data = result })
+end
+
+local function root_dir(bufnr)
+  local path = vim.api.nvim_buf_get_name(bufnr)
+  if vim.fs.root then -- 0.10+
+    return vim.fs.root(bufnr, M.config.root_markers) or vim.fs.dirname(path) or vim.uv.cwd()
+  end
+  return vim.fs.dirname(path) or vim.loop.cwd()
+end
+
+local function on_attach(client, bufnr)
+  local mode = M.mode()
+  if mode == "native" then
+    vim.lsp.inline_completion.enable(true, { bufnr = bufnr })
+  elseif mode == "ghost" then
+    require("codellama.ghost").attach(client, bufnr, M.config)
+  end
+  M.set_keymaps(bufnr, mode)
+end
+
+--- The LSP client config (also usable with vim.lsp.config / nvim-lspconfig, see docs/editors.md).
+function M.lsp_config(bufnr)
+  return {
+    name = CLIENT_NAME,
+    cmd = M.config.cmd,
+    root_dir = bufnr and root_dir(bufnr) or nil,
+    init_options = M.config.settings,
+    -- Neovim sends these with workspace/didChangeConfiguration after initializing.
+    settings = { codellama = M.config.settings },
+    handlers = { ["codellama/status"] = on_status },
+    on_attach = on_attach,
+    on_exit = function(code, signal)
+      if M.status then
+        M.status = { state = "error", message = string.format("server exited (code %s, signal %s)", code, signal) }
+      end
+    end,
+  }
+end
+
+--- Start (or reuse) the server for a buffer.
+function M.start(bufnr)
+  bufnr = bufnr or vim.api.nvim_get_current_buf()
+  if vim.fn.executable(M.config.cmd[1]) ~= 1 then
+    vim.notify_once(
+      "codellama: `" .. M.config.cmd[1] .. "` not found; install codellama-lsp or set `cmd` in setup()",
+      vim.log.levels.WARN
+    )
+    return nil
+  end
+  return vim.lsp.start(M.lsp_config(bufnr), { bufnr = bufnr })
+end
+
+local function map(bufnr, lhs, rhs, desc, opts)
+  if not lhs then
+    return
+  end
+  vim.keymap.set("i", lhs, rhs, vim.tbl_extend("force", { buffer = bufnr, desc = desc }, opts or {}))
+end
+
+--- Insert-mode keys for a buffer.
+function M.set_keymaps(bufnr, mode)
+  local keys = M.config.keymaps or {}
+  local termcode = function(k)
+    return vim.api.nvim_replace_termcodes(k, true, false, true)
+  end
+  if mode == "native" then
+    map(bufnr, keys.accept, function()
+      if not vim.lsp.inline_completion.get() then
+        return termcode(keys.accept)
+      end
+    end, "codellama: accept suggestion", { expr = true })
+    map(bufnr, keys.next, function()
+      vim.lsp.inline_completion.select({ count = 1 })
+    end, "codellama: next suggestion")
+    map(bufnr, keys.prev, function()
+      vim.lsp.inline_completion.select({ count = -1 })
+    end, "codellama: previous suggestion")
+    map(bufnr, keys.dismiss, function()
+      -- Re-enabling drops the shown item; a new one comes with the next keystroke.
+      vim.lsp.inline_completion.enable(false, { bufnr = bufnr })
+      vim.lsp.inline_completion.enable(true, { bufnr = bufnr })
+    end, "codellama: dismiss suggestion")
+  elseif mode == "ghost" then
+    local ghost = require("codellama.ghost")
+    map(bufnr, keys.accept, function()
+      if not ghost.accept(bufnr) then
+        return termcode(keys.accept)
+      end
+    end, "codellama: accept suggestion", { expr = true })
+    map(bufnr, keys.accept_line, function()
+      if not ghost.accept(bufnr, { line = true }) then
+        return termcode(keys.accept_line)
+      end
+    end, "codellama: accept the first line", { expr = true })
+    map(bufnr, keys.dismiss, function()
+      ghost.dismiss(bufnr)
+    end, "codellama: dismiss suggestion")
+  end
+end
+
+--- Send settings to the running server (merged into the configured ones).
+function M.update_settings(settings)
+  M.config.settings = vim.tbl_extend("force", M.config.settings, settings)
+  local client = M.get_client()
+  if client then
+    client.settings = { codellama = M.config.settings }
+    M.client_call(client, "notify", "workspace/didChangeConfiguration", { settings = client.settings })
+  end
+end
+
+--- Format `codellama.stats` for people.
+function M.format_stats(stats)
+  local lines = {}
+  local keys = vim.tbl_keys(stats)
+  table.sort(keys)
+  for _, k in ipairs(keys) do
+    local v = stats[k]
+    if type(v) == "table" then
+      local parts = {}
+      local sub = vim.tbl_keys(v)
+      table.sort(sub)
+      for _, sk in ipairs(sub) do
+        table.insert(parts, sk .. "=" .. vim.inspect(v[sk]))
+      end
+      table.insert(lines, string.format("%-24s %s", k, table.concat(parts, " ")))
+    else
+      table.insert(lines, string.format("%-24s %s", k, vim.inspect(v)))
+    end
+  end
+  return lines
+end
+
+local function create_commands()
+  local cmd = vim.api.nvim_create_user_command
+  cmd("CodellamaStats", function()
+    local stats, err = M.execute("codellama.stats")
+    if not stats then
+      vim.notify("codellama: " .. err, vim.log.levels.ERROR)
+      return
+    end
+    vim.notify(table.concat(M.format_stats(stats), "\n"), vim.log.levels.INFO, { title = "codellama stats" })
+  end, { desc = "Show codellama-lsp statistics" })
+  cmd("CodellamaStatus", function()
+    local status, err = M.execute("codellama.status")
+    if not status then
+      vim.notify("codellama: " .. err, vim.log.levels.ERROR)
+      return
+    end
+    M.status = status
+    vim.notify(
+      string.format("codellama: %s (model %s) %s", status.state, status.model or "?", status.message or ""),
+      vim.log.levels.INFO
+    )
+  end, { desc = "Show the codellama-lsp model state" })
+  cmd("CodellamaToggle", function()
+    local enabled = M.config.settings.enabled ~= false
+    M.update_settings({ enabled = not enabled })
+    if enabled then
+      require("codellama.ghost").dismiss_all()
+    end
+    vim.notify("codellama: completions " .. (enabled and "off" or "on"))
+  end, { desc = "Turn codellama completions on/off" })
+  cmd("CodellamaRestart", function()
+    local client = M.get_client()
+    local bufs = {}
+    if client then
+      bufs = vim.tbl_keys(client.attached_buffers or {})
+      M.client_call(client, "stop", true)
+    end
+    M.status = nil
+    vim.defer_fn(function()
+      for _, b in ipairs(bufs) do
+        if vim.api.nvim_buf_is_valid(b) then
+          M.start(b)
+        end
+      end
+    end, 500)
+  end, { desc = "Restart codellama-lsp" })
+end
+
+---@param opts codellama.Config|nil
+function M.setup(opts)
+  M.config = vim.tbl_deep_extend("force", vim.deepcopy(defaults), opts or {})
+  if opts and opts.keymaps == false then
+    M.config.keymaps = {}
+  end
+  vim.api.nvim_clear_autocmds({ group = augroup })
+  vim.api.nvim_create_autocmd("FileType", {
+    group = augroup,
+    pattern = M.config.filetypes,
+    callback = function(args)
+      M.start(args.buf)
+    end,
+  })
+  create_commands()
+  -- Buffers already open when setup() runs.
+  for _, buf in ipairs(vim.api.nvim_list_bufs()) do
+    if vim.api.nvim_buf_is_loaded(buf) and vim.tbl_contains(M.config.filetypes, vim.bo[buf].filetype) then
+      M.start(buf)
+    end
+  end
+end
+
+return M

@@ -1,0 +1,257 @@
+/**
+ * Code Llama Completions: a thin VS Code client for the codellama-lsp language server.
+ *
+ * The server does the work (inline completions with the model kept loaded); VS Code's language
+ * client registers `textDocument/inlineCompletion` by default, so ghost text and Tab-to-accept come
+ * from VS Code itself. The server's accept command (`codellama.accepted`, attached to each item) is
+ * registered by the client from the server's executeCommandProvider, so accepting reaches the
+ * server. This file adds the status bar, the user commands and settings sync.
+ */
+import * as vscode from "vscode";
+import {
+  ExecuteCommandRequest,
+  LanguageClient,
+  type LanguageClientOptions,
+  type ServerOptions,
+  State as ClientRunState,
+  WorkDoneProgress,
+  WorkDoneProgressCreateRequest,
+  type WorkDoneProgressBegin,
+  type WorkDoneProgressReport,
+  type WorkDoneProgressEnd,
+} from "vscode-languageclient/node";
+import {
+  didChangeConfigurationParams,
+  languages,
+  launchSpec,
+  needsRestart,
+  serverSettings,
+} from "./settings";
+import {
+  formatLatency,
+  formatStats,
+  parseStatus,
+  type Progress,
+  type ServerStatus,
+  type State,
+  statusView,
+} from "./status";
+
+const SECTION = "codellama";
+
+class CodeLlamaClient implements vscode.Disposable {
+  private client: LanguageClient | undefined;
+  private readonly log: vscode.LogOutputChannel;
+  private readonly statusItem: vscode.StatusBarItem;
+  private readonly disposables: vscode.Disposable[] = [];
+  private state: State = "starting";
+  private lastStatus: ServerStatus | null = null;
+  private progress: Progress | null = null;
+
+  constructor() {
+    this.log = vscode.window.createOutputChannel("Code Llama", { log: true });
+    this.statusItem = vscode.window.createStatusBarItem("codellama.status", vscode.StatusBarAlignment.Right, 100);
+    this.statusItem.name = "Code Llama";
+    this.disposables.push(this.log, this.statusItem);
+    this.render();
+    this.statusItem.show();
+  }
+
+  private config(): vscode.WorkspaceConfiguration {
+    return vscode.workspace.getConfiguration(SECTION);
+  }
+
+  private render(): void {
+    const view = statusView(this.state, this.lastStatus, this.progress);
+    this.statusItem.text = view.text;
+    this.statusItem.tooltip = view.tooltip;
+    this.statusItem.command = view.command;
+    this.statusItem.backgroundColor = view.background ? new vscode.ThemeColor(view.background) : undefined;
+  }
+
+  private setStatus(status: ServerStatus): void {
+    this.lastStatus = status;
+    this.state = status.state;
+    if (status.state !== "loading") this.progress = null;
+    this.render();
+  }
+
+  async start(): Promise<void> {
+    const config = this.config();
+    const spec = launchSpec(config);
+    const serverOptions: ServerOptions = {
+      command: spec.command,
+      args: spec.args,
+      options: { env: { ...process.env, ...spec.env } },
+    };
+    const clientOptions: LanguageClientOptions = {
+      documentSelector: languages(config).map((language) => ({ language })),
+      outputChannel: this.log,
+      initializationOptions: () => serverSettings(this.config()),
+      middleware: {
+        // Client-side switch too, so that "off" is instant even while the server is busy.
+        provideInlineCompletionItems: (document, position, context, token, next) =>
+          this.config().get<boolean>("enabled", true) ? next(document, position, context, token) : undefined,
+      },
+    };
+    const client = new LanguageClient("codellama", "Code Llama", serverOptions, clientOptions);
+    this.client = client;
+    this.state = "starting";
+    this.lastStatus = null;
+    this.render();
+
+    client.onDidChangeState((e) => {
+      if (e.newState === ClientRunState.Stopped && this.client === client) {
+        this.state = "stopped";
+        this.render();
+      }
+    });
+    client.onNotification("codellama/status", (params: unknown) => {
+      const status = parseStatus(params);
+      if (status) this.setStatus(status);
+    });
+
+    this.log.info(`Starting ${spec.command} ${spec.args.join(" ")}`);
+    try {
+      await client.start();
+    } catch (err) {
+      const message = err instanceof Error ? err.message : String(err);
+      this.log.error(`Could not start the server: ${message}`);
+      this.setStatus({ state: "error", message: `Could not start ${spec.command}: ${message}` });
+      void vscode.window
+        .showErrorMessage(
+          `Code Llama: could not start \`${spec.command}\`. Install codellama-lsp or set codellama.server.command.`,
+          "Show Log",
+        )
+        .then((choice) => (choice ? this.log.show() : undefined));
+      return;
+    }
+    // Model loading progress goes to our status bar item instead of a separate indicator.
+    client.onRequest(WorkDoneProgressCreateRequest.type, ({ token }) => {
+      client.onProgress(WorkDoneProgress.type, token, (value: WorkDoneProgressBegin | WorkDoneProgressReport | WorkDoneProgressEnd) => {
+        if (value.kind === "end") {
+          this.progress = null;
+        } else {
+          this.progress = {
+            title: value.kind === "begin" ? value.title : this.progress?.title,
+            message: value.message ?? this.progress?.message,
+            percentage: value.percentage ?? this.progress?.percentage,
+          };
+        }
+        if (this.state === "loading" || this.state === "starting") {
+          if (value.kind !== "end") this.state = "loading";
+          this.render();
+        }
+      });
+    });
+    await this.refreshStatus();
+  }
+
+  private async refreshStatus(): Promise<void> {
+    try {
+      const result: unknown = await this.executeServerCommand("codellama.status");
+      const status = parseStatus(result);
+      // A notification may have arrived meanwhile; it is at least as new.
+      if (status && (this.state === "starting" || this.lastStatus === null)) this.setStatus(status);
+    } catch (err) {
+      this.log.warn(`codellama.status failed: ${String(err)}`);
+    }
+  }
+
+  private async executeServerCommand(command: string, ...args: unknown[]): Promise<unknown> {
+    if (!this.client || !this.client.isRunning()) throw new Error("the server is not running");
+    return this.client.sendRequest(ExecuteCommandRequest.type, { command, arguments: args });
+  }
+
+  async stop(): Promise<void> {
+    const client = this.client;
+    this.client = undefined;
+    if (client) {
+      try {
+        await client.stop(5000);
+      } catch (err) {
+        this.log.warn(`Stopping the server: ${String(err)}`);
+      }
+      await client.dispose().catch(() => undefined);
+    }
+  }
+
+  async restart(): Promise<void> {
+    this.log.info("Restarting the server");
+    await this.stop();
+    await this.start();
+  }
+
+  async onConfigurationChanged(e: vscode.ConfigurationChangeEvent): Promise<void> {
+    if (!e.affectsConfiguration(SECTION)) return;
+    if (needsRestart((section) => e.affectsConfiguration(section))) {
+      await this.restart();
+      return;
+    }
+    const settings = serverSettings(this.config());
+    if (this.client?.isRunning()) {
+      await this.client.sendNotification("workspace/didChangeConfiguration", didChangeConfigurationParams(settings));
+    }
+    if (settings.enabled === false) this.setStatus({ ...(this.lastStatus ?? {}), state: "disabled" });
+    else if (this.state === "disabled") await this.refreshStatus().then(() => undefined, () => undefined);
+    if (settings.enabled !== false && this.state === "disabled") {
+      this.setStatus({ ...(this.lastStatus ?? {}), state: "ready" });
+    }
+  }
+
+  async toggle(): Promise<void> {
+    const enabled = this.config().get<boolean>("enabled", true);
+    await this.config().update("enabled", !enabled, vscode.ConfigurationTarget.Global);
+    void vscode.window.setStatusBarMessage(`Code Llama completions ${enabled ? "off" : "on"}`, 3000);
+  }
+
+  async showStats(): Promise<void> {
+    try {
+      const stats = await this.executeServerCommand("codellama.stats");
+      this.log.info(`Stats:\n${formatStats(stats)}`);
+      const s = (stats ?? {}) as {
+        requests?: number;
+        accepted?: number;
+        cache_hits?: number;
+        latency_ms?: { p50?: number | null; p95?: number | null };
+      };
+      const parts = [`${s.requests ?? 0} requests`, `${s.accepted ?? 0} accepted`, `${s.cache_hits ?? 0} cache hits`];
+      if (typeof s.latency_ms?.p50 === "number") parts.push(`p50 ${formatLatency(s.latency_ms.p50)}`);
+      if (typeof s.latency_ms?.p95 === "number") parts.push(`p95 ${formatLatency(s.latency_ms.p95)}`);
+      const choice = await vscode.window.showInformationMessage(`Code Llama: ${parts.join(", ")}`, "Show All");
+      if (choice) this.log.show(true);
+    } catch (err) {
+      void vscode.window.showErrorMessage(`Code Llama: could not get stats: ${String(err)}`);
+    }
+  }
+
+  showLog(): void {
+    this.log.show(true);
+  }
+
+  dispose(): void {
+    void this.stop();
+    for (const d of this.disposables) d.dispose();
+  }
+}
+
+let instance: CodeLlamaClient | undefined;
+
+export async function activate(context: vscode.ExtensionContext): Promise<void> {
+  const codellama = new CodeLlamaClient();
+  instance = codellama;
+  context.subscriptions.push(
+    codellama,
+    vscode.commands.registerCommand("codellama.toggle", () => codellama.toggle()),
+    vscode.commands.registerCommand("codellama.restartServer", () => codellama.restart()),
+    vscode.commands.registerCommand("codellama.showLog", () => codellama.showLog()),
+    vscode.commands.registerCommand("codellama.showStats", () => codellama.showStats()),
+    vscode.workspace.onDidChangeConfiguration((e) => codellama.onConfigurationChanged(e)),
+  );
+  await codellama.start();
+}
+
+export async function deactivate(): Promise<void> {
+  await instance?.stop();
+  instance = undefined;
+}

@@ -1,0 +1,122 @@
+/**
+ * Pure logic for settings: VS Code's `codellama.*` configuration → the server's launch command and
+ * its snake_case settings (sent as initializationOptions and with workspace/didChangeConfiguration).
+ * Nothing here imports `vscode`, so it is unit-tested with node's test runner.
+ */
+
+/** The subset of `vscode.WorkspaceConfiguration` that this module reads. */
+export interface ConfigReader {
+  get<T>(section: string): T | undefined;
+}
+
+/** Server settings: VS Code setting key (under `codellama.`) → server key (snake_case). */
+export const SERVER_SETTING_KEYS: Readonly<Record<string, string>> = {
+  enabled: "enabled",
+  model: "model",
+  backend: "backend",
+  serverUrl: "server_url",
+  apiKey: "api_key",
+  dtype: "dtype",
+  deviceMap: "device_map",
+  quantization: "quantization",
+  maxContextTokens: "max_context_tokens",
+  maxNewTokens: "max_new_tokens",
+  maxNewTokensSingleLine: "max_new_tokens_single_line",
+  temperature: "temperature",
+  topP: "top_p",
+  promptFormat: "prompt_format",
+  debounceMs: "debounce_ms",
+  localFilesOnly: "local_files_only",
+  logLevel: "log_level",
+};
+
+/** Settings that change how the server process is started: a change needs a restart. */
+export const LAUNCH_SETTING_KEYS: readonly string[] = [
+  "server.command",
+  "server.pythonPath",
+  "server.args",
+  "server.env",
+  "languages",
+];
+
+export type ServerSettingValue = string | number | boolean;
+export type ServerSettings = Record<string, ServerSettingValue>;
+
+/**
+ * The settings the server gets. A value left at "use the server's default" (null, undefined or an
+ * empty string) is left out, so that the server's own defaults and CLI flags apply.
+ */
+export function serverSettings(config: ConfigReader): ServerSettings {
+  const out: ServerSettings = {};
+  for (const [vscodeKey, serverKey] of Object.entries(SERVER_SETTING_KEYS)) {
+    const value = config.get<unknown>(vscodeKey);
+    if (value === null || value === undefined) continue;
+    if (typeof value === "string") {
+      const trimmed = value.trim();
+      if (trimmed !== "") out[serverKey] = trimmed;
+    } else if (typeof value === "number") {
+      if (Number.isFinite(value)) out[serverKey] = value;
+    } else if (typeof value === "boolean") {
+      out[serverKey] = value;
+    }
+  }
+  return out;
+}
+
+/** The body of a workspace/didChangeConfiguration notification for these settings. */
+export function didChangeConfigurationParams(settings: ServerSettings): {
+  settings: { codellama: ServerSettings };
+} {
+  return { settings: { codellama: settings } };
+}
+
+export interface LaunchSpec {
+  command: string;
+  args: string[];
+  env: Record<string, string>;
+}
+
+/**
+ * How to start the server. With `server.pythonPath` set, the interpreter runs the package's CLI
+ * (so a venv need not be on PATH); otherwise `server.command` (default `codellama-lsp`).
+ */
+export function launchSpec(config: ConfigReader): LaunchSpec {
+  const pythonPath = (config.get<string>("server.pythonPath") ?? "").trim();
+  const command = (config.get<string>("server.command") ?? "").trim() || "codellama-lsp";
+  const extraArgs = stringArray(config.get<unknown>("server.args"));
+  const env = stringRecord(config.get<unknown>("server.env"));
+  if (pythonPath !== "") {
+    return {
+      command: pythonPath,
+      args: ["-c", "import sys; from codellama_lsp.cli import main; sys.exit(main())", ...extraArgs],
+      env,
+    };
+  }
+  return { command, args: extraArgs, env };
+}
+
+/** The language ids to serve (default: python). */
+export function languages(config: ConfigReader): string[] {
+  const langs = stringArray(config.get<unknown>("languages"));
+  return langs.length > 0 ? langs : ["python"];
+}
+
+/** Whether a configuration change touches settings that need the server restarted. */
+export function needsRestart(affects: (section: string) => boolean): boolean {
+  return LAUNCH_SETTING_KEYS.some((key) => affects(`codellama.${key}`));
+}
+
+function stringArray(value: unknown): string[] {
+  if (!Array.isArray(value)) return [];
+  return value.filter((v): v is string => typeof v === "string" && v.trim() !== "");
+}
+
+function stringRecord(value: unknown): Record<string, string> {
+  const out: Record<string, string> = {};
+  if (value === null || typeof value !== "object" || Array.isArray(value)) return out;
+  for (const [k, v] of Object.entries(value as Record<string, unknown>)) {
+    if (typeof v === "string") out[k] = v;
+    else if (typeof v === "number" || typeof v === "boolean") out[k] = String(v);
+  }
+  return out;
+}

@@ -1,0 +1,138 @@
+/**
+ * Pure logic for the status bar: the server's `codellama/status` object (and the client's own
+ * states) → what the status bar item shows. No `vscode` import: unit-tested with node's test runner.
+ */
+
+export type ServerState = "loading" | "ready" | "error" | "disabled";
+/** Client-side states that the server cannot report itself. */
+export type ClientState = "starting" | "stopped";
+export type State = ServerState | ClientState;
+
+/** The object the server sends with `codellama/status` and returns from `codellama.status`. */
+export interface ServerStatus {
+  state: ServerState;
+  message?: string | null;
+  model?: string | null;
+  last_latency_ms?: number | null;
+}
+
+/** Work-done progress seen while the model loads (`$/progress`). */
+export interface Progress {
+  title?: string;
+  message?: string;
+  percentage?: number;
+}
+
+export interface StatusView {
+  /** Status bar text, with a codicon: `$(check) Code Llama: ready · 12 ms`. */
+  text: string;
+  tooltip: string;
+  /** The command run on click. */
+  command: string;
+  /** A theme color id for the background, for states that need attention. */
+  background?: "statusBarItem.errorBackground" | "statusBarItem.warningBackground";
+}
+
+const KNOWN_STATES: readonly ServerState[] = ["loading", "ready", "error", "disabled"];
+
+/** Validate an untrusted notification payload; null when it is not a status object. */
+export function parseStatus(value: unknown): ServerStatus | null {
+  if (value === null || typeof value !== "object") return null;
+  const v = value as Record<string, unknown>;
+  if (typeof v.state !== "string" || !KNOWN_STATES.includes(v.state as ServerState)) return null;
+  const status: ServerStatus = { state: v.state as ServerState };
+  if (typeof v.message === "string") status.message = v.message;
+  if (typeof v.model === "string") status.model = v.model;
+  if (typeof v.last_latency_ms === "number" && Number.isFinite(v.last_latency_ms)) {
+    status.last_latency_ms = v.last_latency_ms;
+  }
+  return status;
+}
+
+/** `1234.5` → `1.23 s`, `87.2` → `87 ms`. */
+export function formatLatency(ms: number): string {
+  if (ms >= 1000) return `${(ms / 1000).toFixed(2)} s`;
+  return `${Math.round(ms)} ms`;
+}
+
+/** What the status bar shows for a state. */
+export function statusView(
+  state: State,
+  status?: ServerStatus | null,
+  progress?: Progress | null,
+): StatusView {
+  const model = status?.model ? `Model: ${status.model}` : "";
+  const message = status?.message ?? "";
+  const lines = (...parts: string[]): string => parts.filter((p) => p !== "").join("\n");
+  switch (state) {
+    case "starting":
+      return {
+        text: "$(loading~spin) Code Llama: starting",
+        tooltip: "Starting the codellama-lsp server…",
+        command: "codellama.showLog",
+      };
+    case "loading": {
+      const pct =
+        progress?.percentage !== undefined ? ` ${Math.round(progress.percentage)}%` : "";
+      const detail = progress?.message ?? message;
+      return {
+        text: `$(loading~spin) Code Llama: loading${pct}`,
+        tooltip: lines("Loading the model…", model, detail),
+        command: "codellama.showLog",
+      };
+    }
+    case "ready": {
+      const latency = status?.last_latency_ms;
+      const suffix = latency !== undefined && latency !== null ? ` · ${formatLatency(latency)}` : "";
+      return {
+        text: `$(check) Code Llama: ready${suffix}`,
+        tooltip: lines(
+          "Code Llama is ready. Click for stats.",
+          model,
+          latency !== undefined && latency !== null
+            ? `Last completion: ${formatLatency(latency)}`
+            : "",
+        ),
+        command: "codellama.showStats",
+      };
+    }
+    case "error":
+      return {
+        text: "$(error) Code Llama: error",
+        tooltip: lines(`Error: ${message || "see the log"}`, model, "Click to show the log."),
+        command: "codellama.showLog",
+        background: "statusBarItem.errorBackground",
+      };
+    case "disabled":
+      return {
+        text: "$(circle-slash) Code Llama: off",
+        tooltip: "Completions are off. Click to turn them on.",
+        command: "codellama.toggle",
+      };
+    case "stopped":
+      return {
+        text: "$(debug-disconnect) Code Llama: stopped",
+        tooltip: lines("The server is not running. Click to restart it.", message),
+        command: "codellama.restartServer",
+        background: "statusBarItem.warningBackground",
+      };
+  }
+}
+
+/** Stats (`codellama.stats`) as Markdown-free plain text lines for the output channel. */
+export function formatStats(stats: unknown): string {
+  if (stats === null || typeof stats !== "object") return String(stats);
+  const out: string[] = [];
+  const walk = (obj: Record<string, unknown>, prefix: string): void => {
+    for (const [key, value] of Object.entries(obj)) {
+      if (value !== null && typeof value === "object" && !Array.isArray(value)) {
+        walk(value as Record<string, unknown>, `${prefix}${key}.`);
+      } else {
+        const shown = typeof value === "number" && !Number.isInteger(value) ? value.toFixed(1) : JSON.stringify(value);
+        out.push(`${prefix}${key}: ${shown}`);
+      }
+    }
+  };
+  walk(stats as Record<string, unknown>, "");
+  return out.join("\n");
+}

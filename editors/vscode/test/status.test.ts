@@ -1,0 +1,66 @@
+import { strict as assert } from "node:assert";
+import { test } from "node:test";
+import { formatLatency, formatStats, parseStatus, statusView } from "../src/status";
+
+test("parseStatus accepts the server's object and rejects anything else", () => {
+  assert.deepEqual(parseStatus({ state: "ready", message: "ok", model: "demo", last_latency_ms: 12.5 }), {
+    state: "ready",
+    message: "ok",
+    model: "demo",
+    last_latency_ms: 12.5,
+  });
+  assert.deepEqual(parseStatus({ state: "loading", message: null, model: null, last_latency_ms: null }), {
+    state: "loading",
+  });
+  assert.equal(parseStatus({ state: "sleeping" }), null);
+  assert.equal(parseStatus(null), null);
+  assert.equal(parseStatus("ready"), null);
+  assert.equal(parseStatus([]), null);
+});
+
+test("latency formatting", () => {
+  assert.equal(formatLatency(0), "0 ms");
+  assert.equal(formatLatency(87.4), "87 ms");
+  assert.equal(formatLatency(999.6), "1000 ms");
+  assert.equal(formatLatency(1234.5), "1.23 s");
+});
+
+test("ready shows the last latency and opens stats", () => {
+  const view = statusView("ready", { state: "ready", model: "demo", last_latency_ms: 42 });
+  assert.equal(view.text, "$(check) Code Llama: ready · 42 ms");
+  assert.equal(view.command, "codellama.showStats");
+  assert.match(view.tooltip, /Model: demo/);
+  assert.match(view.tooltip, /Last completion: 42 ms/);
+  assert.equal(view.background, undefined);
+  assert.equal(statusView("ready", { state: "ready" }).text, "$(check) Code Llama: ready");
+});
+
+test("loading spins and shows progress", () => {
+  const view = statusView("loading", { state: "loading", model: "codellama/CodeLlama-7b-hf" }, { message: "weights 3/4", percentage: 75.2 });
+  assert.equal(view.text, "$(loading~spin) Code Llama: loading 75%");
+  assert.match(view.tooltip, /weights 3\/4/);
+  assert.equal(statusView("loading", { state: "loading" }).text, "$(loading~spin) Code Llama: loading");
+});
+
+test("error is red and opens the log", () => {
+  const view = statusView("error", { state: "error", message: "CUDA out of memory" });
+  assert.equal(view.text, "$(error) Code Llama: error");
+  assert.equal(view.command, "codellama.showLog");
+  assert.equal(view.background, "statusBarItem.errorBackground");
+  assert.match(view.tooltip, /CUDA out of memory/);
+});
+
+test("disabled toggles back on; stopped restarts; starting shows the log", () => {
+  assert.equal(statusView("disabled").command, "codellama.toggle");
+  assert.equal(statusView("disabled").text, "$(circle-slash) Code Llama: off");
+  assert.equal(statusView("stopped").command, "codellama.restartServer");
+  assert.equal(statusView("starting").command, "codellama.showLog");
+});
+
+test("stats are flattened one per line", () => {
+  assert.equal(
+    formatStats({ requests: 3, latency_ms: { p50: 12.345, p95: 20 }, model: "demo" }),
+    'requests: 3\nlatency_ms.p50: 12.3\nlatency_ms.p95: 20\nmodel: "demo"',
+  );
+  assert.equal(formatStats(null), "null");
+});

@@ -1,0 +1,81 @@
+"""Shared helpers for the end-to-end tests in real editors (Neovim, VS Code via code-server).
+
+The editors are installed by scripts/install_editor_deps.sh into .tools/ (gitignored); a test
+skips, saying so, only when its editor is not installed there.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import TypeVar
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+TOOLS = Path(os.environ.get("CODELLAMA_TOOLS_DIR", ROOT / ".tools"))
+ARTIFACTS = ROOT / "artifacts"
+INSTALL_HINT = "run scripts/install_editor_deps.sh"
+
+T = TypeVar("T")
+
+
+def server_command() -> str:
+    """The real `codellama-lsp` of the Python that runs the tests (the project's own install)."""
+    candidate = Path(sys.executable).parent / "codellama-lsp"
+    if candidate.exists():
+        return str(candidate)
+    found = shutil.which("codellama-lsp")
+    if found is None:
+        pytest.fail("codellama-lsp is not installed (pip install -e . in this venv)")
+    return found
+
+
+def wait_for(
+    probe: Callable[[], T | None],
+    timeout: float,
+    what: str,
+    interval: float = 0.1,
+    describe: Callable[[], str] | None = None,
+) -> T:
+    """Poll `probe` until it returns a truthy value; fail with `what` (and a description)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = probe()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            detail = f"\n{describe()}" if describe else ""
+            pytest.fail(f"timed out after {timeout:.0f}s waiting for {what}{detail}")
+        time.sleep(interval)
+
+
+@pytest.fixture(scope="session")
+def artifacts_dir() -> Path:
+    ARTIFACTS.mkdir(exist_ok=True)
+    return ARTIFACTS
+
+
+def isolated_env(home: Path) -> dict[str, str]:
+    """An environment with HOME and the XDG folders in a temporary folder."""
+    env = dict(os.environ)
+    for name, sub in {
+        "HOME": "home",
+        "XDG_CONFIG_HOME": "config",
+        "XDG_DATA_HOME": "data",
+        "XDG_STATE_HOME": "state",
+        "XDG_CACHE_HOME": "cache",
+    }.items():
+        path = home / sub
+        path.mkdir(parents=True, exist_ok=True)
+        env[name] = str(path)
+    # The server's model cache stays where it is (the demo model needs none, but be explicit).
+    for keep in ("HF_HOME", "TRANSFORMERS_CACHE"):
+        if keep in os.environ:
+            env[keep] = os.environ[keep]
+    env["HF_HUB_OFFLINE"] = "1"
+    return env

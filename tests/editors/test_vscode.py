@@ -1,0 +1,278 @@
+"""End-to-end: the VS Code extension (editors/vscode) in real VS Code with the real server.
+
+VS Code runs as code-server (VS Code for the web) with headless Debian Chromium driven by
+selenium, all installed by scripts/install_editor_deps.sh. The test installs the built .vsix,
+opens a Python file, types like a user, waits for the ghost text from the demo model, takes a
+screenshot (artifacts/vscode-ghost-text.png), accepts with Tab, checks the saved file, the status
+bar ("Code Llama: ready · N ms") and the "Code Llama: Show Stats" command (the accept reached
+the server).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import re
+import socket
+import subprocess
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from .conftest import INSTALL_HINT, ROOT, TOOLS, isolated_env, server_command, wait_for
+
+CODE_SERVER = TOOLS / "code-server" / "bin" / "code-server"
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMEDRIVER = Path("/usr/bin/chromedriver")
+VSCODE_DIR = ROOT / "editors" / "vscode"
+
+SOURCE = "import math\n\n\ndef area(radius):\n"
+TYPED = "    return"
+
+CHROMIUM_FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-dev-shm-usage",
+    "--window-size=1280,720",
+]
+
+# Ghost text as the user sees it in the focused editor: the inline part after the cursor
+# (.ghost-text-decoration) and the preview lines below it (view zone .suggest-preview-text).
+GHOST_JS = r"""
+const editor = document.activeElement && document.activeElement.closest('.monaco-editor');
+if (!editor) return null;
+const text = (el) => el.textContent.replace(/\u00a0/g, ' ');
+const inline = Array.from(editor.querySelectorAll('.view-lines .ghost-text-decoration, .view-lines .ghost-text'))
+  .map(text).join('');
+const below = Array.from(editor.querySelectorAll('.view-zones .suggest-preview-text .view-line')).map(text);
+if (inline === '' && below.length === 0) return null;
+return below.length ? [inline, ...below].join('\n') : inline;
+"""
+
+
+def vsix_path() -> Path | None:
+    found = sorted(VSCODE_DIR.glob("*.vsix"))
+    return found[-1] if found else None
+
+
+def require_vscode() -> Path:
+    missing = [str(p) for p in (CODE_SERVER, CHROMIUM, CHROMEDRIVER) if not p.exists()]
+    vsix = vsix_path()
+    if vsix is None:
+        missing.append(f"{VSCODE_DIR}/*.vsix")
+    try:
+        import selenium  # noqa: F401
+    except ImportError:
+        missing.append("selenium (pip)")
+    if missing:
+        pytest.skip(f"VS Code test needs {', '.join(missing)}: {INSTALL_HINT}")
+    assert vsix is not None
+    return vsix
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class CodeServer:
+    def __init__(self, tmp: Path, vsix: Path, workspace: Path, settings: dict[str, Any]) -> None:
+        self.tmp = tmp
+        self.user_data = tmp / "user-data"
+        self.extensions = tmp / "extensions"
+        (self.user_data / "User").mkdir(parents=True)
+        (self.user_data / "User" / "settings.json").write_text(json.dumps(settings, indent=2))
+        self.env = isolated_env(tmp)
+        common = ["--user-data-dir", str(self.user_data), "--extensions-dir", str(self.extensions)]
+        out = subprocess.run(
+            ["timeout", "120", str(CODE_SERVER), *common, "--install-extension", str(vsix)],
+            env=self.env, capture_output=True, text=True, check=False,
+        )
+        assert out.returncode == 0 and "successfully installed" in out.stdout, out.stdout + out.stderr
+        self.port = free_port()
+        self.log = tmp / "code-server.log"
+        self._log_file = self.log.open("wb")
+        self.proc = subprocess.Popen(
+            ["timeout", "600", str(CODE_SERVER), *common, "--auth", "none",
+             "--bind-addr", f"127.0.0.1:{self.port}", "--disable-telemetry",
+             "--disable-update-check", "--disable-workspace-trust",
+             "--disable-getting-started-override", str(workspace)],
+            env=self.env, stdin=subprocess.DEVNULL, stdout=self._log_file,
+            stderr=subprocess.STDOUT,
+        )
+        wait_for(self._healthy, 60, "code-server to answer /healthz", 0.3, self.read_log)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def _healthy(self) -> bool:
+        if self.proc.poll() is not None:
+            pytest.fail(f"code-server exited:\n{self.read_log()}")
+        try:
+            with urllib.request.urlopen(f"{self.url}/healthz", timeout=2) as r:
+                return r.status == 200
+        except OSError:
+            return False
+
+    def read_log(self) -> str:
+        return self.log.read_text(errors="replace")[-5000:]
+
+    def extension_log(self) -> str:
+        logs = sorted(self.user_data.glob("logs/*/exthost*/codellama-lsp.codellama-lsp/*.log"))
+        return "\n".join(p.read_text(errors="replace")[-5000:] for p in logs)
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=10)
+        self._log_file.close()
+
+
+@pytest.fixture
+def code_server(tmp_path: Path):
+    vsix = require_vscode()
+    workspace = tmp_path / "ws"
+    workspace.mkdir()
+    (workspace / "geometry.py").write_text(SOURCE)
+    settings = {
+        # The extension's settings, as a user would set them.
+        "codellama.server.command": server_command(),
+        "codellama.model": "demo",
+        "codellama.temperature": 0,
+        "codellama.debounceMs": 0,
+        "codellama.maxNewTokens": 48,
+        # A quiet, deterministic editor: no welcome page, no other suggestions, saved at once.
+        "workbench.startupEditor": "none",
+        "workbench.secondarySideBar.defaultVisibility": "hidden",
+        "workbench.tips.enabled": False,
+        "security.workspace.trust.enabled": False,
+        "files.autoSave": "afterDelay",
+        "files.autoSaveDelay": 100,
+        "editor.quickSuggestions": {"other": False, "comments": False, "strings": False},
+        "editor.suggestOnTriggerCharacters": False,
+        "editor.minimap.enabled": False,
+        "extensions.autoCheckUpdates": False,
+        "extensions.autoUpdate": False,
+        "telemetry.telemetryLevel": "off",
+        "update.mode": "none",
+    }
+    server = CodeServer(tmp_path, vsix, workspace, settings)
+    try:
+        yield server, workspace
+    finally:
+        server.close()
+
+
+@pytest.fixture
+def browser(tmp_path: Path):
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = str(CHROMIUM)
+    for flag in [*CHROMIUM_FLAGS, f"--user-data-dir={tmp_path / 'chromium'}"]:
+        options.add_argument(flag)
+    driver = webdriver.Chrome(options=options, service=Service(str(CHROMEDRIVER)))
+    driver.set_page_load_timeout(60)
+    driver.set_script_timeout(30)
+    try:
+        yield driver
+    finally:
+        with contextlib.suppress(Exception):
+            driver.quit()
+
+
+def status_text(driver: Any) -> str:
+    from selenium.webdriver.common.by import By
+
+    for item in driver.find_elements(By.CSS_SELECTOR, ".statusbar-item"):
+        text = item.text.strip()
+        if "Code Llama" in text:
+            return text
+    return ""
+
+
+def test_ghost_text_tab_accept_and_status(code_server, browser, artifacts_dir: Path) -> None:
+    from selenium.webdriver.common.action_chains import ActionChains
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+
+    server, workspace = code_server
+    file = workspace / "geometry.py"
+    driver = browser
+    payload = json.dumps([["openFile", f"vscode-remote://{file}"]])
+    driver.get(f"{server.url}/?folder={workspace}&payload={urllib.request.quote(payload)}")
+
+    def describe() -> str:
+        with contextlib.suppress(Exception):
+            driver.save_screenshot(str(artifacts_dir / "vscode-failure.png"))
+        return f"status bar: {status_text(driver)!r}\nextension log:\n{server.extension_log()}"
+
+    try:
+        wait_for(lambda: driver.find_elements(By.CSS_SELECTOR, ".tab .label-name"), 60,
+                 "the editor tab for geometry.py", 0.3, describe)
+        # The status bar item walks starting → loading → ready.
+        ready = wait_for(lambda: "ready" in (t := status_text(driver)) and t, 90,
+                         "the status bar to show ready", 0.3, describe)
+        print(f"status bar once loaded: {ready!r}")
+        assert ready.endswith("Code Llama: ready")
+
+        driver.find_element(By.CSS_SELECTOR, ".monaco-editor .view-lines").click()
+        ActionChains(driver).key_down(Keys.CONTROL).send_keys(Keys.END).key_up(Keys.CONTROL).perform()
+        ActionChains(driver).send_keys(TYPED).perform()
+
+        ghost = wait_for(lambda: driver.execute_script(GHOST_JS), 60,
+                         "ghost text after typing", 0.2, describe)
+        driver.save_screenshot(str(artifacts_dir / "vscode-ghost-text.png"))
+        print(f"ghost text after {TYPED!r}: {ghost!r}")
+        assert ghost.strip(), ghost
+        assert "<PRE>" not in ghost and "<MID>" not in ghost and "<EOT>" not in ghost
+
+        ActionChains(driver).send_keys(Keys.TAB).perform()
+        expected = SOURCE + TYPED + ghost
+        saved = wait_for(lambda: (t := file.read_text()) != SOURCE and t.startswith(SOURCE + TYPED)
+                         and len(t) >= len(expected) and t, 20,
+                         "the accepted text to be saved", 0.2, describe)
+        print(f"file after Tab:\n{saved}")
+        assert saved == expected
+
+        # The status bar shows the latency of the last completion.
+        latency = wait_for(lambda: "·" in (t := status_text(driver)) and t, 20,
+                           "the status bar to show the last latency", 0.3, describe)
+        print(f"status bar after the completion: {latency!r}")
+        assert re.search(r"Code Llama: ready · \d+(\.\d+)? m?s$", latency), latency
+
+        # "Code Llama: Show Stats" from the command palette: the accept reached the server.
+        ActionChains(driver).send_keys(Keys.F1).perform()
+        palette = wait_for(lambda: driver.find_elements(By.CSS_SELECTOR, ".quick-input-box input"),
+                           10, "the command palette", 0.2, describe)
+        palette[0].send_keys("Code Llama: Show Stats")
+        wait_for(lambda: any("Show Stats" in e.text for e in driver.find_elements(
+            By.CSS_SELECTOR, ".quick-input-list .monaco-list-row")), 10, "the command", 0.2, describe)
+        palette[0].send_keys(Keys.ENTER)
+        toast = wait_for(
+            lambda: next((e.text for e in driver.find_elements(
+                By.CSS_SELECTOR, ".notification-list-item-message") if "requests" in e.text), None),
+            20, "the stats notification", 0.3, describe,
+        )
+        print(f"stats notification: {toast!r}")
+        assert "1 accepted" in toast, toast
+        driver.save_screenshot(str(artifacts_dir / "vscode-after-accept.png"))
+    finally:
+        log = server.extension_log()
+        if log:
+            print(f"--- extension log ---\n{log}")

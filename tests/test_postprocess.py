@@ -1,0 +1,122 @@
+"""Each clean-up rule on the cases users complain about."""
+
+from __future__ import annotations
+
+import pytest
+
+from codellama_lsp import postprocess as pp
+from codellama_lsp.cursor import CursorContext
+
+STOPS = ("\ndef ", "\nclass ", "\nif __name__", "\n\n\n")
+
+
+def at(text: str, marker: str = "█") -> CursorContext:
+    """A context with the cursor where ``marker`` is."""
+    offset = text.index(marker)
+    before = text[:offset]
+    line = before.count("\n")
+    column = len(before.split("\n")[-1])
+    return CursorContext(text.replace(marker, ""), line, column)
+
+
+def test_special_tokens_never_survive() -> None:
+    ctx = at("x = █\n")
+    assert pp.clean("1 <EOT> junk", ctx) == "1"
+    assert pp.clean("foo</s>bar", ctx) == "foo"
+    assert pp.clean("a <PRE> b <SUF>c <MID>", ctx) == "a bc"  # " <SUF>" owns its space
+
+
+def test_mid_line_is_single_line() -> None:
+    ctx = at("value = compute(█, 3)\n")
+    assert ctx.mid_line
+    assert pp.clean("x\nprint(value)", ctx) == "x"
+
+
+def test_end_of_line_may_be_multi_line() -> None:
+    ctx = at("def f(x):\n    if x:█\n")
+    out = pp.clean("\n        return 1\n    return 2\n\ndef g():\n    pass", ctx, STOPS)
+    assert out == "\n        return 1"
+
+
+def test_block_end_stops_at_dedent() -> None:
+    ctx = at("def f(x):\n    total = 0\n    █\n")
+    out = pp.clean("for i in x:\n        total += i\n    return total\nprint(f)", ctx, STOPS)
+    assert out == "for i in x:\n        total += i\n    return total"
+
+
+def test_top_level_def_stop_sequence() -> None:
+    ctx = at("import os\n█")
+    out = pp.clean("x = 1\n\ndef other():\n    pass", ctx, STOPS)
+    assert out == "x = 1"
+
+
+def test_never_repeats_rest_of_line() -> None:
+    ctx = at("result = max(█items)\n")
+    assert pp.clean("len(items), key=len)", ctx) != "len(items), key=len)items)"
+    ctx2 = at("name = get_█(user)\n")
+    assert pp.clean("name(user)", ctx2) == "name"
+
+
+def test_stops_before_the_next_existing_line() -> None:
+    ctx = at("def f(a, b):\n    █\n    return a + b\n")
+    out = pp.clean("c = a * b\n    return a + b\n", ctx, STOPS)
+    assert out == "c = a * b"
+
+
+def test_auto_closed_bracket_is_completed_not_doubled() -> None:
+    ctx = at("print(█)\n")
+    assert ctx.closers_after == ")"
+    assert pp.replace_range_end(ctx) == ctx.character + 1
+    assert pp.clean("'hello')", ctx) == "'hello')"
+    assert pp.clean("'hello'", ctx) == "'hello')"
+    assert pp.clean("len(x)", ctx) == "len(x))"
+
+
+def test_no_doubled_space_after_typed_space() -> None:
+    ctx = at("x = █")
+    assert pp.clean(" 1", ctx) == "1"
+    ctx2 = at("x =█")
+    assert pp.clean(" 1", ctx2) == " 1"
+
+
+def test_indentation_unit_follows_file() -> None:
+    ctx = at("def f():\n\tif x:\n\t\ty = 1\n\t█\n")
+    assert ctx.indent_unit == "\t"
+    out = pp.clean("for i in y:\n        print(i)", ctx, STOPS)
+    assert out == "for i in y:\n\t\tprint(i)"
+
+
+def test_trailing_whitespace_removed() -> None:
+    ctx = at("def f():\n    █\n")
+    assert pp.clean("a = 1   \n    b = 2  ", ctx) == "a = 1\n    b = 2"
+
+
+@pytest.mark.parametrize("raw", ["", "   ", "\n\n", "<EOT>"])
+def test_empty_results_dropped(raw: str) -> None:
+    assert pp.clean(raw, at("x = █")) == ""
+
+
+def test_repeated_line_loop_cut() -> None:
+    ctx = at("def f():\n    █\n")
+    out = pp.clean("x += 1\n    x += 1\n    x += 1\n    x += 1", ctx, STOPS)
+    assert out == "x += 1"
+
+
+def test_crlf_document() -> None:
+    ctx = at("def f():\r\n    return █\r\n")
+    assert ctx.line_prefix == "    return "
+    assert pp.clean("42\r\n", ctx) == "42"
+
+
+def test_empty_file() -> None:
+    ctx = CursorContext("", 0, 0)
+    assert pp.clean("import os\nimport sys", ctx, STOPS) == "import os\nimport sys"
+
+
+def test_block_done_stops_generation_early() -> None:
+    done = pp.block_done(at("def f(x):\n    y = 1\n    █\n"))
+    assert not done("return y")
+    assert not done("return y\n")
+    assert done("return y\nprint(1)")
+    single = pp.block_done(at("call(█, 2)"))
+    assert single("abc\n")
