@@ -19,13 +19,13 @@ SUBCOMMANDS = ("demo", "serve", "settings")
 
 def add_setting_flags(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("settings (also CODELLAMA_LSP_<NAME> env vars)")
-    for name, kind, default in describe():
+    for name, kind, default, text in describe():
         group.add_argument(
             "--" + name.replace("_", "-"),
             dest=name,
             default=None,
             metavar="VALUE",
-            help=f"{kind}, default {default}",
+            help=f"{text} ({kind.replace(chr(92), '')}, default {default})".replace("%", "%%"),
         )
 
 
@@ -33,7 +33,7 @@ def settings_from(args: argparse.Namespace) -> Settings:
     """Defaults < environment < flags; exits with the message on a bad value."""
     flags = {
         name: getattr(args, name)
-        for name, _, _ in describe()
+        for name, *_ in describe()
         if getattr(args, name, None) is not None
     }
     try:
@@ -98,7 +98,7 @@ def demo_main(argv: Sequence[str]) -> int:
     add_setting_flags(parser)
     args = parser.parse_args(argv)
     overrides: dict[str, Any] = {
-        name: getattr(args, name) for name, _, _ in describe() if getattr(args, name) is not None
+        name: getattr(args, name) for name, *_ in describe() if getattr(args, name) is not None
     }
     overrides.setdefault("model", "demo")
     from codellama_lsp.demo_client import run_demo
@@ -108,9 +108,10 @@ def demo_main(argv: Sequence[str]) -> int:
 
 def settings_main(argv: Sequence[str]) -> int:
     """Print the settings table (used for the README)."""
-    print("| setting | type | default |\n|---|---|---|")
-    for name, kind, default in describe():
-        print(f"| `{name}` | {kind} | `{default}` |")
+    print("| setting | type | default | what it does |\n|---|---|---|---|")
+    for name, kind, default, text in describe():
+        shown = default
+        print(f"| `{name}` | {kind} | `{shown}` | {text} |")
     return 0
 
 

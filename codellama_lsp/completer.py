@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import threading
 import time
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
@@ -60,6 +59,7 @@ class Completer:
         self._counter: LineCounter | None = None
         self._inflight: dict[Hashable, asyncio.Future[Completion | None]] = {}
         self.scheduler.on_superseded = lambda _ticket: self.stats.add("requests_superseded")
+        self.scheduler.supersede = not self.naive
 
     def set_engine(self, engine: Engine | None) -> None:
         self.engine = engine
@@ -73,6 +73,15 @@ class Completer:
         ):
             self.cache = CompletionCache(settings.cache_size, settings.cache_ttl_s)
         self.settings = settings
+        self.scheduler.supersede = not self.naive
+
+    @property
+    def naive(self) -> bool:
+        """The benchmark baseline: no supersession, typing-through, coalescing or prefetch.
+
+        Read with ``getattr`` so that it works whether or not ``Settings`` has the field.
+        """
+        return bool(getattr(self.settings, "naive", False))
 
     @property
     def ready(self) -> bool:
@@ -89,15 +98,17 @@ class Completer:
             self.stats.add("empty_results")
             return None
         before, after = ctx.prefix, ctx.suffix
+        if self.settings.naive:
+            return self._finish(await self._naive(uri, ctx), started)
         key = self._cache_key(uri, ctx, before, after)
-        joined = self._inflight.get(key)
+        joined = None if self.naive else self._inflight.get(key)
         if joined is not None:
             # The same place is already being computed (prefetch, or a repeated request).
             result = await asyncio.shield(joined)
             return self._finish(result, started)
 
         ticket = self.scheduler.ticket(uri)
-        rest = self.typing.lookup(uri, before, after)
+        rest = None if self.naive else self.typing.lookup(uri, before, after)
         if rest is not None:
             self.stats.add("typing_through_hits")
             self.scheduler.release(ticket)
@@ -110,7 +121,8 @@ class Completer:
             return self._finish(completion, started)
 
         future: asyncio.Future[Completion | None] = asyncio.get_running_loop().create_future()
-        self._inflight[key] = future
+        if not self.naive:
+            self._inflight[key] = future
         try:
             result = await self._generate(uri, ctx, key, ticket)
             future.set_result(result)
@@ -120,13 +132,22 @@ class Completer:
                 return self._finish(None, started, count_latency=False)
             raise
         finally:
-            self._inflight.pop(key, None)
+            if self._inflight.get(key) is future:
+                del self._inflight[key]
             self.scheduler.release(ticket)
         return self._finish(result, started)
 
+    async def _naive(self, uri: str, ctx: CursorContext) -> Completion | None:
+        """The baseline the speed benchmark compares with: every request runs the model."""
+        ticket = Ticket(f"{uri}#{time.perf_counter_ns()}", 0)
+        try:
+            return await self._generate(uri, ctx, None, ticket, debounce=False)
+        except Superseded:
+            return None
+
     async def prefetch(self, uri: str, ctx: CursorContext) -> None:
         """Compute the completion at ``ctx`` now so the next request finds it in the cache."""
-        if not (self.ready and self.settings.prefetch_after_accept):
+        if not (self.ready and self.settings.prefetch_after_accept) or self.naive:
             return
         self.stats.add("prefetches")
         key = self._cache_key(uri, ctx, ctx.prefix, ctx.suffix)
@@ -199,7 +220,13 @@ class Completer:
         )
 
     async def _generate(
-        self, uri: str, ctx: CursorContext, key: Hashable, ticket: Ticket, *, debounce: bool = True
+        self,
+        uri: str,
+        ctx: CursorContext,
+        key: Hashable,
+        ticket: Ticket,
+        *,
+        debounce: bool = True,
     ) -> Completion | None:
         engine = self.engine
         assert engine is not None
@@ -217,27 +244,31 @@ class Completer:
             top_p=s.top_p,
             stop_sequences=("\n",) if single else s.stop_sequences,
             is_done=block_done(ctx),
-            session=uri,
+            session="" if s.naive else uri,
         )
-        result = await self.scheduler.run(ticket, lambda stop: self._run_engine(request, stop))
+        result = await self.scheduler.run(ticket, lambda _stop: self._run_engine(request, ticket))
         if result.cancelled or result.finish_reason == "error":
             return None
         text = clean(result.text, ctx, s.stop_sequences)
+        if s.naive:
+            return Completion(text, replace_range_end(ctx), "model") if text else None
         self.cache.put(key, text)
         self.typing.remember(uri, ctx.prefix, ctx.suffix, text)
         if not self.scheduler.is_latest(ticket):
+            # A newer request for this document exists: nobody will see this result.
             self.stats.add("discarded_tokens", result.generated_tokens)
-            return None
+            if not self.naive:
+                return None
         return Completion(text, replace_range_end(ctx), "model") if text else None
 
-    def _run_engine(self, request: GenerationRequest, stop: threading.Event) -> GenerationResult:
+    def _run_engine(self, request: GenerationRequest, ticket: Ticket) -> GenerationResult:
         """On the model worker: run one generation and count what it did."""
         engine = self.engine
-        if stop.is_set() or engine is None:
+        if ticket.cancel.is_set() or engine is None:
             return GenerationResult("", "cancelled")
         self.stats.add("generations_started")
         try:
-            result = engine.generate(request, stop)
+            result = engine.generate(request, ticket.cancel)
         except Exception:
             log.exception("generation failed")
             self.stats.add("generation_errors")
@@ -248,6 +279,21 @@ class Completer:
         if result.cancelled:
             self.stats.add("generations_cancelled")
             self.stats.add("discarded_tokens", result.generated_tokens)
+            if ticket.cancelled_at is not None:
+                phase = "decode" if result.prefill_seconds else "prefill"
+                idle_ms = (time.perf_counter() - ticket.cancelled_at) * 1000
+                self.stats.timing(f"cancel_to_idle_{phase}", idle_ms)
         else:
             self.stats.add("generations_completed")
+        self._record_step_times(result)
         return result
+
+    def _record_step_times(self, result: GenerationResult) -> None:
+        """Mean time of one prefill chunk and one decode step: what a stop may have to wait."""
+        chunk = self.settings.prefill_chunk_tokens
+        new = result.prompt_tokens - result.reused_prompt_tokens
+        if result.prefill_seconds and new > 0:
+            self.stats.timing("prefill_chunk", result.prefill_seconds * 1000 / -(-new // chunk))
+        if result.decode_seconds and result.generated_tokens > 1:
+            steps = result.generated_tokens - 1  # the first token comes from the prefill
+            self.stats.timing("decode_step", result.decode_seconds * 1000 / steps)

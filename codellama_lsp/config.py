@@ -59,6 +59,8 @@ class Settings:
     prefetch_after_accept: bool = True
     context_other_documents: bool = True
     log_level: str = "INFO"
+    naive: bool = False
+    """Benchmark baseline: no debounce, supersession, cache, typing-through or KV reuse."""
 
     def merged(self, overrides: Mapping[str, Any]) -> Settings:
         """A copy with ``overrides`` applied and validated; unknown keys are an error."""
@@ -187,10 +189,51 @@ def setting_names() -> list[str]:
     return [f.name for f in fields(Settings)]
 
 
-def describe() -> list[tuple[str, str, str]]:
-    """(name, type, default) for each setting, for docs and ``--help``."""
+HELP = {
+    "model": "HF id or local folder; `demo` = the bundled tiny demo model",
+    "backend": "`local` (in-process), `http` (a model server / vLLM / TGI), `auto`",
+    "server_url": "base URL of the OpenAI-compatible server for `http`/`auto`",
+    "api_key": "Bearer token for the model server",
+    "http_model_name": "model name to send to the server (default: `model`)",
+    "dtype": "weights dtype; `auto` = bfloat16 on GPU, float32 on CPU",
+    "device_map": "accelerate device map (`auto` spreads over GPUs), `cpu`, `cuda:0`",
+    "quantization": "`4bit` (NF4) or `8bit` weights via bitsandbytes",
+    "local_files_only": "never download from the hub unless set to false",
+    "max_context_tokens": "prompt + new tokens budget",
+    "max_new_tokens": "budget of a multi-line completion",
+    "max_new_tokens_single_line": "budget of a mid-line (single-line) completion",
+    "temperature": "0 = greedy",
+    "top_p": "nucleus sampling",
+    "prompt_format": "`fim` (7B/13B base), `prefix` (70B, Python models), `auto` decides",
+    "fim_suffix_share": "share of the prompt budget for the text after the cursor (FIM)",
+    "stop_sequences": "generation stops at any of these",
+    "enabled": "false = answer every request empty",
+    "debounce_ms": "wait this long for more keystrokes before asking the model",
+    "prefill_chunk_tokens": "prompt tokens per forward pass (cancellation checks between)",
+    "cache_size": "completions kept (LRU)",
+    "cache_ttl_s": "seconds a cached completion stays valid",
+    "kv_cache_slots": "KV caches of recent prompts kept for prefix reuse",
+    "kv_cache_max_tokens": "total tokens over all KV slots",
+    "prefetch_after_accept": "compute the next completion when one is accepted",
+    "context_other_documents": "add snippets and definitions from other open files",
+    "log_level": "stderr log level (document text is logged only at DEBUG)",
+    "naive": "benchmark baseline: turn off debounce, supersession, caches and KV reuse",
+}
+
+
+def _type_name(kind: Any) -> str:
+    if typing.get_origin(kind) is Literal:
+        return " \\| ".join(typing.get_args(kind))
+    if typing.get_origin(kind) is tuple:
+        return "list of str"
+    return getattr(kind, "__name__", str(kind))
+
+
+def describe() -> list[tuple[str, str, str, str]]:
+    """(name, type, default, help) for each setting, for docs and ``--help``."""
     rows = []
     for f in fields(Settings):
         default = f.default if f.default is not dataclasses.MISSING else field()
-        rows.append((f.name, str(_field_type(f.name)).replace("typing.", ""), repr(default)))
+        kind = _type_name(_field_type(f.name))
+        rows.append((f.name, kind, repr(default), HELP.get(f.name, "")))
     return rows

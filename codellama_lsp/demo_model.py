@@ -314,21 +314,34 @@ class _Sampler:
         ids = [int(c.bos_id or 1), *c.encode(self._chunk(self.seq_len * 4))]
         return ids[: self.seq_len + 1]
 
-    def batches(self, batch_size: int) -> Iterator[tuple[object, object]]:
+    def loss_weights(self, ids: list[int], eot_weight: float) -> list[float]:
+        """Loss weight of each target: FIM middles (and most of all <EOT>) count most."""
+        if len(ids) < 2 or ids[1] != self.infill.prefix_id:
+            return [1.0] * len(ids)
+        mid = ids.index(self.infill.middle_id)
+        w = [0.3] * (mid + 1) + [1.0] * (len(ids) - mid - 1)
+        w[-1] = eot_weight
+        return w
+
+    def batches(
+        self, batch_size: int, *, fim_rate: float = 0.5, eot_weight: float = 1.0
+    ) -> Iterator[tuple[object, object]]:
+        """(ids, per-token loss weights) with padding weighted 0."""
         import torch
 
         pad = int(self.codes.eos_id or 2)
         while True:
             seqs = [
-                self.fim() if self.rng.random() < 0.5 else self.ltr() for _ in range(batch_size)
+                self.fim() if self.rng.random() < fim_rate else self.ltr()
+                for _ in range(batch_size)
             ]
             width = max(len(s) for s in seqs)
             x = torch.full((batch_size, width), pad, dtype=torch.long)
-            y = torch.full((batch_size, width), -100, dtype=torch.long)
+            w = torch.zeros((batch_size, width), dtype=torch.float32)
             for r, s in enumerate(seqs):
                 x[r, : len(s)] = torch.tensor(s)
-                y[r, : len(s)] = torch.tensor(s)
-            yield x, y
+                w[r, : len(s)] = torch.tensor(self.loss_weights(s, eot_weight))
+            yield x, w
 
 
 def train_demo_model(
@@ -340,9 +353,17 @@ def train_demo_model(
     num_layers: int = 4,
     seq_len: int = 256,
     batch_size: int = 8,
+    init: Path | None = None,
+    fim_rate: float = 0.5,
+    eot_weight: float = 1.0,
+    peak_lr: float = 3e-3,
     log: bool = True,
 ) -> Path:
-    """Train the demo tokenizer and a tiny Llama for ``minutes`` of wall time; save in fp16."""
+    """Train the demo tokenizer and a tiny Llama for ``minutes`` of wall time; save in fp16.
+
+    With ``init`` (an earlier demo folder) it keeps that tokenizer and continues training its
+    weights, e.g. with more FIM samples and a heavier ``<EOT>`` weight so infills end.
+    """
     import torch
     from transformers import LlamaForCausalLM
 
@@ -352,7 +373,10 @@ def train_demo_model(
     out_dir = Path(out_dir)
     torch.manual_seed(seed)
     random.seed(seed)
-    train_tokenizer(out_dir)
+    if init is None:
+        train_tokenizer(out_dir)
+    elif Path(init).resolve() != out_dir.resolve():
+        load_tokenizer(str(init)).save_pretrained(str(out_dir))
     tok = load_tokenizer(str(out_dir))
     codes = CodeTokens(tok)
     config = _llama_config(
@@ -364,33 +388,41 @@ def train_demo_model(
         bos_id=int(codes.bos_id or 1),
         eos_id=int(codes.eos_id or 2),
     )
-    model = LlamaForCausalLM(config)  # type: ignore[arg-type]
+    if init is None:
+        model = LlamaForCausalLM(config)  # type: ignore[arg-type]
+    else:
+        model = LlamaForCausalLM.from_pretrained(str(init), dtype=torch.float32)
     model.train()
     texts = _read_texts(stdlib_files())
     sampler = _Sampler(texts, codes, seq_len=seq_len, seed=seed)
-    opt = torch.optim.AdamW(model.parameters(), lr=3e-3, weight_decay=0.01, betas=(0.9, 0.95))
+    opt = torch.optim.AdamW(model.parameters(), lr=peak_lr, weight_decay=0.01, betas=(0.9, 0.95))
     deadline = start + minutes * 60
     total_s = max(1.0, deadline - time.monotonic())
     step = 0
     ema = None
     tokens = 0
-    for x, y in sampler.batches(batch_size):
+    for x, w in sampler.batches(batch_size, fim_rate=fim_rate, eot_weight=eot_weight):
         now = time.monotonic()
         if now >= deadline:
             break
         frac = 1 - (deadline - now) / total_s
         warm = min(1.0, (step + 1) / 50)
-        lr = 3e-3 * warm * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * frac)))
+        lr = peak_lr * warm * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * frac)))
         for g in opt.param_groups:
             g["lr"] = lr
-        assert isinstance(x, torch.Tensor) and isinstance(y, torch.Tensor)
-        loss = model(input_ids=x, labels=y).loss
+        assert isinstance(x, torch.Tensor) and isinstance(w, torch.Tensor)
+        logits = model(input_ids=x).logits[:, :-1]
+        per_token = torch.nn.functional.cross_entropy(
+            logits.reshape(-1, logits.shape[-1]), x[:, 1:].reshape(-1), reduction="none"
+        )
+        weights = w[:, 1:].reshape(-1)
+        loss = (per_token * weights).sum() / weights.sum()
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
         step += 1
-        tokens += int((y != -100).sum())
+        tokens += int((w[:, 1:] > 0).sum())
         value = loss.item()
         ema = value if ema is None else 0.95 * ema + 0.05 * value
         if log and step % 25 == 0:
@@ -400,7 +432,7 @@ def train_demo_model(
     model = model.half()
     model.save_pretrained(str(out_dir))
     n_params = sum(p.numel() for p in model.parameters())
-    info = {
+    info: dict[str, Any] = {
         "steps": step,
         "tokens": tokens,
         "final_loss_ema": round(ema or float("nan"), 3),
@@ -408,8 +440,15 @@ def train_demo_model(
         "minutes": round((time.monotonic() - start) / 60, 2),
         "minutes_arg": minutes,
         "seed": seed,
+        "init": str(init) if init else None,
+        "fim_rate": fim_rate,
+        "eot_weight": eot_weight,
+        "peak_lr": peak_lr,
         "python": sys.version.split()[0],
     }
+    if init is not None and (Path(init) / "training.json").exists():
+        earlier = json.loads((Path(init) / "training.json").read_text())
+        info["history"] = [*earlier.pop("history", []), earlier]
     (out_dir / "training.json").write_text(json.dumps(info, indent=2) + "\n")
     write_readme(out_dir, info)
     if log:
@@ -421,31 +460,61 @@ _README = """# codellama-lsp demo model (NOT Code Llama)
 
 A tiny Llama-architecture model ({params:,} parameters, float16) with a Code-Llama-shaped
 tokenizer, committed so that codellama-lsp, its tests and the editor demos run offline with no
-model hub and no GPU. It writes Python-looking text with no real meaning. Use a real Code Llama
-model for actual completions.
+model hub and no GPU. It writes Python-looking text with no real meaning and usually ends
+infills with `<EOT>`. Use a real Code Llama model for actual completions.
 
 - Tokenizer: BPE with byte fallback and SentencePiece-style `▁` spaces, trained with the
   `tokenizers` library on this machine's Python {python} standard library (no tests), saved as
   the transformers `CodeLlamaTokenizer` class, with `<unk>` `<s>` `</s>` and the infill pieces
   `▁<PRE>` `▁<SUF>` `▁<MID>` `▁<EOT>` (looked up by string, never by id).
 - Model: `LlamaForCausalLM` (`model_type` llama, no custom code), tied embeddings,
-  max_position_embeddings 16384, trained from scratch for {minutes} minutes on 2 CPU cores
-  ({steps} steps, {tokens:,} target tokens, final loss ~{final_loss_ema}, seed {seed}) on
-  standard-library code: half the samples fill-in-the-middle in Code Llama's PSM format
-  (`<s> ▁<PRE> prefix ▁<SUF>suffix ▁<MID>middle ▁<EOT>`), half left to right.
+  max_position_embeddings 16384, trained from scratch on 2 CPU cores on standard-library code:
+  samples are fill-in-the-middle in Code Llama's PSM format
+  (`<s> ▁<PRE> prefix ▁<SUF>suffix ▁<MID>middle ▁<EOT>`) or left to right.
 - Source text: the CPython standard library (PSF licence); the model and tokenizer are
   released with this project.
 
-Rebuild (results depend on the CPU and the Python version's standard library):
+Training stages (wall time includes tokenizer training and data loading):
 
-    python -m codellama_lsp.demo_model train --minutes {minutes_arg} --seed {seed} \\
-        --out codellama_lsp/demo_assets/demo-model
+{stages}
+Rebuild (results depend on the CPU, its load, and the Python version's standard library):
+
+{commands}
 """
 
 
-def write_readme(out_dir: Path, info: dict[str, object]) -> None:
-    """Label the folder honestly as a demo, with how it was made."""
-    text = _README.format(**{"minutes_arg": info["minutes"], **info})
+def _stage_line(info: dict[str, Any]) -> str:
+    return (
+        f"- {info['minutes']} min, {info['steps']} steps, {info['tokens']:,} target tokens,"
+        f" FIM rate {info.get('fim_rate', 0.5)}, <EOT> weight {info.get('eot_weight', 1.0)},"
+        f" final loss ~{info['final_loss_ema']}"
+    )
+
+
+def _stage_command(info: dict[str, Any], out: str, init: str | None) -> str:
+    cmd = f"python -m codellama_lsp.demo_model train --minutes {info.get('minutes_arg')}"
+    cmd += f" --seed {info['seed']}"
+    if init:
+        cmd += f" --init {init} --fim-rate {info['fim_rate']}"
+        cmd += f" --eot-weight {info['eot_weight']} --lr {info['peak_lr']}"
+    return f"    {cmd} --out {out}"
+
+
+def write_readme(out_dir: Path, info: dict[str, Any]) -> None:
+    """Label the folder honestly as a demo, with how it was made (all stages)."""
+    history: list[dict[str, Any]] = list(info.get("history", []))
+    stages = [*history, info]
+    lines, commands = [], []
+    for n, stage in enumerate(stages):
+        lines.append(_stage_line(stage))
+        out = "/tmp/demo-stage1" if n < len(stages) - 1 else "codellama_lsp/demo_assets/demo-model"
+        commands.append(_stage_command(stage, out, "/tmp/demo-stage1" if n else None))
+    text = _README.format(
+        params=info["params"],
+        python=info["python"],
+        stages="\n".join(lines) + "\n",
+        commands="\n".join(commands),
+    )
     (Path(out_dir) / "README.md").write_text(text)
 
 
@@ -457,6 +526,10 @@ def main(argv: list[str] | None = None) -> int:
     t.add_argument("--minutes", type=float, default=8.0)
     t.add_argument("--out", type=Path, default=demo_model_dir())
     t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--init", type=Path, default=None, help="continue from this demo folder")
+    t.add_argument("--fim-rate", type=float, default=0.5)
+    t.add_argument("--eot-weight", type=float, default=1.0)
+    t.add_argument("--lr", type=float, default=3e-3)
     r = sub.add_parser("random", help="build a random-weight model of a given size")
     r.add_argument("--hidden", type=int, required=True)
     r.add_argument("--layers", type=int, required=True)
@@ -466,7 +539,16 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("--out", type=Path, required=True)
     args = parser.parse_args(argv)
     if args.cmd == "train":
-        print(train_demo_model(args.out, minutes=args.minutes, seed=args.seed))
+        out = train_demo_model(
+            args.out,
+            minutes=args.minutes,
+            seed=args.seed,
+            init=args.init,
+            fim_rate=args.fim_rate,
+            eot_weight=args.eot_weight,
+            peak_lr=args.lr,
+        )
+        print(out)
     else:
         out = build_random_model(
             args.out,

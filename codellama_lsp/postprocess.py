@@ -7,7 +7,6 @@ typed (the inline item's range replaces those, see :func:`replace_range_end`).
 
 from __future__ import annotations
 
-import difflib
 import re
 from collections.abc import Callable, Iterable
 
@@ -113,9 +112,16 @@ def stop_before_suffix_lines(text: str, ctx: CursorContext) -> str:
 
 
 def _nearly_equal(a: str, b: str) -> bool:
-    if a == b:
-        return True
-    return difflib.SequenceMatcher(None, a, b).ratio() >= 0.9
+    """Equal but for spacing and a trailing comma/semicolon.
+
+    A similarity ratio would be too loose: parallel lines (``x = f(a)`` / ``y = f(b)``) are
+    everywhere in real code and must not end a completion.
+    """
+
+    def norm(line: str) -> str:
+        return "".join(line.split()).rstrip(",;")
+
+    return norm(a) == norm(b)
 
 
 def drop_suffix_overlap(text: str, ctx: CursorContext) -> str:
@@ -174,6 +180,9 @@ def fix_indentation_unit(text: str, ctx: CursorContext) -> str:
 
 
 def strip_trailing_whitespace(text: str, ctx: CursorContext) -> str:
+    """No trailing blanks, except before code that follows on the cursor's line."""
+    if ctx.mid_line and "\n" not in text:
+        return text
     lines = text.split("\n")
     cleaned = [line.rstrip(" \t") for line in lines]
     result = "\n".join(cleaned)

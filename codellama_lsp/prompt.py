@@ -77,7 +77,8 @@ def window_start(counts: list[int], budget: int, step: int = WINDOW_STEP) -> int
     """First line of the window over ``counts`` (lines before the cursor) within ``budget``.
 
     The minimal start is rounded up to a multiple of ``step``: it only moves when the text
-    above crosses a step boundary, not on every keystroke.
+    above crosses a step boundary, not on every keystroke. The step shrinks for short windows
+    (token-heavy lines) so that rounding never drops more than a quarter of the lines.
     """
     total, start = 0, len(counts)
     for i in range(len(counts) - 1, -1, -1):
@@ -87,6 +88,7 @@ def window_start(counts: list[int], budget: int, step: int = WINDOW_STEP) -> int
         start = i
     if start == 0:
         return 0
+    step = max(1, min(step, (len(counts) - start) // 4))
     return min(len(counts), -(-start // step) * step)
 
 

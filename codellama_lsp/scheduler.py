@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -32,10 +33,17 @@ class Ticket:
     number: int
     cancel: threading.Event = field(default_factory=threading.Event)
     superseded: bool = False
+    cancelled_at: float | None = None
+    """``time.perf_counter()`` when the stop flag was first set (for cancel → idle times)."""
 
     @property
     def live(self) -> bool:
         return not self.cancel.is_set()
+
+    def stop(self) -> None:
+        if self.cancelled_at is None:
+            self.cancelled_at = time.perf_counter()
+        self.cancel.set()
 
 
 class Scheduler:
@@ -44,15 +52,17 @@ class Scheduler:
         self._latest: dict[str, Ticket] = {}
         self._numbers = itertools.count(1)
         self.on_superseded: Callable[[Ticket], None] | None = None
+        self.supersede = True
+        """False (the naive benchmark baseline): older requests run on to the end."""
 
     def ticket(self, key: str) -> Ticket:
         """A new ticket for ``key``; the previous one (if any) is superseded now."""
         ticket = Ticket(key, next(self._numbers))
         previous = self._latest.get(key)
         self._latest[key] = ticket
-        if previous is not None and previous.live:
+        if self.supersede and previous is not None and previous.live:
             previous.superseded = True
-            previous.cancel.set()
+            previous.stop()
             if self.on_superseded is not None:
                 self.on_superseded(previous)
         return ticket
@@ -64,7 +74,7 @@ class Scheduler:
         """Stop whatever runs for ``key`` (document closed)."""
         ticket = self._latest.pop(key, None)
         if ticket is not None:
-            ticket.cancel.set()
+            ticket.stop()
 
     async def debounce(self, ticket: Ticket, delay_s: float) -> None:
         """Wait ``delay_s``; raise :class:`Superseded` if a newer request came meanwhile."""
@@ -84,7 +94,7 @@ class Scheduler:
         try:
             return await asyncio.shield(future)
         except asyncio.CancelledError:
-            ticket.cancel.set()
+            ticket.stop()
             raise
 
     async def run_exclusive(self, job: Callable[[], T]) -> T:
@@ -98,5 +108,5 @@ class Scheduler:
 
     def shutdown(self) -> None:
         for ticket in self._latest.values():
-            ticket.cancel.set()
+            ticket.stop()
         self._worker.shutdown(wait=False, cancel_futures=True)

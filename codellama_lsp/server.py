@@ -45,6 +45,7 @@ ENGINE_SETTINGS = frozenset(
         "kv_cache_slots",
         "kv_cache_max_tokens",
         "prefill_chunk_tokens",
+        "naive",
     }
 )
 

@@ -25,6 +25,14 @@ COUNTERS = (
     "accepted",
     "prefetches",
 )
+TIMINGS = (
+    "cancel_to_idle_prefill",
+    "cancel_to_idle_decode",
+    "prefill_chunk",
+    "decode_step",
+)
+"""Engine timings (ms): from setting a stop flag to the engine returning, by the phase the
+stop landed in; and the mean prefill chunk / decode step of each generation."""
 
 
 def percentile(values: list[float], q: float) -> float | None:
@@ -42,6 +50,9 @@ class Stats:
 
     counts: dict[str, int] = field(default_factory=lambda: dict.fromkeys(COUNTERS, 0))
     latencies_ms: deque[float] = field(default_factory=lambda: deque(maxlen=2000))
+    timings_ms: dict[str, deque[float]] = field(
+        default_factory=lambda: {name: deque(maxlen=2000) for name in TIMINGS}
+    )
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def add(self, name: str, amount: int = 1) -> None:
@@ -52,6 +63,10 @@ class Stats:
         with self._lock:
             self.latencies_ms.append(ms)
 
+    def timing(self, name: str, ms: float) -> None:
+        with self._lock:
+            self.timings_ms.setdefault(name, deque(maxlen=2000)).append(ms)
+
     @property
     def last_latency_ms(self) -> float | None:
         with self._lock:
@@ -60,12 +75,21 @@ class Stats:
     def snapshot(self, **extra: Any) -> dict[str, Any]:
         with self._lock:
             values = list(self.latencies_ms)
+            timings = {name: list(v) for name, v in self.timings_ms.items()}
             data: dict[str, Any] = dict(self.counts)
         data["latency_ms"] = {
             "p50": percentile(values, 50),
             "p95": percentile(values, 95),
             "p99": percentile(values, 99),
             "count": len(values),
+        }
+        data["timings_ms"] = {
+            name: {
+                "p50": percentile(v, 50),
+                "max": round(max(v), 3) if v else None,
+                "count": len(v),
+            }
+            for name, v in timings.items()
         }
         data.update(extra)
         return data

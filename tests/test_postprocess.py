@@ -120,3 +120,8 @@ def test_block_done_stops_generation_early() -> None:
     assert done("return y\nprint(1)")
     single = pp.block_done(at("call(█, 2)"))
     assert single("abc\n")
+
+
+def test_mid_line_keeps_space_before_following_code() -> None:
+    ctx = at("if line █in lines:\n")
+    assert pp.clean("is not None and line in lines:", ctx) == "is not None and line "

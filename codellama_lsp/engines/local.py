@@ -162,7 +162,8 @@ class LocalEngine:
         self.error = ""
         self.model: Any = None
         self._tokens: CodeTokens | None = None
-        self.kv = KVSlots(settings.kv_cache_slots, settings.kv_cache_max_tokens)
+        slots = 0 if settings.naive else settings.kv_cache_slots
+        self.kv = KVSlots(slots, settings.kv_cache_max_tokens)
         self.load_seconds = 0.0
 
     @property
@@ -270,7 +271,11 @@ class LocalEngine:
         stop_ids = {i for i in (tokens.eos_id,) if i is not None}
         if tokens.infill is not None:
             stop_ids.add(tokens.infill.eot_id)
-        banned = [i for i in tokens.special_ids if i not in stop_ids and i < tokens.vocab_size]
+        banned = torch.tensor(
+            [i for i in tokens.special_ids if i not in stop_ids and i < tokens.vocab_size],
+            dtype=torch.long,
+            device=self.device,
+        )
         generator = torch.Generator().manual_seed(request.seed)
         generated: list[int] = []
         started = time.perf_counter()
@@ -280,6 +285,8 @@ class LocalEngine:
                 logits: torch.Tensor | None = None
                 for start in range(reused, len(prompt), chunk):
                     if cancel.is_set():
+                        # Report the work done: the prompt tokens now in the cache.
+                        result.prompt_tokens = len(in_cache)
                         result.finish_reason = "cancelled"
                         return result
                     piece = list(prompt[start : start + chunk])
@@ -293,7 +300,7 @@ class LocalEngine:
                         result.finish_reason = "cancelled"
                         break
                     logits = logits[: tokens.vocab_size]
-                    if banned:
+                    if len(banned):
                         logits[banned] = float("-inf")
                     token = sample_next(logits, request.temperature, request.top_p, generator)
                     if token in stop_ids:

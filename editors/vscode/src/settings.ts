@@ -16,6 +16,7 @@ export const SERVER_SETTING_KEYS: Readonly<Record<string, string>> = {
   backend: "backend",
   serverUrl: "server_url",
   apiKey: "api_key",
+  httpModelName: "http_model_name",
   dtype: "dtype",
   deviceMap: "device_map",
   quantization: "quantization",
@@ -25,7 +26,16 @@ export const SERVER_SETTING_KEYS: Readonly<Record<string, string>> = {
   temperature: "temperature",
   topP: "top_p",
   promptFormat: "prompt_format",
+  fimSuffixShare: "fim_suffix_share",
+  stopSequences: "stop_sequences",
   debounceMs: "debounce_ms",
+  prefillChunkTokens: "prefill_chunk_tokens",
+  cacheSize: "cache_size",
+  cacheTtlS: "cache_ttl_s",
+  kvCacheSlots: "kv_cache_slots",
+  kvCacheMaxTokens: "kv_cache_max_tokens",
+  prefetchAfterAccept: "prefetch_after_accept",
+  contextOtherDocuments: "context_other_documents",
   localFilesOnly: "local_files_only",
   logLevel: "log_level",
 };
@@ -39,7 +49,7 @@ export const LAUNCH_SETTING_KEYS: readonly string[] = [
   "languages",
 ];
 
-export type ServerSettingValue = string | number | boolean;
+export type ServerSettingValue = string | number | boolean | string[];
 export type ServerSettings = Record<string, ServerSettingValue>;
 
 /**
@@ -58,6 +68,8 @@ export function serverSettings(config: ConfigReader): ServerSettings {
       if (Number.isFinite(value)) out[serverKey] = value;
     } else if (typeof value === "boolean") {
       out[serverKey] = value;
+    } else if (Array.isArray(value) && value.every((v) => typeof v === "string")) {
+      out[serverKey] = value as string[]; // an empty list is a real value (e.g. no stop sequences)
     }
   }
   return out;

@@ -3,6 +3,7 @@ import { test } from "node:test";
 import {
   didChangeConfigurationParams,
   languages,
+  LAUNCH_SETTING_KEYS,
   launchSpec,
   needsRestart,
   SERVER_SETTING_KEYS,
@@ -37,6 +38,16 @@ const PACKAGE_DEFAULTS: Record<string, unknown> = {
   topP: null,
   promptFormat: "",
   debounceMs: null,
+  httpModelName: "",
+  fimSuffixShare: null,
+  stopSequences: null,
+  prefillChunkTokens: null,
+  cacheSize: null,
+  cacheTtlS: null,
+  kvCacheSlots: null,
+  kvCacheMaxTokens: null,
+  prefetchAfterAccept: null,
+  contextOtherDocuments: null,
   localFilesOnly: null,
   logLevel: "",
 };
@@ -59,6 +70,9 @@ test("set values are sent with the server's snake_case keys", () => {
       debounceMs: 0,
       localFilesOnly: false,
       promptFormat: "fim",
+      stopSequences: ["\ndef ", "\nclass "],
+      kvCacheSlots: 0,
+      prefetchAfterAccept: false,
     }),
   );
   assert.deepEqual(settings, {
@@ -73,6 +87,9 @@ test("set values are sent with the server's snake_case keys", () => {
     debounce_ms: 0,
     local_files_only: false,
     prompt_format: "fim",
+    stop_sequences: ["\ndef ", "\nclass "],
+    kv_cache_slots: 0,
+    prefetch_after_accept: false,
   });
 });
 
@@ -86,13 +103,21 @@ test("every server key is snake_case and every VS Code key is in package.json", 
   for (const key of Object.keys(PACKAGE_DEFAULTS)) {
     assert.ok(`codellama.${key}` in properties, `codellama.${key} missing in package.json`);
   }
+  // And the converse: each contributed setting is either sent to the server or used by the client.
+  const clientOnly = new Set([...LAUNCH_SETTING_KEYS, "trace.server"]);
+  for (const key of Object.keys(properties)) {
+    const name = key.replace(/^codellama\./, "");
+    assert.ok(clientOnly.has(name) || name in SERVER_SETTING_KEYS, `${key} is not used`);
+    assert.ok(name in PACKAGE_DEFAULTS || name === "trace.server", `${key} missing in PACKAGE_DEFAULTS`);
+  }
 });
 
 test("non-finite numbers and values of other types are dropped", () => {
   assert.deepEqual(serverSettings(config({ temperature: Number.NaN, debounceMs: Infinity, enabled: false })), {
     enabled: false,
   });
-  assert.deepEqual(serverSettings(config({ model: ["x"], backend: { a: 1 } })), {});
+  assert.deepEqual(serverSettings(config({ model: [1], backend: { a: 1 } })), {});
+  assert.deepEqual(serverSettings(config({ stopSequences: [] })), { stop_sequences: [] });
 });
 
 test("didChangeConfiguration nests the settings under `codellama`", () => {

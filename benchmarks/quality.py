@@ -1,0 +1,382 @@
+"""Completion quality on real Python files the project did not write (the standard library).
+
+At many cursor positions of four kinds — mid-line, end of line, blank line in a block, after a
+``def …:`` line — the true text up to its natural end (end of line for mid-line, end of block
+otherwise) is cut out of the file; the real server (over stdio, the real LSP path) is asked for
+an inline completion; the engine is a continuation oracle that answers with what truly follows
+in the original file *and more* (see ``_oracle_server.py``). So every difference from the true
+text is ours: prompt, LSP handling or clean-up. Reported per kind and format:
+
+* natural-end exact match (goal ≥ 90 %), suffix repeats, leaked special tokens, wrong
+  first-line indentation (goals 0), prompts over the token budget (goal 0);
+* with ``--model demo`` (a real model) instead: exact match and edit similarity.
+
+    .venv/bin/python benchmarks/quality.py               # oracle, both prompt formats
+    .venv/bin/python benchmarks/quality.py --model demo  # the real demo model
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import difflib
+import io
+import json
+import random
+import re
+import sys
+import tempfile
+import time
+import tokenize
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from lsprotocol import types
+from pygls.lsp.client import LanguageClient
+
+ROOT = Path(__file__).resolve().parent.parent
+STDLIB = Path(tokenize.__file__).parent
+FILES = [
+    "textwrap.py",
+    "shlex.py",
+    "fractions.py",
+    "statistics.py",
+    "dataclasses.py",
+    "argparse.py",
+    "json/decoder.py",
+    "csv.py",
+    "difflib.py",
+    "configparser.py",
+]
+KINDS = ("mid-line", "end-of-line", "blank-line", "after-def")
+SPECIAL = re.compile(r"<(PRE|SUF|MID|EOT|FILL_ME)>|</?s>|<unk>")
+CLOSERS = ")]}\"'`:,"
+
+
+@dataclass
+class Case:
+    id: str
+    kind: str
+    file: str
+    text: str  # the document the editor holds: original with the expected text cut out
+    line: int
+    column: int
+    expected: str
+    continuation: str  # what truly follows the cursor in the original file
+
+
+def indent(line: str) -> int:
+    return len(line) - len(line.lstrip(" \t"))
+
+
+def string_and_comment_lines(source: str) -> set[int]:
+    """0-based lines inside multi-line strings or that are comments: no cursor goes there."""
+    skip: set[int] = set()
+    try:
+        for tok in tokenize.generate_tokens(io.StringIO(source).readline):
+            if tok.type == tokenize.STRING and tok.start[0] != tok.end[0]:
+                skip.update(range(tok.start[0] - 1, tok.end[0]))
+            elif tok.type == tokenize.COMMENT:
+                skip.add(tok.start[0] - 1)
+    except (tokenize.TokenError, SyntaxError):
+        pass
+    return skip
+
+
+def block_end(lines: list[str], start: int, base: int, *, inclusive: bool) -> int:
+    """Index after the last non-blank line of the block that starts below line ``start``.
+
+    The block ends at the first non-blank line indented less than ``base`` (``inclusive``:
+    less than or equal, for the body of a ``def``).
+    """
+    last = start
+    for i in range(start + 1, len(lines)):
+        if not lines[i].strip():
+            continue
+        width = indent(lines[i])
+        if width < base or (inclusive and width <= base):
+            break
+        last = i
+    return last + 1
+
+
+def make_cases(path: Path, rng: random.Random, per_kind: int, max_chars: int) -> list[Case]:
+    source = path.read_text(encoding="utf-8")
+    lines = source.split("\n")
+    skip = string_and_comment_lines(source)
+    offsets = [0]
+    for line in lines:
+        offsets.append(offsets[-1] + len(line) + 1)
+    code = [
+        i
+        for i, line in enumerate(lines)
+        if i not in skip and line.strip() and i > 20 and not line.lstrip().startswith("@")
+    ]
+    rng.shuffle(code)
+    cases: list[Case] = []
+    counts: dict[str, int] = defaultdict(int)
+
+    def add(kind: str, line: int, column: int, end_offset: int) -> None:
+        start = offsets[line] + column
+        expected = source[start:end_offset]
+        if not expected.strip() or len(expected) > max_chars or SPECIAL.search(expected):
+            return
+        text = source[:start] + source[end_offset:]
+        cid = f"{path.name}:{line + 1}:{column + 1}:{kind}"
+        cases.append(
+            Case(cid, kind, str(path), text, line, column, expected, source[start:])
+        )
+        counts[kind] += 1
+
+    for i in code:
+        line = lines[i]
+        body = line.strip()
+        # mid-line: cut a span inside the line, keep real code after it on the line.
+        if counts["mid-line"] < per_kind and len(body) >= 16:
+            first = indent(line) + 2
+            last = len(line.rstrip()) - 2
+            if last - first > 4:
+                column = rng.randint(first, last - 3)
+                end = rng.randint(column + 1, last)
+                if line[end:].strip().strip(CLOSERS).strip():
+                    add("mid-line", i, column, offsets[i] + end)
+        # end of line: the rest of the line and of its block are cut.
+        if counts["end-of-line"] < per_kind and indent(line) > 0 and len(body) >= 8:
+            if not body.endswith(":") and not body.endswith(("(", "[", "{", ",", "\\")):
+                column = rng.randint(indent(line) + 2, len(line.rstrip()) - 1)
+                end_line = block_end(lines, i, indent(line), inclusive=False)
+                add("end-of-line", i, column, offsets[end_line] - 1)
+        # blank line in a block: cursor after the indentation of a line, block cut.
+        if counts["blank-line"] < per_kind and indent(line) > 0 and not body.endswith(":"):
+            end_line = block_end(lines, i, indent(line), inclusive=False)
+            add("blank-line", i, indent(line), offsets[end_line] - 1)
+        # after def: the whole body of a one-line def header.
+        if counts["after-def"] < per_kind and re.match(r"\s*(async\s+)?def .*\):\s*$", line):
+            if i + 1 < len(lines) and indent(lines[i + 1]) > indent(line):
+                end_line = block_end(lines, i, indent(line), inclusive=True)
+                add("after-def", i, len(line), offsets[end_line] - 1)
+        if all(counts[k] >= per_kind for k in KINDS):
+            break
+    return cases
+
+
+def suffix_after(case: Case) -> str:
+    start = sum(len(x) + 1 for x in case.text.split("\n")[: case.line]) + case.column
+    return case.text[start:]
+
+
+def repeats_suffix(completion: str, case: Case) -> bool:
+    """Does the completion end with text already after the cursor?"""
+    suffix = suffix_after(case)
+    rest_of_line = suffix.split("\n", 1)[0].strip()
+    if "\n" not in completion and rest_of_line and completion.rstrip().endswith(rest_of_line):
+        return True
+    upcoming = next((line.strip() for line in suffix.split("\n")[1:] if line.strip()), "")
+    if not upcoming or len(upcoming) < 4:
+        return False
+    return any(line.strip() == upcoming for line in completion.split("\n")[1:])
+
+
+def wrong_indentation(completion: str, expected: str) -> bool:
+    def first_indent(text: str) -> str | None:
+        for n, line in enumerate(text.split("\n")):
+            if line.strip():
+                return ("first:" if n == 0 else "") + line[: indent(line)]
+        return None
+
+    return first_indent(completion) != first_indent(expected)
+
+
+def utf16(text: str) -> int:
+    return len(text.encode("utf-16-le")) // 2
+
+
+async def run_cases(
+    cases: list[Case], options: dict[str, Any], *, oracle: bool, workdir: Path
+) -> list[dict[str, Any]]:
+    answers = workdir / "answer.json"
+    log = workdir / "prompts.jsonl"
+    log.write_text("")
+    env_cmd = [sys.executable, str(ROOT / "benchmarks" / "_oracle_server.py")]
+    if not oracle:
+        env_cmd = [sys.executable, "-m", "codellama_lsp.cli"]
+    import os
+
+    env = {**os.environ, "CODELLAMA_ORACLE_FILE": str(answers), "CODELLAMA_ORACLE_LOG": str(log)}
+    client = LanguageClient("quality-benchmark", "1")
+
+    @client.feature("codellama/status")
+    def on_status(params: Any) -> None:
+        """Status notifications are not needed here."""
+    await client.start_io(*env_cmd, env=env, cwd=str(ROOT))
+    results: list[dict[str, Any]] = []
+    try:
+        await client.initialize_async(
+            types.InitializeParams(
+                capabilities=types.ClientCapabilities(
+                    text_document=types.TextDocumentClientCapabilities(
+                        inline_completion=types.InlineCompletionClientCapabilities()
+                    )
+                ),
+                initialization_options=options,
+            )
+        )
+        client.initialized(types.InitializedParams())
+        for _ in range(600):
+            status = await client.workspace_execute_command_async(
+                types.ExecuteCommandParams(command="codellama.status")
+            )
+            state = status["state"] if isinstance(status, dict) else status.state
+            if state == "ready":
+                break
+            if state == "error":
+                raise RuntimeError(str(status))
+            await asyncio.sleep(0.1)
+        for n, case in enumerate(cases):
+            uri = f"file:///quality/{n}/{Path(case.file).name}"
+            prefix_tail = case.text[: sum(len(x) + 1 for x in case.text.split("\n")[: case.line])]
+            prefix_tail += case.text.split("\n")[case.line][: case.column]
+            answers.write_text(
+                json.dumps(
+                    {
+                        "id": case.id,
+                        "continuation": case.continuation,
+                        "prefix_tail": prefix_tail[-200:],
+                    }
+                )
+            )
+            client.text_document_did_open(
+                types.DidOpenTextDocumentParams(
+                    text_document=types.TextDocumentItem(
+                        uri=uri, language_id="python", version=1, text=case.text
+                    )
+                )
+            )
+            line_text = case.text.split("\n")[case.line]
+            result = await client.text_document_inline_completion_async(
+                types.InlineCompletionParams(
+                    text_document=types.TextDocumentIdentifier(uri=uri),
+                    position=types.Position(
+                        line=case.line, character=utf16(line_text[: case.column])
+                    ),
+                    context=types.InlineCompletionContext(
+                        trigger_kind=types.InlineCompletionTriggerKind.Invoked
+                    ),
+                )
+            )
+            client.text_document_did_close(
+                types.DidCloseTextDocumentParams(
+                    text_document=types.TextDocumentIdentifier(uri=uri)
+                )
+            )
+            items = result.items if isinstance(result, types.InlineCompletionList) else []
+            completion = str(items[0].insert_text) if items else ""
+            results.append({"case": case, "completion": completion})
+        await client.shutdown_async(None)
+        client.exit(None)
+    finally:
+        await client.stop()
+    prompts = {}
+    for line in log.read_text().splitlines():
+        entry = json.loads(line)
+        prompts[entry["id"]] = entry
+    for r in results:
+        r["prompt"] = prompts.get(r["case"].id)
+    return results
+
+
+def budget_for(options: dict[str, Any], kind: str) -> int:
+    new = options["max_new_tokens_single_line"] if kind == "mid-line" else options["max_new_tokens"]
+    return int(options["max_context_tokens"]) - int(new)
+
+
+def report(results: list[dict[str, Any]], options: dict[str, Any], title: str) -> list[str]:
+    rows = []
+    header = (
+        "| kind | n | exact | edit sim | suffix repeats | special tokens | "
+        "wrong indent | prompt ends at cursor | over budget | max prompt/budget |"
+    )
+    rows.append(f"**{title}**\n")
+    rows.append(header)
+    rows.append("|" + "---|" * 10)
+    total: dict[str, float] = defaultdict(float)
+    for kind in (*KINDS, "all"):
+        chosen = [r for r in results if kind == "all" or r["case"].kind == kind]
+        if not chosen:
+            continue
+        n = len(chosen)
+        exact = sum(r["completion"] == r["case"].expected for r in chosen)
+        sim = sum(
+            difflib.SequenceMatcher(None, r["completion"], r["case"].expected).ratio()
+            for r in chosen
+        )
+        repeats = sum(repeats_suffix(r["completion"], r["case"]) for r in chosen)
+        leaks = sum(bool(SPECIAL.search(r["completion"])) for r in chosen)
+        wrong = sum(
+            bool(r["completion"]) and wrong_indentation(r["completion"], r["case"].expected)
+            for r in chosen
+        )
+        prompted = [r for r in chosen if r["prompt"]]
+        at_cursor = sum(r["prompt"]["prompt_ends_at_cursor"] for r in prompted)
+        over = sum(
+            r["prompt"]["prompt_tokens"] > budget_for(options, r["case"].kind) for r in prompted
+        )
+        worst = max(
+            (r["prompt"]["prompt_tokens"] / budget_for(options, r["case"].kind) for r in prompted),
+            default=0.0,
+        )
+        at_cursor_text = f"{at_cursor}/{len(prompted)}" if prompted else "n/a"
+        rows.append(
+            f"| {kind} | {n} | {100 * exact / n:.1f}% | {sim / n:.3f} | {repeats} | {leaks} | "
+            f"{wrong} | {at_cursor_text} | {over} | {worst:.2f} |"
+        )
+        if kind == "all":
+            total.update(exact=exact / n, repeats=repeats, leaks=leaks, wrong=wrong, over=over)
+    return rows
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--per-kind", type=int, default=12, help="positions per kind per file")
+    parser.add_argument("--files", type=int, default=len(FILES))
+    parser.add_argument("--model", default="oracle", help="oracle (default) or a model name")
+    parser.add_argument("--formats", default="prefix,fim")
+    parser.add_argument("--max-context-tokens", type=int, default=768)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--show-failures", type=int, default=0)
+    args = parser.parse_args()
+    rng = random.Random(args.seed)
+    oracle = args.model == "oracle"
+    cases: list[Case] = []
+    for name in FILES[: args.files]:
+        cases += make_cases(STDLIB / name, rng, args.per_kind, max_chars=400)
+    print(f"{len(cases)} positions from {args.files} standard-library files", file=sys.stderr)
+    lines = []
+    for fmt in args.formats.split(","):
+        options = {
+            "model": "demo" if oracle else args.model,
+            "temperature": 0,
+            "debounce_ms": 0,
+            "prompt_format": fmt,
+            "max_context_tokens": args.max_context_tokens,
+            "max_new_tokens": 160,
+            "max_new_tokens_single_line": 48,
+        }
+        started = time.perf_counter()
+        with tempfile.TemporaryDirectory() as tmp:
+            results = asyncio.run(run_cases(cases, options, oracle=oracle, workdir=Path(tmp)))
+        seconds = time.perf_counter() - started
+        title = f"{'continuation oracle' if oracle else args.model}, prompt format `{fmt}`"
+        title += f", max_context_tokens {args.max_context_tokens} ({seconds:.0f} s)"
+        lines += report(results, options, title) + [""]
+        failures = [r for r in results if r["completion"] != r["case"].expected]
+        for r in failures[: args.show_failures]:
+            print(f"--- {r['case'].id}\nexpected {r['case'].expected!r}\ngot      {r['completion']!r}")
+    print("\n".join(lines))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,151 @@
+"""Prompt building: formats, token budget, stable windows, imports and other files' context."""
+
+from __future__ import annotations
+
+import inspect
+import textwrap
+from functools import cache
+from types import SimpleNamespace
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from codellama_lsp.context import OpenDocumentsContext, definitions
+from codellama_lsp.cursor import CursorContext
+from codellama_lsp.demo_model import resolve_model
+from codellama_lsp.prompt import LineCounter, build_prompt, choose_format, window_start
+from codellama_lsp.tokenization import CodeTokens, load_tokenizer
+
+
+@cache
+def tokens() -> CodeTokens:
+    return CodeTokens(load_tokenizer(resolve_model("demo")))
+
+
+SOURCE = inspect.getsource(textwrap)
+
+
+def test_format_follows_the_model() -> None:
+    t = tokens()
+    assert t.infill is not None
+    assert choose_format("auto", "codellama/CodeLlama-70b-Python-hf", t) == "prefix"
+    assert choose_format("auto", "codellama/CodeLlama-70b-hf", t) == "prefix"
+    assert choose_format("auto", "codellama/CodeLlama-7b-Python-hf", t) == "prefix"
+    assert choose_format("auto", "codellama/CodeLlama-13b-hf", t) == "fim"
+    assert choose_format("prefix", "codellama/CodeLlama-13b-hf", t) == "prefix"
+    assert choose_format("fim", "codellama/CodeLlama-70b-Python-hf", t) == "fim"
+
+
+def test_fim_prompt_layout_is_psm_built_from_ids() -> None:
+    t = tokens()
+    assert t.infill is not None
+    ctx = CursorContext("def f(x):\n    return x\n", 1, 11)
+    prompt = build_prompt(ctx, t, fmt="fim", budget=200)
+    ids = list(prompt.ids)
+    assert ids[0] == t.bos_id and ids[1] == t.infill.prefix_id and ids[-1] == t.infill.middle_id
+    suf = ids.index(t.infill.suffix_id)
+    assert t.decode_prompt(ids[2:suf]) == "def f(x):\n    return "
+    assert t.decode_continuation(ids[suf + 1 : -1]) == "x\n"
+
+
+def test_prefix_prompt_is_the_text_before_the_cursor() -> None:
+    t = tokens()
+    text = "import os\n\n\ndef main():\n\tpath = os.getcwd()\n\t"
+    ctx = CursorContext(text, 5, 1)
+    prompt = build_prompt(ctx, t, fmt="prefix", budget=200)
+    assert prompt.ids[0] == t.bos_id
+    assert t.decode_prompt(list(prompt.ids[1:])) == text
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    line=st.integers(min_value=0, max_value=SOURCE.count("\n")),
+    budget=st.integers(min_value=24, max_value=1500),
+    fmt=st.sampled_from(["fim", "prefix"]),
+)
+def test_prompt_never_exceeds_the_budget(line: int, budget: int, fmt: str) -> None:
+    lines = SOURCE.split("\n")
+    ctx = CursorContext(SOURCE, line, len(lines[line]) // 2)
+    prompt = build_prompt(ctx, tokens(), fmt=fmt, budget=budget)  # type: ignore[arg-type]
+    assert len(prompt.ids) <= budget
+
+
+def test_window_start_moves_rarely_while_typing() -> None:
+    t = tokens()
+    counter = LineCounter(t)
+    lines = SOURCE.split("\n")
+    cursor_line = 300
+    starts = set()
+    typed = "        result = wrapper.fill(text)"
+    for n in range(1, len(typed) + 1):
+        text = "\n".join([*lines[:cursor_line], typed[:n], *lines[cursor_line:]])
+        ctx = CursorContext(text, cursor_line, n)
+        prompt = build_prompt(ctx, t, fmt="prefix", budget=512, counter=counter)
+        starts.add(prompt.window_start_line)
+    assert len(starts) <= 2
+    # And the prompt of one keystroke is the previous prompt plus a few tokens at the end.
+
+
+def test_window_start_rounding() -> None:
+    assert window_start([10] * 100, 10_000) == 0
+    start = window_start([10] * 100, 305)
+    assert 22 <= 100 - start <= 30  # rounding drops at most a quarter of the window
+    assert window_start([100] * 10, 450) < 10  # token-heavy lines keep some lines
+
+
+def test_imports_kept_when_the_window_starts_below_them() -> None:
+    body = "\n".join(f"value_{i} = compute({i})" for i in range(400))
+    text = "import os\nimport sys\nfrom pathlib import Path\n\n" + body + "\nresult = "
+    lines = text.split("\n")
+    ctx = CursorContext(text, len(lines) - 1, len(lines[-1]))
+    prompt = build_prompt(ctx, tokens(), fmt="prefix", budget=300)
+    assert prompt.window_start_line > 3
+    assert prompt.prefix_text.startswith("import os\nimport sys\nfrom pathlib import Path\n")
+    assert prompt.prefix_text.endswith("value_399 = compute(399)\nresult = ")
+    assert len(prompt.ids) <= 300
+
+
+def test_empty_file_and_crlf() -> None:
+    t = tokens()
+    assert build_prompt(CursorContext("", 0, 0), t, fmt="prefix", budget=50).ids == (t.bos_id,)
+    ctx = CursorContext("def f():\r\n    return 1\r\n", 1, 11)
+    prompt = build_prompt(ctx, t, fmt="prefix", budget=100)
+    assert "\r" not in t.decode_prompt(list(prompt.ids[1:]))
+
+
+def test_definitions_found_in_half_typed_code() -> None:
+    lines = [
+        "class Cache:",
+        '    """Keeps things. Really."""',
+        "    def get(self, key,",
+        "            default=None):",
+        '        """Look a key up."""',
+        "        return self.x[",  # unfinished
+    ]
+    found = {d.name: d for d in definitions(lines)}
+    assert found["Cache"].doc == "Keeps things"
+    assert found["get"].signature == "def get(self, key, default=None)"
+    assert found["get"].doc == "Look a key up"
+
+
+def test_other_documents_give_definitions_and_snippets() -> None:
+    other = SimpleNamespace(
+        uri="file:///ws/pkg/geometry.py",
+        version=3,
+        source=(
+            "def distance(a, b):\n"
+            '    """Euclidean distance between points."""\n'
+            "    return math.hypot(a[0] - b[0], a[1] - b[1])\n"
+        ),
+    )
+    current = SimpleNamespace(uri="file:///ws/main.py", version=1, source="")
+    workspace = SimpleNamespace(
+        text_documents={other.uri: other, current.uri: current}, root_uri="file:///ws"
+    )
+    provider = OpenDocumentsContext(SimpleNamespace(workspace=workspace))
+    ctx = CursorContext("from pkg.geometry import distance\n\nd = distance(", 2, 13)
+    text = provider.context(current.uri, ctx, budget=200)
+    assert "# pkg/geometry.py\n# def distance(a, b)\n#     Euclidean distance" in text
+    assert provider.fingerprint(current.uri) == ((other.uri, 3),)
+    prompt = build_prompt(ctx, tokens(), fmt="prefix", budget=400, extra_context=text)
+    assert prompt.prefix_text.startswith("# pkg/geometry.py")
