@@ -33,7 +33,7 @@ class Settings:
     """Everything a user can set. Names are the keys clients send (snake_case)."""
 
     model: str = DEFAULT_MODEL
-    backend: Backend = "local"
+    backend: Backend = "auto"
     server_url: str = "http://127.0.0.1:8765"
     api_key: str = ""
     http_model_name: str = ""
@@ -191,7 +191,8 @@ def setting_names() -> list[str]:
 
 HELP = {
     "model": "HF id or local folder; `demo` = the bundled tiny demo model",
-    "backend": "`local` (in-process), `http` (a model server / vLLM / TGI), `auto`",
+    "backend": "`local` (in-process), `http` (a model server / vLLM / TGI), `auto` (the "
+    "model server at `server_url` if it answers for this model, else `local`)",
     "server_url": "base URL of the OpenAI-compatible server for `http`/`auto`",
     "api_key": "Bearer token for the model server",
     "http_model_name": "model name to send to the server (default: `model`)",

@@ -25,6 +25,7 @@ from codellama_lsp.context import OpenDocumentsContext
 from codellama_lsp.cursor import CursorContext
 from codellama_lsp.engines.base import Engine, EngineLoadError
 from codellama_lsp.engines.factory import create_engine
+from codellama_lsp.engines.http import HttpEngine
 
 log = logging.getLogger(__name__)
 
@@ -142,6 +143,10 @@ class CodeLlamaServer(LanguageServer):
             loop.call_soon_threadsafe(self._progress_report, progress, message, percent)
 
         engine: Engine = create_engine(settings)
+        if isinstance(engine, HttpEngine):
+            engine.on_connection_change = lambda ok, message: loop.call_soon_threadsafe(
+                self.connection_changed, engine, ok, message
+            )
         started = time.perf_counter()
         try:
             await self.completer.scheduler.run_exclusive(lambda: engine.load(report))
@@ -167,6 +172,18 @@ class CodeLlamaServer(LanguageServer):
         self.state = "ready"
         self.message = f"{settings.model} ready ({self.load_seconds:.1f} s)"
         self._progress_end(progress, "Ready")
+        self.send_status()
+
+    def connection_changed(self, engine: Engine, ok: bool, message: str) -> None:
+        """The model server went away or came back: tell the user once per change."""
+        if self.completer.engine is not engine:
+            return
+        if ok:
+            self.state, self.message = "ready", f"{self.settings.model} ready ({message})"
+            self.show(f"codellama-lsp: {message}", types.MessageType.Info)
+        else:
+            self.state, self.message = "error", message
+            self.show(f"codellama-lsp: {message}")
         self.send_status()
 
     async def _progress_begin(self, title: str) -> str | None:

@@ -54,11 +54,11 @@ def run(
 
 
 def edits() -> list[tuple[str, list[str]]]:
-    base = SOURCE[:120]
+    base = SOURCE[:50]
     appended = [*base, "    def run_more(self):"]
     mid = [*appended]
-    mid[60] = mid[60] + "  # edited"
-    deleted = mid[:100] + mid[101:]
+    mid[30] = mid[30] + "  # edited"
+    deleted = mid[:45] + mid[46:]
     return [("base", base), ("append", appended), ("mid-file edit", mid), ("deletion", deleted)]
 
 

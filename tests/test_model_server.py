@@ -1,0 +1,367 @@
+"""The real model server (`codellama-lsp serve`, demo model) as a process on a loopback port,
+driven by plain HTTP clients and by real language-server processes (pytest-lsp)."""
+
+from __future__ import annotations
+
+import asyncio
+import http.client
+import inspect
+import json
+import os
+import re
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+from lsprotocol import types
+
+from tests.lsp_helpers import lsp_session
+
+SAMPLE = '''import os
+
+
+def list_python_files(root):
+    """Return the Python files below ``root``."""
+    found = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        for name in filenames:
+            '''
+CARD_SAMPLE = {
+    "input_data": {
+        "input_string": ["def fibonacci("],
+        "parameters": {"top_p": 0.9, "temperature": 0.2, "do_sample": True, "max_new_tokens": 200},
+    }
+}
+
+
+class ModelServer:
+    """A `codellama-lsp serve` process; ``url`` once it listens."""
+
+    def __init__(self, *args: str, env: dict[str, str] | None = None) -> None:
+        cmd = [sys.executable, "-m", "codellama_lsp.cli", "serve", "--model", "demo", *args]
+        self.proc = subprocess.Popen(
+            cmd,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+            env={**os.environ, **(env or {})},
+        )
+        assert self.proc.stdout is not None
+        line = self.proc.stdout.readline()  # bounded: the process prints or exits
+        match = re.search(r"listening on http://(\S+):(\d+)", line)
+        if not match:
+            self.stop()
+            raise RuntimeError(f"model server did not start: {line!r}")
+        self.port = int(match.group(2))
+        self.url = f"http://127.0.0.1:{self.port}"
+
+    def wait_ready(self, timeout: float = 60) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                status, body = request(self.port, "GET", "/health")
+                if body.get("status") == "ready":
+                    return dict(body)
+            except OSError:
+                pass
+            time.sleep(0.1)
+        raise TimeoutError("model server not ready")
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait(10)
+
+
+def request(
+    port: int, method: str, path: str, body: Any = None, headers: dict[str, str] | None = None
+) -> tuple[int, Any]:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+    try:
+        data = body if isinstance(body, bytes) or body is None else json.dumps(body).encode()
+        conn.request(method, path, body=data, headers=headers or {})
+        response = conn.getresponse()
+        raw = response.read()
+    finally:
+        conn.close()
+    try:
+        return response.status, json.loads(raw)
+    except ValueError:
+        return response.status, raw.decode()
+
+
+def metrics(port: int) -> dict[str, float]:
+    """Prometheus text → {"name{labels}": value}."""
+    _, text = request(port, "GET", "/metrics")
+    values = {}
+    for line in str(text).splitlines():
+        if line and not line.startswith("#"):
+            name, _, value = line.rpartition(" ")
+            values[name] = float(value)
+    return values
+
+
+@contextmanager
+def running_server(*args: str, env: dict[str, str] | None = None) -> Iterator[ModelServer]:
+    server = ModelServer(*args, env=env)
+    try:
+        server.wait_ready()
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="module")
+def cache_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    return {"XDG_CACHE_HOME": str(tmp_path_factory.mktemp("xdg-cache"))}
+
+
+@pytest.fixture(scope="module")
+def server(cache_env: dict[str, str]) -> Iterator[ModelServer]:
+    # Small prefill chunks make a long prompt take a while: time to cancel it mid-way.
+    with running_server("--port", "0", "--prefill-chunk-tokens", "32", env=cache_env) as s:
+        yield s
+
+
+def long_source() -> str:
+    import argparse
+
+    return inspect.getsource(argparse)[:60000]
+
+
+def end_of(text: str) -> tuple[int, int]:
+    lines = text.split("\n")
+    return len(lines) - 1, len(lines[-1])
+
+
+def lsp_options(server: ModelServer, **extra: Any) -> dict[str, Any]:
+    return {
+        "backend": "http",
+        "server_url": server.url,
+        "model": "demo",
+        "temperature": 0,
+        "debounce_ms": 0,
+        **extra,
+    }
+
+
+def wait_until(check: Any, timeout: float = 30, what: str = "condition") -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            raise TimeoutError(what)
+        time.sleep(0.02)
+
+
+# --- plain HTTP ----------------------------------------------------------------------------
+def test_refuses_to_listen_beyond_loopback_without_an_api_key() -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "codellama_lsp.cli", "serve", "--model", "demo"]
+        + ["--host", "0.0.0.0", "--port", "0"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "CODELLAMA_LSP_API_KEY": ""},
+    )
+    assert proc.returncode != 0
+    assert "API key" in proc.stdout + proc.stderr
+
+
+def test_api_key_is_enforced_beyond_loopback(cache_env: dict[str, str]) -> None:
+    with running_server(
+        "--host", "0.0.0.0", "--port", "0", "--api-key", "s3cret", env=cache_env
+    ) as s:
+        assert request(s.port, "GET", "/v1/models")[0] == 401
+        wrong = {"Authorization": "Bearer not-the-key"}
+        status, body = request(s.port, "POST", "/v1/completions", {"prompt": "x"}, wrong)
+        assert status == 401 and "API key" in body["error"]["message"]
+        good = {"Authorization": "Bearer s3cret"}
+        assert request(s.port, "GET", "/v1/models", headers=good)[0] == 200
+        status, body = request(
+            s.port, "POST", "/v1/completions", {"prompt": "x = ", "max_tokens": 2}, good
+        )
+        assert status == 200 and body["choices"][0]["finish_reason"] in ("stop", "length")
+
+
+def test_health_models_and_the_model_card_sample(server: ModelServer) -> None:
+    status, health = request(server.port, "GET", "/health")
+    assert status == 200
+    assert health["status"] == "ready" and health["model"] == "demo" and health["loads"] == 1
+    assert health["load_seconds"] > 0
+    status, models = request(server.port, "GET", "/v1/models")
+    assert status == 200 and [m["id"] for m in models["data"]] == ["demo"]
+
+    status, answer = request(server.port, "POST", "/score", CARD_SAMPLE)
+    assert status == 200
+    assert isinstance(answer, list) and len(answer) == 1 and list(answer[0]) == ["0"]
+    text = answer[0]["0"]
+    assert text.startswith("def fibonacci(") and len(text) > len("def fibonacci(")
+
+
+def test_streaming_with_a_plain_http_client(server: ModelServer) -> None:
+    body = {"model": "demo", "prompt": "def add(a, b):\n", "max_tokens": 24, "temperature": 0}
+    status, plain = request(server.port, "POST", "/v1/completions", body)
+    assert status == 200
+    expected = plain["choices"][0]["text"]
+    assert expected and plain["usage"]["completion_tokens"] > 0
+
+    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=60)
+    stream_body = {**body, "stream": True, "stream_options": {"include_usage": True}}
+    conn.request("POST", "/v1/completions", json.dumps(stream_body))
+    response = conn.getresponse()
+    assert response.status == 200
+    assert response.getheader("Content-Type", "").startswith("text/event-stream")
+    events = [
+        line[6:] for line in response.read().decode().split("\n") if line.startswith("data: ")
+    ]
+    conn.close()
+    assert events[-1] == "[DONE]"
+    chunks = [json.loads(e) for e in events[:-1]]
+    pieces = [c["choices"][0]["text"] for c in chunks if c["choices"]]
+    assert len([p for p in pieces if p]) > 1, "the text came in one piece"
+    assert "".join(pieces) == expected
+    assert chunks[-1]["usage"]["completion_tokens"] == plain["usage"]["completion_tokens"]
+
+
+def test_bad_requests_get_4xx_with_a_clear_message(server: ModelServer) -> None:
+    port = server.port
+    status, body = request(port, "POST", "/v1/completions", b'{"prompt": "x",')
+    assert status == 400 and "not valid JSON" in body["error"]["message"]
+    status, body = request(port, "POST", "/v1/completions", b"x" * (2 << 20))
+    assert status == 413
+    status, body = request(port, "POST", "/v1/completions", {"prompt": "x", "max_tokens": 10**9})
+    assert status == 400 and "max_tokens" in body["error"]["message"]
+    status, body = request(port, "POST", "/v1/completions", {"prompt": {"x": 1}})
+    assert status == 400 and "prompt" in body["error"]["message"]
+    status, body = request(port, "POST", "/v1/completions", {"prompt": "x", "model": "gpt-4"})
+    assert status == 404
+    status, body = request(port, "POST", "/v1/completions", {"prompt": [5] * 5000})
+    assert status == 400 and "tokens" in body["error"]["message"]
+    status, body = request(port, "POST", "/score", {"input_data": "nope"})
+    assert status == 400
+    # Still healthy after all that.
+    assert request(port, "GET", "/health")[1]["status"] == "ready"
+
+
+def test_closing_the_stream_stops_the_generation(server: ModelServer) -> None:
+    before = metrics(server.port)
+    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=60)
+    # A long prompt (prefilled in 32-token chunks) and a long answer: seconds of work.
+    body = {
+        "prompt": [1] + [300 + i % 200 for i in range(3000)],
+        "max_tokens": 1000,
+        "stream": True,
+    }
+    conn.request("POST", "/v1/completions", json.dumps({**body, "temperature": 0}))
+    response = conn.getresponse()
+    assert response.status == 200
+    wait_until(lambda: metrics(server.port).get("codellama_active_generations") == 1)
+    conn.close()
+    closed_at = time.monotonic()
+    key = "codellama_cancellations_total"
+    wait_until(lambda: metrics(server.port)[key] == before[key] + 1, 10, "cancellation")
+    assert time.monotonic() - closed_at < 5
+    after = metrics(server.port)
+    # It stopped within a prefill chunk / decode step of the disconnect.
+    stop_count = "codellama_cancel_stop_seconds_count"
+    assert after[stop_count] == before[stop_count] + 1
+    assert (
+        after["codellama_generated_tokens_total"] - before["codellama_generated_tokens_total"]
+        < 1000
+    )
+    assert after["codellama_active_generations"] == 0
+
+
+# --- real language servers -----------------------------------------------------------------
+async def test_two_editors_share_one_loaded_model_and_cancel_independently(
+    server: ModelServer,
+) -> None:
+    options = lsp_options(server, max_new_tokens=64)
+    async with lsp_session(options) as a, lsp_session(options) as b:
+        assert (await a.command("codellama.status"))["backend"] == "http"
+        for s, uri in ((a, "file:///a/files.py"), (b, "file:///b/files.py")):
+            s.open(uri, SAMPLE)
+        line, col = end_of(SAMPLE)
+        first, second = await asyncio.gather(
+            a.inline("file:///a/files.py", line, col), b.inline("file:///b/files.py", line, col)
+        )
+        assert first and str(first[0].insert_text).strip()
+        assert second and first[0].insert_text == second[0].insert_text  # same model, greedy
+        health = request(server.port, "GET", "/health")[1]
+        assert health["loads"] == 1  # one copy of the model for both editors
+
+        # Editor A asks for a completion in a long file, then cancels it while the model
+        # server is busy with it; editor B's request is served normally.
+        before = metrics(server.port)
+        big = long_source()
+        a.open("file:///a/big.py", big)
+        params = a.inline_params("file:///a/big.py", *end_of(big))
+        pending = asyncio.ensure_future(
+            a.client.protocol.send_request_async(
+                types.TEXT_DOCUMENT_INLINE_COMPLETION, params, msg_id=777
+            )
+        )
+        await asyncio.to_thread(
+            wait_until, lambda: metrics(server.port).get("codellama_active_generations") == 1
+        )
+        a.client.protocol.notify(types.CANCEL_REQUEST, types.CancelParams(id=777))
+        b.open("file:///b/other.py", SAMPLE.replace("list_python_files", "python_files"))
+        other = await b.inline("file:///b/other.py", line, col)
+        with pytest.raises(Exception, match="-32800|[Cc]ancel"):
+            await asyncio.wait_for(pending, 30)
+        assert other and str(other[0].insert_text).strip()
+        key = "codellama_cancellations_total"
+        await asyncio.to_thread(
+            wait_until, lambda: metrics(server.port)[key] == before[key] + 1, 10, "cancellation"
+        )
+        assert (await a.stats())["generations_cancelled"] == 1
+        assert (await b.stats())["generations_cancelled"] == 0
+        assert request(server.port, "GET", "/health")[1]["loads"] == 1
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+async def test_server_killed_mid_request_then_back(
+    cache_env: dict[str, str], tmp_path: Path
+) -> None:
+    port = free_port()
+    args = ("--port", str(port), "--prefill-chunk-tokens", "32")
+    first = ModelServer(*args, env=cache_env)
+    try:
+        await asyncio.to_thread(first.wait_ready)
+        async with lsp_session(lsp_options(first)) as s:
+            big = long_source()
+            s.open("file:///big.py", big)
+            pending = asyncio.ensure_future(s.inline("file:///big.py", *end_of(big)))
+            await asyncio.to_thread(
+                wait_until, lambda: metrics(port).get("codellama_active_generations") == 1
+            )
+            first.stop()  # SIGKILL mid-request
+            assert await asyncio.wait_for(pending, 30) == []
+            errors = [m for m in s.client.messages if m.type == types.MessageType.Error]
+            assert errors and "model server" in errors[-1].message
+            assert (await s.command("codellama.status"))["state"] == "error"
+
+            second = ModelServer(*args, env=cache_env)
+            try:
+                await asyncio.to_thread(second.wait_ready)
+                s.open("file:///small.py", SAMPLE)
+                items = await s.inline("file:///small.py", *end_of(SAMPLE))
+                assert items and str(items[0].insert_text).strip()
+                infos = [m for m in s.client.messages if m.type == types.MessageType.Info]
+                assert infos and "back" in infos[-1].message
+                assert (await s.command("codellama.status"))["state"] == "ready"
+            finally:
+                second.stop()
+    finally:
+        first.stop()
