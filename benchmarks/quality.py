@@ -125,9 +125,7 @@ def make_cases(path: Path, rng: random.Random, per_kind: int, max_chars: int) ->
             return
         text = source[:start] + source[end_offset:]
         cid = f"{path.name}:{line + 1}:{column + 1}:{kind}"
-        cases.append(
-            Case(cid, kind, str(path), text, line, column, expected, source[start:])
-        )
+        cases.append(Case(cid, kind, str(path), text, line, column, expected, source[start:]))
         counts[kind] += 1
 
     for i in code:
@@ -210,6 +208,7 @@ async def run_cases(
     @client.feature("codellama/status")
     def on_status(params: Any) -> None:
         """Status notifications are not needed here."""
+
     await client.start_io(*env_cmd, env=env, cwd=str(ROOT))
     results: list[dict[str, Any]] = []
     try:
@@ -373,7 +372,9 @@ def main() -> int:
         lines += report(results, options, title) + [""]
         failures = [r for r in results if r["completion"] != r["case"].expected]
         for r in failures[: args.show_failures]:
-            print(f"--- {r['case'].id}\nexpected {r['case'].expected!r}\ngot      {r['completion']!r}")
+            print(
+                f"--- {r['case'].id}\nexpected {r['case'].expected!r}\ngot      {r['completion']!r}"
+            )
     print("\n".join(lines))
     return 0
 

@@ -153,6 +153,8 @@ class Completer:
         key = self._cache_key(uri, ctx, ctx.prefix, ctx.suffix)
         if key in self._inflight or self.cache.get(key) is not None:
             return
+        if self.scheduler.busy(uri):
+            return  # the user already asked for something newer: never supersede it
         future: asyncio.Future[Completion | None] = asyncio.get_running_loop().create_future()
         self._inflight[key] = future
         ticket = self.scheduler.ticket(uri)

@@ -278,8 +278,8 @@ class _Sampler:
             b = min(len(lines), a + self.rng.choice([1, 1, 1, 2, 3]))
             return "".join(lines[:a]), "".join(lines[a:b]), "".join(lines[b:])
         n = len(chunk)  # anywhere, as when typing mid-line
-        a = self.rng.randrange(n + 1)
-        b = min(n, a + self.rng.choice([0, 3, 10, 30, 80, 200]))
+        a = self.rng.randrange(max(1, n))
+        b = min(n, a + self.rng.choice([1, 3, 10, 30, 80, 200]))
         return chunk[:a], chunk[a:b], chunk[b:]
 
     def fim(self) -> list[int]:
@@ -376,7 +376,12 @@ def train_demo_model(
     if init is None:
         train_tokenizer(out_dir)
     elif Path(init).resolve() != out_dir.resolve():
-        load_tokenizer(str(init)).save_pretrained(str(out_dir))
+        import shutil
+
+        out_dir.mkdir(parents=True, exist_ok=True)
+        for name in ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"):
+            if (Path(init) / name).exists():
+                shutil.copyfile(Path(init) / name, out_dir / name)
     tok = load_tokenizer(str(out_dir))
     codes = CodeTokens(tok)
     config = _llama_config(

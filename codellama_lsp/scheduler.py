@@ -67,6 +67,11 @@ class Scheduler:
                 self.on_superseded(previous)
         return ticket
 
+    def busy(self, key: str) -> bool:
+        """A live request for ``key`` is waiting or running."""
+        ticket = self._latest.get(key)
+        return ticket is not None and ticket.live
+
     def is_latest(self, ticket: Ticket) -> bool:
         return self._latest.get(ticket.key) is ticket
 

@@ -67,7 +67,8 @@ async def test_loading_shows_progress_then_inline_completion() -> None:
 
 async def test_incremental_edits_give_the_same_completion_as_the_final_text() -> None:
     final = SAMPLE
-    async with lsp_session() as s:
+    # Without other-file context: the reference document would feed the edited one's prompt.
+    async with lsp_session({**GREEDY, "context_other_documents": False}) as s:
         # Reference: the final text opened at once.
         s.open("file:///ref.py", final)
         line, col = end_of(final)
@@ -176,7 +177,10 @@ async def test_cancel_request_stops_the_generation(slow_model_cache: dict[str, s
         assert stats["generated_tokens"] < 1000
         assert stats["requests_cancelled"] == 1
         assert time.perf_counter() - cancelled_at < 5
-        # The model is free again: the next request gets a result.
+        # The model is free again: the next request runs (short, to keep the test quick).
+        s.client.workspace_did_change_configuration(
+            types.DidChangeConfigurationParams(settings={"max_new_tokens": 4})
+        )
         s.open("file:///small.py", SAMPLE)
         items = await s.inline("file:///small.py", *end_of(SAMPLE))
         assert (await s.stats())["generations_started"] == 2
@@ -218,7 +222,7 @@ async def test_no_special_tokens_in_many_completions() -> None:
 
     source = inspect.getsource(textwrap)
     lines = source.split("\n")
-    async with lsp_session({**GREEDY, "max_new_tokens": 48}) as s:
+    async with lsp_session({**GREEDY, "max_new_tokens": 48, "max_context_tokens": 1024}) as s:
         uri = "file:///textwrap_copy.py"
         s.open(uri, source)
         checked = 0

@@ -393,7 +393,7 @@ class HttpEngine:
                         result.finish_reason, finished = "stop", True
                 if choice.get("finish_reason"):
                     result.finish_reason = (
-                        "length" if choice["finish_reason"] == "length" else "eot"
+                        "length" if choice["finish_reason"] == "length" else "stop"
                     )
                 if finished:
                     break  # closing the stream (below) stops the server's generation

@@ -25,7 +25,11 @@ T = TypeVar("T")
 
 
 def server_command() -> str:
-    """The real `codellama-lsp` of the Python that runs the tests (the project's own install)."""
+    """The real `codellama-lsp` of the Python that runs the tests (the project's own install);
+    CODELLAMA_LSP_COMMAND overrides it (e.g. a wrapper that records the traffic)."""
+    override = os.environ.get("CODELLAMA_LSP_COMMAND")
+    if override:
+        return override
     candidate = Path(sys.executable).parent / "codellama-lsp"
     if candidate.exists():
         return str(candidate)
@@ -52,6 +56,39 @@ def wait_for(
             detail = f"\n{describe()}" if describe else ""
             pytest.fail(f"timed out after {timeout:.0f}s waiting for {what}{detail}")
         time.sleep(interval)
+
+
+# What the tests type. The demo model is tiny: for some prefixes its completion is empty after
+# clean-up, so the tests keep typing (like a user would) until a suggestion shows.
+FIRST_TYPED = "    result = "
+MORE_TYPED = "math.pi * radius ** 2 + radius / 2 - 1"  # no brackets: editors auto-close them
+
+
+def type_until_ghost(
+    type_text: Callable[[str], None],
+    ghost: Callable[[], T | None],
+    per_step: float = 6.0,
+) -> tuple[str, T]:
+    """Type FIRST_TYPED, then one more character at a time until `ghost()` shows something
+    that stays. Returns (what was typed, what ghost() returned)."""
+    typed = FIRST_TYPED
+    type_text(typed)
+    for char in [*MORE_TYPED, None]:
+        deadline = time.monotonic() + per_step
+        while time.monotonic() < deadline:
+            value = ghost()
+            if value:
+                # Only a suggestion that stays put (a later response may still replace it).
+                time.sleep(0.6)
+                if ghost() == value:
+                    return typed, value
+                continue
+            time.sleep(0.1)
+        if char is None:
+            break
+        type_text(char)
+        typed += char
+    pytest.fail(f"no ghost text appeared while typing {typed!r}")
 
 
 @pytest.fixture(scope="session")

@@ -12,8 +12,8 @@ and that :CodellamaStats and :checkhealth codellama show what they should.
 
 from __future__ import annotations
 
+import contextlib
 import json
-import os
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,7 +21,15 @@ from typing import Any
 
 import pytest
 
-from .conftest import INSTALL_HINT, ROOT, TOOLS, isolated_env, server_command, wait_for
+from .conftest import (
+    INSTALL_HINT,
+    ROOT,
+    TOOLS,
+    isolated_env,
+    server_command,
+    type_until_ghost,
+    wait_for,
+)
 
 PLUGIN_DIR = ROOT / "editors" / "nvim"
 INIT_LUA = Path(__file__).parent / "nvim" / "init.lua"
@@ -62,9 +70,22 @@ class Nvim:
         self.env = env
         self._log_file = self.log.open("wb")
         self.proc = subprocess.Popen(
-            ["timeout", "300", str(build.nvim), "--headless", "--clean", "-u", str(INIT_LUA),
-             "--listen", str(self.sock), str(file)],
-            cwd=tmp, env=env, stdin=subprocess.DEVNULL, stdout=self._log_file,
+            [
+                "timeout",
+                "300",
+                str(build.nvim),
+                "--headless",
+                "--clean",
+                "-u",
+                str(INIT_LUA),
+                "--listen",
+                str(self.sock),
+                str(file),
+            ],
+            cwd=tmp,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=self._log_file,
             stderr=subprocess.STDOUT,
         )
         wait_for(lambda: self.sock.exists() or self.proc.poll() is not None, 30, "nvim to listen")
@@ -74,7 +95,10 @@ class Nvim:
     def _remote(self, *args: str) -> str:
         out = subprocess.run(
             ["timeout", "20", str(self.build.nvim), "--server", str(self.sock), *args],
-            env=self.env, capture_output=True, text=True, check=False,
+            env=self.env,
+            capture_output=True,
+            text=True,
+            check=False,
         )
         if out.returncode != 0:
             raise RuntimeError(f"nvim {' '.join(args)} failed: {out.stderr}{out.stdout}")
@@ -99,10 +123,8 @@ class Nvim:
     def close(self) -> None:
         try:
             if self.proc.poll() is None:
-                try:
+                with contextlib.suppress(RuntimeError):
                     self._remote("--remote-send", "<C-\\><C-N>:qa!<CR>")
-                except RuntimeError:
-                    pass
                 try:
                     self.proc.wait(timeout=10)
                 except subprocess.TimeoutExpired:
@@ -142,8 +164,13 @@ def wait_ready(nvim: Nvim) -> dict[str, Any]:
         s = nvim.state()
         return s if s["attached"] and s["status"] and s["status"]["state"] == "ready" else None
 
-    return wait_for(ready, 90, "the server to attach and report ready", 0.2,
-                    lambda: json.dumps(nvim.state(), indent=1))
+    return wait_for(
+        ready,
+        90,
+        "the server to attach and report ready",
+        0.2,
+        lambda: json.dumps(nvim.state(), indent=1),
+    )
 
 
 def test_type_see_ghost_text_and_accept(nvim: Nvim) -> None:
@@ -151,24 +178,26 @@ def test_type_see_ghost_text_and_accept(nvim: Nvim) -> None:
     assert state["display"] == nvim.build.display
     assert state["status"]["model"] == "demo"
 
-    typed = "    return"
-    nvim.send(f"Go{typed}")  # a new last line, then type as a user would
+    nvim.send("Go")  # a new last line, in insert mode
 
     def ghost() -> dict[str, Any] | None:
         s = nvim.state()
         return s if s["mode"] == "i" and s["ghost"] else None
 
-    shown = wait_for(ghost, 60, "ghost text after typing", 0.1, lambda: json.dumps(nvim.state()))
+    typed, shown = type_until_ghost(nvim.send, ghost)
     before = shown["lines"]
     ghost_text: str = shown["ghost"]
-    print(f"[{nvim.build.id}] ghost text after {typed!r}: {ghost_text!r}")
+    print(f"[{nvim.build.id}] ghost text after typing {typed!r}: {ghost_text!r}")
     assert before[-1] == typed
     assert shown["cursor"] == [len(before), len(typed)]
 
     nvim.send("<Tab>")  # accept
     accepted = wait_for(
         lambda: (s := nvim.state())["lines"] != before and s,
-        20, "the buffer to change after <Tab>", 0.1, lambda: json.dumps(nvim.state()),
+        20,
+        "the buffer to change after <Tab>",
+        0.1,
+        lambda: json.dumps(nvim.state()),
     )
     expected = before[:-1] + (typed + ghost_text).split("\n")
     print(f"[{nvim.build.id}] buffer after accept: {accepted['lines']!r}")
@@ -180,8 +209,13 @@ def test_type_see_ghost_text_and_accept(nvim: Nvim) -> None:
     assert "<PRE>" not in "\n".join(accepted["lines"]) and "<MID>" not in ghost_text
 
     # The accept reached the server (item command → workspace/executeCommand codellama.accepted).
-    stats = wait_for(lambda: (s := nvim.stats()).get("accepted", 0) >= 1 and s, 10,
-                     "the server to count the accept", 0.2, lambda: json.dumps(nvim.stats()))
+    stats = wait_for(
+        lambda: (s := nvim.stats()).get("accepted", 0) >= 1 and s,
+        10,
+        "the server to count the accept",
+        0.2,
+        lambda: json.dumps(nvim.stats()),
+    )
     assert stats["requests"] >= 1
 
     # :CodellamaStats shows the same numbers to the user.
@@ -190,7 +224,7 @@ def test_type_see_ghost_text_and_accept(nvim: Nvim) -> None:
     assert "accepted" in shown_stats and "requests" in shown_stats, shown_stats
 
     # The status line helper shows ready with the last latency.
-    line = json.loads(nvim.expr('luaeval("vim.json.encode(require(\'codellama\').statusline())")'))
+    line = json.loads(nvim.expr("luaeval(\"vim.json.encode(require('codellama').statusline())\")"))
     assert line.startswith("codellama: ready"), line
 
 
@@ -200,15 +234,25 @@ def test_leaving_insert_mode_cancels_the_request(nvim: Nvim) -> None:
     nvim.lua_json("T.set_settings('{\\\"debounce_ms\\\": 5000}')")
     before = nvim.stats()
     nvim.send("Go    x = math.")
-    wait_for(lambda: nvim.stats()["requests"] > before["requests"], 20,
-             "the request to reach the server", 0.1, lambda: json.dumps(nvim.stats()))
+    wait_for(
+        lambda: nvim.stats()["requests"] > before["requests"],
+        20,
+        "the request to reach the server",
+        0.1,
+        lambda: json.dumps(nvim.stats()),
+    )
     nvim.send("<Esc>")
     after = wait_for(
         lambda: (s := nvim.stats())["requests_cancelled"] > before["requests_cancelled"] and s,
-        10, "the server to count the cancel", 0.1, lambda: json.dumps(nvim.stats()),
+        10,
+        "the server to count the cancel",
+        0.1,
+        lambda: json.dumps(nvim.stats()),
     )
-    print(f"[{nvim.build.id}] stats after <Esc>: requests {after['requests']}, "
-          f"requests_cancelled {after['requests_cancelled']}")
+    print(
+        f"[{nvim.build.id}] stats after <Esc>: requests {after['requests']}, "
+        f"requests_cancelled {after['requests_cancelled']}"
+    )
     state = nvim.state()
     assert state["mode"] == "n"
     assert state["ghost"] == ""
@@ -220,10 +264,14 @@ def test_checkhealth(nvim: Nvim) -> None:
     nvim.send("<Esc>:checkhealth codellama<CR>")
     report = wait_for(
         lambda: "codellama: model" in (t := nvim.expr("join(getline(1, '$'), \"\\n\")")) and t,
-        30, ":checkhealth codellama output", 0.2,
+        30,
+        ":checkhealth codellama output",
+        0.2,
     )
     print(report)
     assert "model demo: ready" in report
     assert "ERROR" not in report
     assert "version:" in report
-    assert ("built-in inline completion" if nvim.build.display == "native" else "own ghost text") in report
+    assert (
+        "built-in inline completion" if nvim.build.display == "native" else "own ghost text"
+    ) in report

@@ -19,9 +19,20 @@ def test_lua_unit_spec(build: str, tmp_path: Path) -> None:
     if not nvim.exists():
         pytest.skip(f"Neovim ({build}) is not installed at {nvim}: {INSTALL_HINT}")
     out = subprocess.run(
-        ["timeout", "60", str(nvim), "--headless", "--clean", "-l", str(SPEC),
-         str(ROOT / "editors" / "nvim")],
-        env=isolated_env(tmp_path), capture_output=True, text=True, check=False,
+        [
+            "timeout",
+            "60",
+            str(nvim),
+            "--headless",
+            "--clean",
+            "-l",
+            str(SPEC),
+            str(ROOT / "editors" / "nvim"),
+        ],
+        env=isolated_env(tmp_path),
+        capture_output=True,
+        text=True,
+        check=False,
     )
     print(out.stdout)
     assert out.returncode == 0, out.stdout + out.stderr

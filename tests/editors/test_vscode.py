@@ -21,7 +21,15 @@ from typing import Any
 
 import pytest
 
-from .conftest import INSTALL_HINT, ROOT, TOOLS, isolated_env, server_command, wait_for
+from .conftest import (
+    INSTALL_HINT,
+    ROOT,
+    TOOLS,
+    isolated_env,
+    server_command,
+    type_until_ghost,
+    wait_for,
+)
 
 CODE_SERVER = TOOLS / "code-server" / "bin" / "code-server"
 CHROMIUM = Path("/usr/bin/chromium")
@@ -29,7 +37,6 @@ CHROMEDRIVER = Path("/usr/bin/chromedriver")
 VSCODE_DIR = ROOT / "editors" / "vscode"
 
 SOURCE = "import math\n\n\ndef area(radius):\n"
-TYPED = "    return"
 
 CHROMIUM_FLAGS = [
     "--headless",
@@ -50,9 +57,9 @@ GHOST_JS = r"""
 const editor = document.activeElement && document.activeElement.closest('.monaco-editor');
 if (!editor) return null;
 const text = (el) => el.textContent.replace(/\u00a0/g, ' ');
-const inline = Array.from(editor.querySelectorAll('.view-lines .ghost-text-decoration, .view-lines .ghost-text'))
-  .map(text).join('');
-const below = Array.from(editor.querySelectorAll('.view-zones .suggest-preview-text .view-line')).map(text);
+const all = (selector) => Array.from(editor.querySelectorAll(selector)).map(text);
+const inline = all('.view-lines .ghost-text-decoration, .view-lines .ghost-text').join('');
+const below = all('.view-zones .suggest-preview-text .view-line');
 if (inline === '' && below.length === 0) return null;
 return below.length ? [inline, ...below].join('\n') : inline;
 """
@@ -95,18 +102,36 @@ class CodeServer:
         common = ["--user-data-dir", str(self.user_data), "--extensions-dir", str(self.extensions)]
         out = subprocess.run(
             ["timeout", "120", str(CODE_SERVER), *common, "--install-extension", str(vsix)],
-            env=self.env, capture_output=True, text=True, check=False,
+            env=self.env,
+            capture_output=True,
+            text=True,
+            check=False,
         )
-        assert out.returncode == 0 and "successfully installed" in out.stdout, out.stdout + out.stderr
+        assert out.returncode == 0 and "successfully installed" in out.stdout, (
+            out.stdout + out.stderr
+        )
         self.port = free_port()
         self.log = tmp / "code-server.log"
         self._log_file = self.log.open("wb")
         self.proc = subprocess.Popen(
-            ["timeout", "600", str(CODE_SERVER), *common, "--auth", "none",
-             "--bind-addr", f"127.0.0.1:{self.port}", "--disable-telemetry",
-             "--disable-update-check", "--disable-workspace-trust",
-             "--disable-getting-started-override", str(workspace)],
-            env=self.env, stdin=subprocess.DEVNULL, stdout=self._log_file,
+            [
+                "timeout",
+                "600",
+                str(CODE_SERVER),
+                *common,
+                "--auth",
+                "none",
+                "--bind-addr",
+                f"127.0.0.1:{self.port}",
+                "--disable-telemetry",
+                "--disable-update-check",
+                "--disable-workspace-trust",
+                "--disable-getting-started-override",
+                str(workspace),
+            ],
+            env=self.env,
+            stdin=subprocess.DEVNULL,
+            stdout=self._log_file,
             stderr=subprocess.STDOUT,
         )
         wait_for(self._healthy, 60, "code-server to answer /healthz", 0.3, self.read_log)
@@ -196,14 +221,47 @@ def browser(tmp_path: Path):
             driver.quit()
 
 
-def status_text(driver: Any) -> str:
-    from selenium.webdriver.common.by import By
+def texts(driver: Any, selector: str) -> list[str]:
+    """The visible text of the elements matching `selector`, read in one go (the workbench
+    re-renders often, so element handles go stale)."""
+    script = (
+        "return Array.from(document.querySelectorAll(arguments[0])).map(e => e.innerText.trim())"
+    )
+    return list(driver.execute_script(script, selector) or [])
 
-    for item in driver.find_elements(By.CSS_SELECTOR, ".statusbar-item"):
-        text = item.text.strip()
-        if "Code Llama" in text:
-            return text
-    return ""
+
+# The extension's status bar item: VS Code gives it the id "<publisher>.<name>.<item id>".
+STATUS_ITEM = "#codellama-lsp\\.codellama-lsp\\.codellama\\.status"
+
+
+def status_text(driver: Any) -> str:
+    found = texts(driver, STATUS_ITEM)
+    return found[0] if found else ""
+
+
+def run_command(driver: Any, title: str, describe: Any) -> None:
+    """Run a command from the command palette (F1), as a user would."""
+    from selenium.webdriver.common.action_chains import ActionChains
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+
+    ActionChains(driver).send_keys(Keys.F1).perform()
+    box = wait_for(
+        lambda: driver.find_elements(By.CSS_SELECTOR, ".quick-input-box input"),
+        10,
+        "the command palette",
+        0.2,
+        describe,
+    )[0]
+    box.send_keys(title)
+    wait_for(
+        lambda: any(title in t for t in texts(driver, ".quick-input-list .monaco-list-row")),
+        10,
+        f"command {title!r}",
+        0.2,
+        describe,
+    )
+    box.send_keys(Keys.ENTER)
 
 
 def test_ghost_text_tab_accept_and_status(code_server, browser, artifacts_dir: Path) -> None:
@@ -223,54 +281,104 @@ def test_ghost_text_tab_accept_and_status(code_server, browser, artifacts_dir: P
         return f"status bar: {status_text(driver)!r}\nextension log:\n{server.extension_log()}"
 
     try:
-        wait_for(lambda: driver.find_elements(By.CSS_SELECTOR, ".tab .label-name"), 60,
-                 "the editor tab for geometry.py", 0.3, describe)
-        # The status bar item walks starting → loading → ready.
-        ready = wait_for(lambda: "ready" in (t := status_text(driver)) and t, 90,
-                         "the status bar to show ready", 0.3, describe)
-        print(f"status bar once loaded: {ready!r}")
+        wait_for(
+            lambda: driver.find_elements(By.CSS_SELECTOR, ".tab .label-name"),
+            60,
+            "the editor tab for geometry.py",
+            0.3,
+            describe,
+        )
+        # The status bar item walks starting → loading (with progress) → ready.
+        seen: list[str] = []
+
+        def ready_status() -> str | None:
+            text = status_text(driver)
+            if text and (not seen or seen[-1] != text):
+                seen.append(text)
+            return text if "ready" in text else None
+
+        ready = wait_for(ready_status, 90, "the status bar to show ready", 0.1, describe)
+        print(f"status bar while starting: {seen!r}")
         assert ready.endswith("Code Llama: ready")
 
         driver.find_element(By.CSS_SELECTOR, ".monaco-editor .view-lines").click()
-        ActionChains(driver).key_down(Keys.CONTROL).send_keys(Keys.END).key_up(Keys.CONTROL).perform()
-        ActionChains(driver).send_keys(TYPED).perform()
-
-        ghost = wait_for(lambda: driver.execute_script(GHOST_JS), 60,
-                         "ghost text after typing", 0.2, describe)
+        ActionChains(driver).key_down(Keys.CONTROL).send_keys(Keys.END).key_up(
+            Keys.CONTROL
+        ).perform()
+        typed, ghost = type_until_ghost(
+            lambda text: ActionChains(driver).send_keys(text).perform(),
+            lambda: driver.execute_script(GHOST_JS),
+        )
         driver.save_screenshot(str(artifacts_dir / "vscode-ghost-text.png"))
-        print(f"ghost text after {TYPED!r}: {ghost!r}")
-        assert ghost.strip(), ghost
+        print(f"ghost text after typing {typed!r}: {ghost!r}")
         assert "<PRE>" not in ghost and "<MID>" not in ghost and "<EOT>" not in ghost
+        # Auto save has written what was typed; the ghost text is not in the file.
+        before = wait_for(
+            lambda: (t := file.read_text()).endswith(typed) and t,
+            10,
+            "the typed text to be saved",
+            0.1,
+            describe,
+        )
+        assert before == SOURCE + typed
 
         ActionChains(driver).send_keys(Keys.TAB).perform()
-        expected = SOURCE + TYPED + ghost
-        saved = wait_for(lambda: (t := file.read_text()) != SOURCE and t.startswith(SOURCE + TYPED)
-                         and len(t) >= len(expected) and t, 20,
-                         "the accepted text to be saved", 0.2, describe)
+        expected = before + ghost
+        saved = wait_for(
+            lambda: (t := file.read_text()) != before and len(t) >= len(expected) and t,
+            20,
+            "the accepted text to be saved",
+            0.2,
+            describe,
+        )
         print(f"file after Tab:\n{saved}")
         assert saved == expected
 
         # The status bar shows the latency of the last completion.
-        latency = wait_for(lambda: "·" in (t := status_text(driver)) and t, 20,
-                           "the status bar to show the last latency", 0.3, describe)
+        latency = wait_for(
+            lambda: "·" in (t := status_text(driver)) and t,
+            20,
+            "the status bar to show the last latency",
+            0.3,
+            describe,
+        )
         print(f"status bar after the completion: {latency!r}")
         assert re.search(r"Code Llama: ready · \d+(\.\d+)? m?s$", latency), latency
 
         # "Code Llama: Show Stats" from the command palette: the accept reached the server.
-        ActionChains(driver).send_keys(Keys.F1).perform()
-        palette = wait_for(lambda: driver.find_elements(By.CSS_SELECTOR, ".quick-input-box input"),
-                           10, "the command palette", 0.2, describe)
-        palette[0].send_keys("Code Llama: Show Stats")
-        wait_for(lambda: any("Show Stats" in e.text for e in driver.find_elements(
-            By.CSS_SELECTOR, ".quick-input-list .monaco-list-row")), 10, "the command", 0.2, describe)
-        palette[0].send_keys(Keys.ENTER)
+        run_command(driver, "Code Llama: Show Stats", describe)
         toast = wait_for(
-            lambda: next((e.text for e in driver.find_elements(
-                By.CSS_SELECTOR, ".notification-list-item-message") if "requests" in e.text), None),
-            20, "the stats notification", 0.3, describe,
+            lambda: next(
+                (t for t in texts(driver, ".notification-list-item-message") if "requests" in t),
+                None,
+            ),
+            20,
+            "the stats notification",
+            0.3,
+            describe,
         )
         print(f"stats notification: {toast!r}")
         assert "1 accepted" in toast, toast
+
+        # "Code Llama: Toggle Completions" turns them off and on; the status bar follows.
+        run_command(driver, "Code Llama: Toggle Completions", describe)
+        off = wait_for(
+            lambda: "off" in (t := status_text(driver)) and t,
+            20,
+            "the status bar to show off",
+            0.3,
+            describe,
+        )
+        run_command(driver, "Code Llama: Toggle Completions", describe)
+        on = wait_for(
+            lambda: "ready" in (t := status_text(driver)) and t,
+            20,
+            "the status bar to show ready again",
+            0.3,
+            describe,
+        )
+        print(f"status bar after toggling: {off!r}, then {on!r}")
+        assert off == "Code Llama: off"
         driver.save_screenshot(str(artifacts_dir / "vscode-after-accept.png"))
     finally:
         log = server.extension_log()

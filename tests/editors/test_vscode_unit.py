@@ -25,16 +25,26 @@ def npm() -> str:
 
 
 def test_extension_unit_tests() -> None:
-    out = subprocess.run(["timeout", "180", npm(), "test"], cwd=VSCODE_DIR,
-                         capture_output=True, text=True, check=False)
+    out = subprocess.run(
+        ["timeout", "180", npm(), "test"],
+        cwd=VSCODE_DIR,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     print(out.stdout[-3000:])
     assert out.returncode == 0, out.stdout[-5000:] + out.stderr[-3000:]
     assert "# fail 0" in out.stdout
 
 
 def test_extension_typechecks() -> None:
-    out = subprocess.run(["timeout", "180", npm(), "run", "-s", "typecheck"], cwd=VSCODE_DIR,
-                         capture_output=True, text=True, check=False)
+    out = subprocess.run(
+        ["timeout", "180", npm(), "run", "-s", "typecheck"],
+        cwd=VSCODE_DIR,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert out.returncode == 0, out.stdout + out.stderr
 
 
@@ -49,8 +59,14 @@ def test_extension_settings_mirror_the_server_settings() -> None:
 
     package = json.loads((VSCODE_DIR / "package.json").read_text())
     properties = package["contributes"]["configuration"]["properties"]
-    client_only = {"server.command", "server.pythonPath", "server.args", "server.env",
-                   "languages", "trace.server"}
+    client_only = {
+        "server.command",
+        "server.pythonPath",
+        "server.args",
+        "server.env",
+        "languages",
+        "trace.server",
+    }
     mirrored = {
         re.sub(r"([A-Z])", lambda m: "_" + m.group(1).lower(), key.removeprefix("codellama."))
         for key in properties

@@ -7,6 +7,7 @@
  * registered by the client from the server's executeCommandProvider, so accepting reaches the
  * server. This file adds the status bar, the user commands and settings sync.
  */
+import * as readline from "node:readline";
 import * as vscode from "vscode";
 import {
   ExecuteCommandRequest,
@@ -27,6 +28,7 @@ import {
   needsRestart,
   serverSettings,
 } from "./settings";
+import { parseServerLogLine } from "./serverLog";
 import {
   formatLatency,
   formatStats,
@@ -87,6 +89,15 @@ class CodeLlamaClient implements vscode.Disposable {
     const clientOptions: LanguageClientOptions = {
       documentSelector: languages(config).map((language) => ({ language })),
       outputChannel: this.log,
+      stdioOptions: {
+        stdout: (input, channel) => forwardLines(input, (line) => channel.info(line)),
+        // The server's own log (Python logging) at its own level, not all as errors.
+        stderr: (input, channel) =>
+          forwardLines(input, (line) => {
+            const { level, message } = parseServerLogLine(line);
+            channel[level](message);
+          }),
+      },
       initializationOptions: () => serverSettings(this.config()),
       middleware: {
         // Client-side switch too, so that "off" is instant even while the server is busy.
@@ -147,12 +158,12 @@ class CodeLlamaClient implements vscode.Disposable {
     await this.refreshStatus();
   }
 
-  private async refreshStatus(): Promise<void> {
+  /** Ask the server for its status; unless `force`, a notification that came meanwhile wins. */
+  private async refreshStatus(force = false): Promise<void> {
     try {
       const result: unknown = await this.executeServerCommand("codellama.status");
       const status = parseStatus(result);
-      // A notification may have arrived meanwhile; it is at least as new.
-      if (status && (this.state === "starting" || this.lastStatus === null)) this.setStatus(status);
+      if (status && (force || this.state === "starting" || this.lastStatus === null)) this.setStatus(status);
     } catch (err) {
       this.log.warn(`codellama.status failed: ${String(err)}`);
     }
@@ -192,17 +203,15 @@ class CodeLlamaClient implements vscode.Disposable {
     if (this.client?.isRunning()) {
       await this.client.sendNotification("workspace/didChangeConfiguration", didChangeConfigurationParams(settings));
     }
+    // The server answers with codellama/status; show the switch at once all the same.
     if (settings.enabled === false) this.setStatus({ ...(this.lastStatus ?? {}), state: "disabled" });
-    else if (this.state === "disabled") await this.refreshStatus().then(() => undefined, () => undefined);
-    if (settings.enabled !== false && this.state === "disabled") {
-      this.setStatus({ ...(this.lastStatus ?? {}), state: "ready" });
-    }
+    else if (this.state === "disabled") await this.refreshStatus(true);
   }
 
   async toggle(): Promise<void> {
     const enabled = this.config().get<boolean>("enabled", true);
+    // The status bar item shows the result (via onConfigurationChanged).
     await this.config().update("enabled", !enabled, vscode.ConfigurationTarget.Global);
-    void vscode.window.setStatusBarMessage(`Code Llama completions ${enabled ? "off" : "on"}`, 3000);
   }
 
   async showStats(): Promise<void> {
@@ -233,6 +242,12 @@ class CodeLlamaClient implements vscode.Disposable {
     void this.stop();
     for (const d of this.disposables) d.dispose();
   }
+}
+
+function forwardLines(input: NodeJS.ReadableStream, write: (line: string) => void): void {
+  readline
+    .createInterface({ input, crlfDelay: Infinity, terminal: false, historySize: 0 })
+    .on("line", write);
 }
 
 let instance: CodeLlamaClient | undefined;

@@ -1,0 +1,589 @@
+"""Replay realistic typing through the real server over stdio; compare with a naive server.
+
+A simulated user edits standard-library files (1,300–1,700 tokens before the cursor): keys at
+20–40 ms, hesitations, typos fixed with backspace, pauses at line ends where they wait for the
+completion, then accept it (the item's text is applied and its ``codellama.accepted`` command
+sent), type its first characters, ask again at the same place, or ignore it. Every edit sends
+``didChange`` and an inline completion request, and like Neovim the client never sends
+``$/cancelRequest``: the server must supersede stale requests itself.
+
+The same trace runs against two servers, in the same invocation, per model:
+
+- tuned: the default settings (debounce, supersession, cache, typing-through, KV reuse);
+- naive: ``naive`` + ``debounce_ms=0, cache_size=0, kv_cache_slots=0``: every request runs its
+  own fresh generation to the end, in arrival order.
+
+A user waits at most ``--max-wait`` seconds at a pause; a naive server that is further
+behind is recorded at that bound (a lower bound on its latency) and the queue it still holds
+at the end is counted as generations it would run, then dropped (the process is stopped).
+
+    python benchmarks/typing_replay.py            # full run, ~5–10 min on 2 cores
+    python benchmarks/typing_replay.py --quick    # smoke run, ~1–2 min
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import random
+import sys
+import sysconfig
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from lsprotocol import types
+from pytest_lsp.client import make_test_lsp_client
+
+ROOT = Path(__file__).resolve().parent.parent
+RANDOM_MODEL = "random:hidden=768,layers=8"  # 62.8M parameters with the demo tokenizer
+FILES = ("textwrap.py", "shlex.py", "calendar.py", "gettext.py", "argparse.py")
+COMMON = {
+    "temperature": 0,
+    "max_context_tokens": 2048,
+    "max_new_tokens": 12,
+    "max_new_tokens_single_line": 12,
+    "log_level": "WARNING",
+}
+MODELS = {
+    # Prefix-only prompts, as Code Llama 70B and the Python models (the default model).
+    "random-63M": {"model": RANDOM_MODEL, "prompt_format": "prefix"},
+    # The tiny demo model, FIM prompts (PSM); it was trained on 256-token windows and writes
+    # only spaces with longer prompts, so it gets the last 256 tokens.
+    "demo": {"model": "demo", "max_context_tokens": 256},
+}
+NAIVE = {"debounce_ms": 0, "cache_size": 0, "kv_cache_slots": 0}
+
+
+# ----------------------------------------------------------------------------- the trace
+
+
+@dataclass
+class Step:
+    """One user action."""
+
+    kind: str  # "type", "backspace", "pause", "jump"
+    text: str = ""
+    delay_s: float = 0.0
+    line: int = 0  # for "jump": the line in the document as first opened
+    think_s: float = 0.0
+    choice: float = 0.0  # for "pause": what the user does with a shown completion
+    through: int = 0  # for "pause": how many of its characters they type
+
+
+@dataclass
+class FileTrace:
+    uri: str
+    text: str
+    steps: list[Step]
+    prompt_tokens: list[int]
+
+
+def _count_tokens() -> Any:
+    from codellama_lsp.demo_model import demo_model_dir
+    from codellama_lsp.tokenization import CodeTokens, load_tokenizer
+
+    return CodeTokens(load_tokenizer(str(demo_model_dir()))).count
+
+
+def build_traces(n_files: int, sites: int, chars: int, seed: int) -> list[FileTrace]:
+    """Files cut to ~1,800 tokens; ``sites`` places per file where ``chars`` are retyped."""
+    rng = random.Random(seed)
+    count = _count_tokens()
+    stdlib = Path(sysconfig.get_paths()["stdlib"])
+    traces: list[FileTrace] = []
+    for name in FILES:
+        if len(traces) == n_files:
+            break
+        path = stdlib / name
+        if not path.exists():
+            continue
+        source = path.read_text()
+        if not source.isascii():
+            continue
+        lines = source.split("\n")
+        # Running token count at the start of each line.
+        starts, total = [], 0
+        for line in lines:
+            starts.append(total)
+            total += count(line + "\n")
+        end = next((i for i, s in enumerate(starts) if s > 1800), len(lines))
+        candidates = [
+            i
+            for i in range(end - 4)
+            if 1300 <= starts[i] <= 1700 and lines[i].strip() and lines[i].strip()[0] not in "#\"'"
+        ]
+        if len(candidates) < sites:
+            continue
+        chosen = sorted(rng.sample(candidates[:: max(1, len(candidates) // (sites * 3))], sites))
+        chosen = [c for k, c in enumerate(chosen) if k == 0 or c - chosen[k - 1] > 3]
+        doc_lines: list[str] = []
+        steps: list[Step] = []
+        last = 0
+        for site in chosen:
+            target, n = "", 0
+            while len(target) < chars and site + n < end:
+                target += ("\n" if n else "") + lines[site + n]
+                n += 1
+            doc_lines += [*lines[last:site], ""]
+            last = site + n
+            steps.append(Step("jump", line=len(doc_lines) - 1, think_s=rng.uniform(0.15, 0.4)))
+            steps += typing_steps(target, rng)
+            steps.append(pause(rng))
+        doc_lines += lines[last:end]
+        traces.append(
+            FileTrace(
+                f"file:///bench/{name}",
+                "\n".join(doc_lines),
+                steps,
+                [starts[c] for c in chosen],
+            )
+        )
+    return traces
+
+
+def pause(rng: random.Random) -> Step:
+    return Step(
+        "pause", think_s=rng.uniform(0.15, 0.4), choice=rng.random(), through=rng.randint(2, 4)
+    )
+
+
+def typing_steps(target: str, rng: random.Random) -> list[Step]:
+    steps: list[Step] = []
+    for i, ch in enumerate(target):
+        if (ch == "\n" and rng.random() < 0.6) or (i and rng.random() < 0.03):
+            steps.append(pause(rng))
+        delay = rng.uniform(0.02, 0.04)
+        if rng.random() < 0.04:
+            delay = rng.uniform(0.08, 0.3)  # a hesitation longer than the debounce
+        if ch != "\n" and rng.random() < 0.03:  # a typo, fixed at once
+            steps.append(Step("type", rng.choice("qxzjv"), delay))
+            steps.append(Step("backspace", delay_s=rng.uniform(0.1, 0.2)))
+            delay = rng.uniform(0.02, 0.04)
+        steps.append(Step("type", ch, delay))
+    return steps
+
+
+# ------------------------------------------------------------------------------ the client
+
+
+@dataclass
+class Sent:
+    version: int
+    started: float
+    expect: str = ""  # "typing-through" (with the text expected back) or "repeat"
+    expected_text: str = ""
+    done: float | None = None
+    current: bool = False  # the document was unchanged when the answer came
+    gave_up: bool = False  # the user stopped waiting (counted at --max-wait)
+    items: list[types.InlineCompletionItem] = field(default_factory=list)
+
+    @property
+    def latency_ms(self) -> float | None:
+        return None if self.done is None else (self.done - self.started) * 1000
+
+    @property
+    def text(self) -> str:
+        if not self.items or not isinstance(self.items[0].insert_text, str):
+            return ""
+        return self.items[0].insert_text
+
+
+class Editor:
+    """A document as the client holds it, with UTF-16 positions for the protocol."""
+
+    def __init__(self, client: Any, uri: str, text: str) -> None:
+        self.client, self.uri = client, uri
+        self.lines = text.split("\n")
+        self.version = 1
+        self.line = self.col = 0
+        self.sent: list[Sent] = []
+        self.keystrokes = 0
+        client.text_document_did_open(
+            types.DidOpenTextDocumentParams(
+                text_document=types.TextDocumentItem(
+                    uri=uri, language_id="python", version=1, text=text
+                )
+            )
+        )
+
+    def position(self, line: int, col: int) -> types.Position:
+        units = len(self.lines[line][:col].encode("utf-16-le")) // 2
+        return types.Position(line=line, character=units)
+
+    def column(self, position: types.Position) -> int:
+        """Python index in the line of a UTF-16 position."""
+        line, units, col = self.lines[position.line], 0, 0
+        while col < len(line) and units < position.character:
+            units += len(line[col].encode("utf-16-le")) // 2
+            col += 1
+        return col
+
+    def replace(self, start: tuple[int, int], end: tuple[int, int], text: str) -> None:
+        rng = types.Range(self.position(*start), self.position(*end))
+        head = self.lines[start[0]][: start[1]]
+        tail = self.lines[end[0]][end[1] :]
+        new = (head + text + tail).split("\n")
+        self.lines[start[0] : end[0] + 1] = new
+        self.line = start[0] + len(new) - 1
+        self.col = len(new[-1]) - len(tail)
+        self.version += 1
+        self.client.text_document_did_change(
+            types.DidChangeTextDocumentParams(
+                text_document=types.VersionedTextDocumentIdentifier(
+                    uri=self.uri, version=self.version
+                ),
+                content_changes=[types.TextDocumentContentChangePartial(range=rng, text=text)],
+            )
+        )
+
+    def key(self, text: str) -> None:
+        self.keystrokes += 1
+        if text == "\b":
+            self.replace((self.line, self.col - 1), (self.line, self.col), "")
+        else:
+            self.replace((self.line, self.col), (self.line, self.col), text)
+
+    def request(self, expect: str = "", expected_text: str = "") -> asyncio.Future[Any]:
+        sent = Sent(self.version, time.perf_counter(), expect, expected_text)
+        self.sent.append(sent)
+        params = types.InlineCompletionParams(
+            text_document=types.TextDocumentIdentifier(uri=self.uri),
+            position=self.position(self.line, self.col),
+            context=types.InlineCompletionContext(
+                trigger_kind=types.InlineCompletionTriggerKind.Automatic
+            ),
+        )
+        future = asyncio.ensure_future(self.client.text_document_inline_completion_async(params))
+
+        def on_done(f: asyncio.Future[Any]) -> None:
+            sent.done = time.perf_counter()
+            sent.current = self.version == sent.version
+            if not f.cancelled() and f.exception() is None and f.result() is not None:
+                result = f.result()
+                sent.items = list(getattr(result, "items", result) or [])
+
+        future.add_done_callback(on_done)
+        return future
+
+
+@dataclass
+class RunResult:
+    sent: list[Sent]
+    keystrokes: int
+    censored: int
+    stats: dict[str, Any]
+    wall_s: float
+
+
+async def replay(
+    traces: list[FileTrace], options: dict[str, Any], *, naive: bool, max_wait: float
+) -> RunResult:
+    from codellama_lsp.config import setting_names
+
+    options = {**options}
+    command = [sys.executable, "-m", "codellama_lsp.cli"]
+    if naive:
+        options.update(NAIVE)
+        if "naive" in setting_names():
+            options["naive"] = True
+        else:
+            command = [sys.executable, str(ROOT / "benchmarks" / "_naive_server.py")]
+    client = make_test_lsp_client()
+    client.feature("codellama/status")(lambda _params: None)
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+    await client.start_io(*command, env=env)
+    await client.initialize_session(
+        types.InitializeParams(
+            capabilities=types.ClientCapabilities(
+                text_document=types.TextDocumentClientCapabilities(
+                    inline_completion=types.InlineCompletionClientCapabilities()
+                )
+            ),
+            initialization_options=options,
+        )
+    )
+
+    async def command_(name: str, *args: Any) -> Any:
+        return await client.workspace_execute_command_async(
+            types.ExecuteCommandParams(command=name, arguments=list(args) or None)
+        )
+
+    while (await command_("codellama.status"))["state"] != "ready":
+        await asyncio.sleep(0.1)
+    editors: list[Editor] = []
+    rng = random.Random(1)
+    background: set[asyncio.Future[Any]] = set()
+    censored = 0
+    started = time.perf_counter()
+    for trace in traces:
+        ed = Editor(client, trace.uri, trace.text)
+        editors.append(ed)
+        last: asyncio.Future[Any] | None = None
+        for step in trace.steps:
+            if step.kind == "jump":
+                ed.line, ed.col = step.line + len(ed.lines) - len(trace.text.split("\n")), 0
+                last = ed.request()
+                await asyncio.sleep(step.think_s)
+            elif step.kind in ("type", "backspace"):
+                await asyncio.sleep(step.delay_s)
+                ed.key("\b" if step.kind == "backspace" else step.text)
+                last = ed.request()
+            elif step.kind == "pause" and last is not None:
+                censored += await wait(ed.sent[-1], last, max_wait)
+                await asyncio.sleep(step.think_s)
+                shown = ed.sent[-1].text if ed.sent[-1].current else ""
+                if not shown:
+                    continue
+                if step.choice < 0.25:  # accept it (Tab), then the editor asks again
+                    item = ed.sent[-1].items[0]
+                    assert item.range is not None
+                    end = (item.range.end.line, ed.column(item.range.end))
+                    ed.keystrokes += 1
+                    ed.replace((ed.line, ed.col), end, shown)
+                    if item.command is not None:
+                        arguments = item.command.arguments or []
+                        background.add(
+                            asyncio.ensure_future(command_(item.command.command, *arguments))
+                        )
+                    last = ed.request()
+                    censored += await wait(ed.sent[-1], last, max_wait)
+                elif step.choice < 0.5:  # type its first characters
+                    for k, ch in enumerate(shown.split("\n")[0][: step.through], 1):
+                        await asyncio.sleep(rng.uniform(0.02, 0.04))
+                        ed.key(ch)
+                        rest = shown[k:]
+                        last = ed.request("typing-through" if rest else "", rest)
+                elif step.choice < 0.6:  # the editor asks again at the same place
+                    last = ed.request("repeat", shown)
+                    censored += await wait(ed.sent[-1], last, max_wait)
+        if last is not None:
+            censored += await wait(ed.sent[-1], last, max_wait)
+    wall = time.perf_counter() - started
+    stats = dict(await command_("codellama.stats"))
+    with contextlib.suppress(Exception):
+        await asyncio.wait_for(client.shutdown_session(), 3)
+    server = getattr(client, "_server", None)
+    if server is not None and server.returncode is None:
+        server.terminate()
+    await client.stop()
+    sent = [s for ed in editors for s in ed.sent]
+    return RunResult(sent, sum(ed.keystrokes for ed in editors), censored, stats, wall)
+
+
+async def wait(sent: Sent, future: asyncio.Future[Any], max_wait: float) -> int:
+    """Wait for an answer as a user would; 1 if they gave up first."""
+    try:
+        await asyncio.wait_for(asyncio.shield(future), max_wait)
+        return 0
+    except TimeoutError:
+        sent.gave_up = True
+        return 1
+
+
+# ----------------------------------------------------------------------------- reporting
+
+
+def pct(values: list[float], q: float) -> float | None:
+    from codellama_lsp.stats import percentile
+
+    return percentile(values, q)
+
+
+def summarize(run: RunResult, max_wait: float, naive: bool) -> dict[str, Any]:
+    st, keys = run.stats, max(1, run.keystrokes)
+    latencies = [max_wait * 1000.0 for s in run.sent if s.gave_up] + [
+        s.latency_ms for s in run.sent if s.latency_ms is not None and s.current and not s.gave_up
+    ]
+    hits: list[float] = [
+        s.latency_ms
+        for s in run.sent
+        if s.expect
+        and s.latency_ms is not None
+        and s.current
+        and not s.gave_up
+        and (naive or s.text == s.expected_text)
+    ]
+    started = st["generations_started"]
+    # The naive server never drops a request: each one is a generation, run or still queued.
+    committed = st["requests"] - st["cache_hits"] - st["typing_through_hits"] if naive else started
+    new_tokens = st["prompt_tokens"] - st["reused_prompt_tokens"]
+    timings = st.get("timings_ms", {})
+
+    def timing(name: str, key: str) -> float | None:
+        value = timings.get(name, {})
+        return value.get(key) if value.get("count") else None
+
+    return {
+        "keystrokes": run.keystrokes,
+        "requests": st["requests"],
+        "wall_s": round(run.wall_s, 1),
+        "latency_p50_ms": pct(latencies, 50),
+        "latency_p95_ms": pct(latencies, 95),
+        "latency_p99_ms": pct(latencies, 99),
+        "latency_samples": len(latencies),
+        "gave_up_waiting": run.censored,
+        "shown": sum(1 for s in run.sent if s.current and s.text),
+        "generations_per_100_keys": round(100 * committed / keys, 1),
+        "started_per_100_keys": round(100 * started / keys, 1),
+        "completed_per_100_keys": round(100 * st["generations_completed"] / keys, 1),
+        "cancelled_per_100_keys": round(100 * st["generations_cancelled"] / keys, 1),
+        "unshown_tokens": st["discarded_tokens"],
+        "generated_tokens": st["generated_tokens"],
+        "cache_hit_rate": round(st["cache_hits"] / max(1, st["requests"]), 3),
+        "typing_through_hit_rate": round(st["typing_through_hits"] / max(1, st["requests"]), 3),
+        "hit_latency_p50_ms": pct(hits, 50),
+        "hit_samples": len(hits),
+        "prompt_tokens_per_generation": round(st["prompt_tokens"] / max(1, started), 1),
+        "reused_per_generation": round(st["reused_prompt_tokens"] / max(1, started), 1),
+        "prefilled_per_generation": round(new_tokens / max(1, started), 1),
+        "prefilled_per_request": round(new_tokens / max(1, st["requests"]), 1),
+        "cancel_to_idle_prefill_p50_ms": timing("cancel_to_idle_prefill", "p50"),
+        "cancel_to_idle_prefill_max_ms": timing("cancel_to_idle_prefill", "max"),
+        "cancels_in_prefill": timings.get("cancel_to_idle_prefill", {}).get("count", 0),
+        "cancel_to_idle_decode_p50_ms": timing("cancel_to_idle_decode", "p50"),
+        "cancel_to_idle_decode_max_ms": timing("cancel_to_idle_decode", "max"),
+        "cancels_in_decode": timings.get("cancel_to_idle_decode", {}).get("count", 0),
+        "prefill_chunk_p50_ms": timing("prefill_chunk", "p50"),
+        "prefill_chunk_max_ms": timing("prefill_chunk", "max"),
+        "decode_step_p50_ms": timing("decode_step", "p50"),
+        "decode_step_max_ms": timing("decode_step", "max"),
+    }
+
+
+def ratio(a: float | None, b: float | None) -> float | None:
+    return round(a / b, 3) if a is not None and b else None
+
+
+def targets(tuned: dict[str, Any], naive: dict[str, Any], prefix_format: bool) -> list[str]:
+    """The issue's targets, each as 'PASS/FAIL text'."""
+    checks: list[tuple[bool | None, str]] = []
+    r = ratio(tuned["latency_p50_ms"], naive["latency_p50_ms"])
+    checks.append((r is not None and r <= 0.2, f"p50 latency {r}x naive (target <= 0.2x)"))
+    r = ratio(tuned["generations_per_100_keys"], naive["generations_per_100_keys"])
+    checks.append((r is not None and r <= 0.15, f"generations/100 keys {r}x (target <= 0.15x)"))
+    r = ratio(tuned["prefilled_per_generation"], naive["prefilled_per_generation"])
+    note = "" if prefix_format else " [FIM prompt: informational]"
+    ok = r is not None and r <= 0.1
+    checks.append((ok if prefix_format else None, f"prefilled tokens/generation {r}x{note}"))
+    for phase, step in (("prefill", "prefill_chunk"), ("decode", "decode_step")):
+        idle, bound = tuned[f"cancel_to_idle_{phase}_max_ms"], tuned[f"{step}_max_ms"]
+        text = f"cancel->idle in {phase} max {idle} ms vs one {step.replace('_', ' ')} {bound} ms"
+        checks.append((None if idle is None else bound is not None and idle <= bound, text))
+    hit = tuned["hit_latency_p50_ms"]
+    checks.append((hit is not None and hit <= 3.0, f"cache/typing-through hit p50 {hit} ms (<= 3)"))
+    label = {True: "PASS", False: "FAIL", None: "n/a "}
+    return [f"{label[ok]} {text}" for ok, text in checks]
+
+
+ROWS = [
+    ("keystroke→completion latency p50 (ms)", "latency_p50_ms"),
+    ("latency p95 (ms)", "latency_p95_ms"),
+    ("latency p99 (ms)", "latency_p99_ms"),
+    ("user gave up waiting (pauses)", "gave_up_waiting"),
+    ("completions shown (answered in time, not empty)", "shown"),
+    ("generations per 100 keys (run or queued)", "generations_per_100_keys"),
+    ("generations started per 100 keys", "started_per_100_keys"),
+    ("generations completed per 100 keys", "completed_per_100_keys"),
+    ("generations cancelled per 100 keys", "cancelled_per_100_keys"),
+    ("tokens generated, never shown", "unshown_tokens"),
+    ("tokens generated, all", "generated_tokens"),
+    ("cache hit rate (of requests)", "cache_hit_rate"),
+    ("typing-through hit rate", "typing_through_hit_rate"),
+    ("hit latency p50 (ms) [naive: same requests]", "hit_latency_p50_ms"),
+    ("prompt tokens per generation", "prompt_tokens_per_generation"),
+    ("  reused from KV cache", "reused_per_generation"),
+    ("  prefilled (new)", "prefilled_per_generation"),
+    ("prefilled tokens per request", "prefilled_per_request"),
+    ("cancel→idle in prefill p50 / max (ms)", "cancel_to_idle_prefill"),
+    ("cancel→idle in decode p50 / max (ms)", "cancel_to_idle_decode"),
+    ("one prefill chunk p50 / max (ms)", "prefill_chunk"),
+    ("one decode step p50 / max (ms)", "decode_step"),
+    ("keystrokes / requests", "keys"),
+    ("replay wall time (s)", "wall_s"),
+]
+
+
+def cell(m: dict[str, Any], key: str) -> str:
+    if key in ("cancel_to_idle_prefill", "cancel_to_idle_decode"):
+        n = m[f"cancels_in_{key.rsplit('_', 1)[1]}"]
+        return f"{m[key + '_p50_ms']} / {m[key + '_max_ms']} (n={n})" if n else "–"
+    if key in ("prefill_chunk", "decode_step"):
+        return f"{m[key + '_p50_ms']} / {m[key + '_max_ms']}"
+    if key == "keys":
+        return f"{m['keystrokes']} / {m['requests']}"
+    if key == "hit_latency_p50_ms":
+        return f"{m[key]} (n={m['hit_samples']})"
+    value = m[key]
+    return "–" if value is None else str(value)
+
+
+def table(name: str, tuned: dict[str, Any], naive: dict[str, Any]) -> str:
+    lines = [f"| {name} | tuned | naive | tuned/naive |", "|---|---|---|---|"]
+    for label, key in ROWS:
+        r = (
+            ratio(tuned.get(key), naive.get(key))
+            if isinstance(tuned.get(key), int | float)
+            else None
+        )
+        lines.append(f"| {label} | {cell(tuned, key)} | {cell(naive, key)} | {r or ''} |")
+    return "\n".join(lines)
+
+
+async def main_async(args: argparse.Namespace) -> int:
+    from codellama_lsp.demo_model import resolve_model
+
+    if args.quick:
+        n_files, sites, chars = 1, 2, 40
+    else:
+        n_files, sites, chars = 2, 3, 90
+    traces = build_traces(n_files, sites, chars, args.seed)
+    print(
+        f"trace: {len(traces)} files, {sum(len(t.steps) for t in traces)} steps, "
+        f"tokens before the edit sites: {[t.prompt_tokens for t in traces]}",
+        flush=True,
+    )
+    report: dict[str, Any] = {"command": " ".join(sys.argv), "models": {}}
+    failed = False
+    for name in args.models.split(","):
+        options = {**COMMON, **MODELS[name]}
+        resolve_model(str(options["model"]))  # build the random model once, before timing
+        results = {}
+        for mode in ("tuned", "naive"):
+            t0 = time.perf_counter()
+            run = await replay(traces, options, naive=mode == "naive", max_wait=args.max_wait)
+            results[mode] = summarize(run, args.max_wait, mode == "naive")
+            print(f"[{name}] {mode}: {time.perf_counter() - t0:.0f} s", flush=True)
+        tuned, naive = results["tuned"], results["naive"]
+        prefix_format = options.get("prompt_format") == "prefix"
+        checks = targets(tuned, naive, prefix_format)
+        failed |= any(c.startswith("FAIL") for c in checks)
+        print(f"\n### {name} ({options['model']})\n\n{table(name, tuned, naive)}\n")
+        print("\n".join(checks) + "\n", flush=True)
+        report["models"][name] = {"options": options, **results, "targets": checks}
+    if args.json:
+        Path(args.json).write_text(json.dumps(report, indent=2) + "\n")
+    return 1 if failed and args.strict else 0
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="a short smoke run")
+    parser.add_argument(
+        "--models", default=",".join(MODELS), help="comma-separated: " + ", ".join(MODELS)
+    )
+    parser.add_argument("--max-wait", type=float, default=8.0, help="seconds a user waits")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--json", help="also write the results here")
+    parser.add_argument("--strict", action="store_true", help="exit 1 when a target fails")
+    args = parser.parse_args()
+    return asyncio.run(main_async(args))
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, str(ROOT))
+    raise SystemExit(main())

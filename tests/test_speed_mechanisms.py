@@ -1,0 +1,131 @@
+"""The speed mechanisms, seen through the real server over stdio (counters, not timings)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+from typing import Any
+
+from lsprotocol import types
+
+from tests.lsp_helpers import GREEDY, Session, lsp_session
+
+SAMPLE = '''import os
+
+
+def list_python_files(root):
+    """Return the Python files below ``root``."""
+    found = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        for name in filenames:
+            '''
+LONG = Path(asyncio.__file__).parent.joinpath("tasks.py").read_text()[:30000]
+
+
+def end_of(text: str) -> tuple[int, int]:
+    lines = text.split("\n")
+    return len(lines) - 1, len(lines[-1])
+
+
+def text_of(item: types.InlineCompletionItem) -> str:
+    assert isinstance(item.insert_text, str)
+    return item.insert_text
+
+
+async def wait_for(session: Session, check: Any, timeout: float = 60) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while True:
+        stats = await session.stats()
+        if check(stats):
+            return stats
+        assert time.monotonic() < deadline, stats
+        await asyncio.sleep(0.05)
+
+
+async def test_repeated_request_and_typing_through_need_no_generation() -> None:
+    async with lsp_session() as s:
+        uri = "file:///project/walk.py"
+        s.open(uri, SAMPLE)
+        line, col = end_of(SAMPLE)
+        first = await s.inline(uri, line, col)
+        assert first, "the demo model completes this sample"
+        shown = text_of(first[0])
+        assert len(shown) >= 3
+        before = await s.stats()
+        assert before["generations_started"] == 1
+
+        again = await s.inline(uri, line, col)
+        assert [text_of(i) for i in again] == [shown]
+        after = await s.stats()
+        assert after["generations_started"] == 1
+        assert after["cache_hits"] == before["cache_hits"] + 1
+
+        # Type the first two characters of what was shown: the rest comes back, no model.
+        for typed in (1, 2):
+            s.edit(uri, (line, col + typed - 1), (line, col + typed - 1), shown[typed - 1])
+            items = await s.inline(uri, line, col + typed)
+            assert [text_of(i) for i in items] == [shown[typed:]]
+        stats = await s.stats()
+        assert stats["generations_started"] == 1
+        assert stats["typing_through_hits"] == 2
+
+        # Typing something else forgets it: the model runs again.
+        s.edit(uri, (line, col + 2), (line, col + 2), "\u00a7")
+        await s.inline(uri, line, col + 3)
+        assert (await s.stats())["generations_started"] == 2
+
+
+async def test_superseded_requests_are_cancelled_and_never_answered() -> None:
+    # One token per prefill chunk makes the long prompt's prefill slow enough to interrupt.
+    options = {**GREEDY, "prefill_chunk_tokens": 1, "max_context_tokens": 2048}
+    async with lsp_session(options) as s:
+        uri = "file:///project/tasks.py"
+        s.open(uri, LONG)
+        line, col = end_of(LONG)
+        params = s.inline_params(uri, line, col)
+        first = asyncio.ensure_future(s.client.text_document_inline_completion_async(params))
+        await wait_for(s, lambda st: st["generations_started"] >= 1)
+
+        # The user types on; the client never sends $/cancelRequest (as Neovim).
+        s.edit(uri, (line, col), (line, col), "x")
+        second = asyncio.ensure_future(
+            s.client.text_document_inline_completion_async(s.inline_params(uri, line, col + 1))
+        )
+        old = await asyncio.wait_for(first, 60)
+        assert old is None or not getattr(old, "items", old), "a superseded result was shown"
+        stats = await wait_for(s, lambda st: st["generations_cancelled"] >= 1)
+        assert stats["requests_superseded"] >= 1
+        assert stats["timings_ms"]["cancel_to_idle_prefill"]["count"] >= 1
+        # Closing the document stops the newer one too.
+        await wait_for(s, lambda st: st["generations_started"] >= 2)
+        s.client.text_document_did_close(
+            types.DidCloseTextDocumentParams(text_document=types.TextDocumentIdentifier(uri=uri))
+        )
+        latest = await asyncio.wait_for(second, 60)
+        assert latest is None or not getattr(latest, "items", latest)
+        await wait_for(s, lambda st: st["generations_cancelled"] >= 2)
+
+
+async def test_accepting_a_completion_prefetches_the_next_one() -> None:
+    async with lsp_session() as s:
+        uri = "file:///project/accept.py"
+        s.open(uri, SAMPLE)
+        line, col = end_of(SAMPLE)
+        items = await s.inline(uri, line, col)
+        assert items and items[0].command is not None
+        text = text_of(items[0])
+
+        # The editor inserts the item, then runs its command.
+        s.edit(uri, (line, col), (line, col), text)
+        await s.command(items[0].command.command, *(items[0].command.arguments or []))
+        stats = await wait_for(
+            s, lambda st: st["prefetches"] == 1 and st["generations_completed"] == 2
+        )
+        assert stats["accepted"] == 1
+
+        new_line, new_col = end_of(SAMPLE + text)
+        await s.inline(uri, new_line, new_col)
+        after = await s.stats()
+        assert after["generations_started"] == stats["generations_started"]
+        assert after["cache_hits"] == stats["cache_hits"] + 1
