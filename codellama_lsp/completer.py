@@ -20,6 +20,7 @@ from codellama_lsp.postprocess import block_done, clean, replace_range_end
 from codellama_lsp.prompt import LineCounter, Prompt, build_prompt, choose_format
 from codellama_lsp.scheduler import Scheduler, Superseded, Ticket
 from codellama_lsp.stats import Stats
+from codellama_lsp.tokenization import CodeTokens
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +35,28 @@ class ContextProvider(Protocol):
         ...
 
     def context(self, uri: str, ctx: CursorContext, budget: int) -> str: ...
+
+
+MAX_CHARS_PER_TOKEN = 16
+"""No Code Llama token covers more characters than this (the longest pieces are space runs)."""
+
+
+class BoundedLineCounter(LineCounter):
+    """A line counter that never tokenizes a line too long to fit any prompt.
+
+    Such a line (minified code, data) gets an upper bound of its token count (one token per
+    UTF-8 byte, as byte fallback gives, plus two), which is over the budget, so the prompt
+    leaves it out exactly as it would after tokenizing it, in constant time.
+    """
+
+    def __init__(self, tokens: CodeTokens, max_chars: int) -> None:
+        super().__init__(tokens)
+        self.max_chars = max_chars
+
+    def __call__(self, line: str) -> int:
+        if len(line) > self.max_chars:
+            return len(line.encode("utf-8", "surrogatepass")) + 2
+        return super().__call__(line)
 
 
 @dataclass(frozen=True)
@@ -202,9 +225,12 @@ class Completer:
     def build_prompt(self, uri: str, ctx: CursorContext) -> Prompt:
         engine = self.engine
         assert engine is not None
-        if self._counter is None:
-            self._counter = LineCounter(engine.tokens)
         s = self.settings
+        max_chars = s.max_context_tokens * MAX_CHARS_PER_TOKEN
+        if self._counter is None or getattr(self._counter, "max_chars", None) != max_chars:
+            self._counter = BoundedLineCounter(engine.tokens, max_chars)
+        # Text further along a very long cursor line cannot fit the prompt: cut it first.
+        ctx = ctx.with_line_window(max_chars)
         new_tokens = s.max_new_tokens_single_line if self.single_line(ctx) else s.max_new_tokens
         limit = min(s.max_context_tokens, engine.context_limit)
         budget = max(16, limit - new_tokens)
@@ -285,6 +311,10 @@ class Completer:
                 phase = "decode" if result.prefill_seconds else "prefill"
                 idle_ms = (time.perf_counter() - ticket.cancelled_at) * 1000
                 self.stats.timing(f"cancel_to_idle_{phase}", idle_ms)
+                step_s = float(getattr(engine, "last_forward_seconds", 0.0))
+                self.stats.timing(f"interrupted_step_{phase}", step_s * 1000)
+        elif result.finish_reason == "error":
+            self.stats.add("generation_errors")
         else:
             self.stats.add("generations_completed")
         self._record_step_times(result)

@@ -8,6 +8,18 @@ from functools import cached_property
 
 CLOSERS = ")]}\"'`"
 _INDENT = re.compile(r"[ \t]*")
+_LINE_BREAK = re.compile(r"\r\n|\r|\n")
+
+
+def lsp_lines(text: str) -> list[str]:
+    """The lines of ``text`` as LSP counts them: breaks are only ``\\n``, ``\\r\\n`` and ``\\r``.
+
+    (``str.splitlines`` also breaks at form feeds, ``\\x85``, ``\\u2028``, …, which would put
+    every later position on the wrong line.)
+    """
+    if "\r" not in text:
+        return text.split("\n")
+    return _LINE_BREAK.split(text)
 
 
 def indentation(line: str) -> str:
@@ -56,7 +68,7 @@ class CursorContext:
     @cached_property
     def lines(self) -> list[str]:
         # Keep "\r" out of line content: CRLF files still complete with plain "\n" lines.
-        return self.text.replace("\r\n", "\n").split("\n")
+        return lsp_lines(self.text)
 
     @cached_property
     def offset(self) -> int:
@@ -124,7 +136,20 @@ class CursorContext:
     @classmethod
     def clamped(cls, text: str, line: int, character: int) -> CursorContext:
         """A context whose position is moved into the document if it lies outside."""
-        lines = text.replace("\r\n", "\n").split("\n")
+        lines = lsp_lines(text)
         line = min(max(line, 0), len(lines) - 1)
         character = min(max(character, 0), len(lines[line]))
         return cls(text, line, character)
+
+    def with_line_window(self, limit: int) -> CursorContext:
+        """The same cursor with its line cut to ``limit`` characters on each side.
+
+        A prompt holds a bounded number of tokens, so text further along a very long line
+        (minified code, data) can never reach it; cutting it keeps prompt building fast.
+        """
+        if len(self.line_text) <= 2 * limit:
+            return self
+        before = self.line_prefix[-limit:]
+        lines = list(self.lines)
+        lines[self.line] = before + self.line_suffix[:limit]
+        return CursorContext("\n".join(lines), self.line, len(before))

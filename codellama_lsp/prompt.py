@@ -92,9 +92,34 @@ def window_start(counts: list[int], budget: int, step: int = WINDOW_STEP) -> int
     return min(len(counts), -(-start // step) * step)
 
 
+def counts_within(lines: list[str], budget: int, count: LineCounter) -> list[int]:
+    """Token counts of ``lines``, measured from the end only until they exceed ``budget``.
+
+    Lines further up can never enter the window: they get ``budget + 1``, so the work per
+    request depends on the budget and not on the size of the file.
+    """
+    counts = [budget + 1] * len(lines)
+    total = 0
+    for i in range(len(lines) - 1, -1, -1):
+        counts[i] = count(lines[i])
+        total += counts[i]
+        if total > budget:
+            break
+    return counts
+
+
 def import_block(lines: list[str], before: int) -> list[str]:
-    """Top-level import lines above line ``before`` (kept when the window starts below them)."""
-    return [line for line in lines[:before] if _IMPORT.match(line)]
+    """Module docstring's first line and top-level imports above line ``before``.
+
+    Kept when the window starts below them: they say what the file is and which names exist.
+    """
+    head: list[str] = []
+    first = next((line for line in lines[:before] if line.strip()), "")
+    quote = first.strip()[:3]
+    if quote in ('"""', "'''"):
+        summary = first.strip()[3:].split(quote)[0].strip() or "..."
+        head.append(f"{quote}{summary}{quote}")
+    return head + [line for line in lines[:before] if _IMPORT.match(line)]
 
 
 def _fit_lines(lines: list[str], budget: int, count: LineCounter) -> list[str]:
@@ -130,7 +155,7 @@ def build_prompt(
     prefix_budget = budget - fixed - suffix_budget - context_cost - count(cursor_line)
 
     above = ctx.lines[: ctx.line]
-    counts = [count(line) for line in above]
+    counts = counts_within(above, max(0, prefix_budget), count)
     start = window_start(counts, max(0, prefix_budget))
     header = ""
     if start > 0:

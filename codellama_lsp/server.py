@@ -7,22 +7,28 @@ worker thread, so ``didChange`` and ``$/cancelRequest`` are always read at once.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import os
+import re
+import threading
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
+from urllib.parse import unquote
 
 from lsprotocol import types
+from pygls.exceptions import JsonRpcException
 from pygls.lsp.server import LanguageServer
-from pygls.workspace import TextDocument
+from pygls.protocol import LanguageServerProtocol
+from pygls.workspace import PositionCodec, TextDocument, Workspace
 
 from codellama_lsp import __version__
 from codellama_lsp.completer import Completer, Completion
 from codellama_lsp.config import Settings, SettingsError, client_overrides
 from codellama_lsp.context import OpenDocumentsContext
-from codellama_lsp.cursor import CursorContext
+from codellama_lsp.cursor import CursorContext, lsp_lines
 from codellama_lsp.engines.base import Engine, EngineLoadError
 from codellama_lsp.engines.factory import create_engine
 from codellama_lsp.engines.http import HttpEngine
@@ -31,6 +37,8 @@ log = logging.getLogger(__name__)
 
 STATUS_NOTIFICATION = "codellama/status"
 ACCEPTED_COMMAND = "codellama.accepted"
+DEBUG_COMMANDS_ENV = "CODELLAMA_LSP_DEBUG_COMMANDS"
+"""Set to 1 to register ``codellama.debugDocument`` (tests read the server's copy of a file)."""
 # Settings whose change needs a new engine (a reload); the rest apply at once.
 ENGINE_SETTINGS = frozenset(
     {
@@ -51,11 +59,114 @@ ENGINE_SETTINGS = frozenset(
 )
 
 
+_ODD_LINE_BREAKS = re.compile("[\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029]")
+_LSP_LINE = re.compile(r"[^\r\n]*(?:\r\n|\r|\n)|[^\r\n]+")
+
+
+def column_of(text: str, units: int, codec: PositionCodec) -> int:
+    """Index in ``text`` (one line) of a client offset in the negotiated encoding.
+
+    Past the end means the end of the line (as LSP says); an offset inside a character (half
+    a surrogate pair, part of a UTF-8 sequence) moves to the end of that character.
+    """
+    if units <= 0:
+        return 0
+    if codec.encoding == types.PositionEncodingKind.Utf32 or text.isascii():
+        return min(units, len(text))
+    count = 0
+    for index, ch in enumerate(text):
+        if count >= units:
+            return index
+        count += codec.impl.code_units_for_char(ch)
+    return len(text)
+
+
+class LspTextDocument(TextDocument):
+    """pygls' document with LSP's rules for lines and out-of-range edits.
+
+    * Lines end only at ``\\n``, ``\\r\\n`` or ``\\r``: pygls splits with ``str.splitlines``,
+      which also breaks at form feeds, ``\\x85``, ``\\u2028`` …, so an edit below such a
+      character would land on the wrong line and the server's text would drift from the
+      editor's.
+    * A position past the end of its line means the end of the line; past the last line, the
+      end of the document; a range whose end comes before its start is read in order.
+    """
+
+    _lines_of: tuple[str, tuple[str, ...]] | None = None
+
+    @property
+    def lines(self) -> Sequence[str]:
+        source = self.source
+        cached = self._lines_of
+        if cached is not None and cached[0] is source:
+            return cached[1]
+        if _ODD_LINE_BREAKS.search(source):
+            lines = tuple(_LSP_LINE.findall(source))
+        else:
+            lines = tuple(source.splitlines(True))
+        self._lines_of = (source, lines)
+        return lines
+
+    def offset_of(self, position: types.Position) -> int:
+        """Index into ``source`` of a client position, clamped into the document."""
+        lines = self.lines
+        line = max(0, position.line)
+        if line >= len(lines):
+            return len(self.source)
+        text = lines[line].rstrip("\r\n")
+        start = sum(len(previous) for previous in lines[:line])
+        return start + column_of(text, position.character, self.position_codec)
+
+    def _apply_incremental_change(self, change: types.TextDocumentContentChangePartial) -> None:
+        start = self.offset_of(change.range.start)
+        end = self.offset_of(change.range.end)
+        if end < start:
+            start, end = end, start
+        source = self.source
+        self._source = source[:start] + change.text + source[end:]
+
+
+class LspWorkspace(Workspace):
+    """Creates :class:`LspTextDocument` documents."""
+
+    def _create_text_document(
+        self,
+        doc_uri: str,
+        source: str | None = None,
+        version: int | None = None,
+        language_id: str | None = None,
+    ) -> TextDocument:
+        return LspTextDocument(
+            doc_uri,
+            source=source,
+            version=version,
+            language_id=language_id,
+            sync_kind=self._sync_kind,
+            position_codec=self._position_codec,
+        )
+
+
+class CodeLlamaProtocol(LanguageServerProtocol):
+    """Answers a request whose params do not parse with an LSP error.
+
+    pygls logs such a message and drops it, so the client would wait for an answer forever.
+    """
+
+    def structure_message(self, data: dict[str, Any]) -> Any:
+        try:
+            return super().structure_message(data)
+        except JsonRpcException as exc:
+            msg_id = data.get("id") if isinstance(data, dict) else None
+            if "method" in data and isinstance(msg_id, int | str) and not isinstance(msg_id, bool):
+                self._send_response(msg_id, error=exc.to_response_error())
+            raise
+
+
 class CodeLlamaServer(LanguageServer):
     """Holds the settings, the engine and the completer for one editor session."""
 
     def __init__(self, settings: Settings) -> None:
-        super().__init__("codellama-lsp", __version__)
+        super().__init__("codellama-lsp", __version__, protocol_cls=CodeLlamaProtocol)
         self.settings = settings
         self.completer = Completer(settings)
         self.context = OpenDocumentsContext(self)
@@ -142,7 +253,8 @@ class CodeLlamaServer(LanguageServer):
             last_sent[0] = now
             loop.call_soon_threadsafe(self._progress_report, progress, message, percent)
 
-        engine: Engine = create_engine(settings)
+        # Off the event loop: `auto` probes the model server over HTTP.
+        engine: Engine = await asyncio.to_thread(create_engine, settings)
         if isinstance(engine, HttpEngine):
             engine.on_connection_change = lambda ok, message: loop.call_soon_threadsafe(
                 self.connection_changed, engine, ok, message
@@ -212,8 +324,16 @@ class CodeLlamaServer(LanguageServer):
             self.work_done_progress.end(token, types.WorkDoneProgressEnd(message=message))
 
     # --- completions -----------------------------------------------------------------
-    def cursor(self, uri: str, position: types.Position) -> tuple[TextDocument, CursorContext]:
-        doc = self.workspace.get_text_document(uri)
+    def cursor(
+        self, uri: str, position: types.Position
+    ) -> tuple[TextDocument, CursorContext] | None:
+        """The open document and the cursor in it; None for a document that is not open.
+
+        (pygls would read an unknown URI from disk: a never-opened file, or ``/dev/zero``.)
+        """
+        doc = self.workspace.text_documents.get(unquote(uri))
+        if doc is None:
+            return None
         return doc, cursor_at(doc, position)
 
     async def watch_parent(self, pid: int) -> None:
@@ -231,24 +351,17 @@ class CodeLlamaServer(LanguageServer):
 
 def cursor_at(doc: TextDocument, position: types.Position) -> CursorContext:
     """The cursor in Python string units, from a client position in its own encoding."""
-    lines = doc.source.replace("\r\n", "\n").split("\n")
+    lines = lsp_lines(doc.source)
     line = min(max(position.line, 0), len(lines) - 1)
-    text = lines[line]
-    codec = doc.position_codec
-    units = 0
-    column = 0
-    for ch in text:
-        if units >= position.character:
-            break
-        units += codec.impl.code_units_for_char(ch)
-        column += 1
+    column = column_of(lines[line], position.character, doc.position_codec)
     return CursorContext.clamped(doc.source, line, column)
 
 
 def client_position(doc: TextDocument, line: int, column: int) -> types.Position:
-    lines = doc.source.replace("\r\n", "\n").split("\n")
+    lines = lsp_lines(doc.source)
     text = lines[line] if line < len(lines) else ""
-    units = doc.position_codec.client_num_units(text[:column])
+    head = text[:column]
+    units = len(head) if head.isascii() else doc.position_codec.client_num_units(head)
     return types.Position(line=line, character=units)
 
 
@@ -257,6 +370,9 @@ def create_server(settings: Settings) -> CodeLlamaServer:
 
     @server.feature(types.INITIALIZE)
     def initialize(ls: CodeLlamaServer, params: types.InitializeParams) -> None:
+        # pygls made the workspace just before this handler: give it LSP's line rules.
+        if type(ls.workspace) is Workspace:
+            ls.workspace.__class__ = LspWorkspace
         if params.initialization_options is not None:
             ls.update_settings(params.initialization_options)
         if params.process_id:
@@ -284,7 +400,10 @@ def create_server(settings: Settings) -> CodeLlamaServer:
         ls: CodeLlamaServer, params: types.InlineCompletionParams
     ) -> types.InlineCompletionList | None:
         uri = params.text_document.uri
-        doc, ctx = ls.cursor(uri, params.position)
+        found = ls.cursor(uri, params.position)
+        if found is None:
+            return types.InlineCompletionList(items=[])
+        doc, ctx = found
         selected = params.context.selected_completion_info
         prefix_text = ""
         if selected is not None:
@@ -301,15 +420,22 @@ def create_server(settings: Settings) -> CodeLlamaServer:
         completion = await _complete(ls, uri, ctx)
         if completion is None:
             return types.InlineCompletionList(items=[])
-        start_pos = selected.range.start if selected is not None else params.position
+        # The cursor as the server read it (a position past the end is moved into the line).
+        start_pos = (
+            selected.range.start
+            if selected is not None
+            else client_position(doc, ctx.line, ctx.character)
+        )
         end_pos = (
             selected.range.end
             if selected is not None
             else client_position(doc, ctx.line, completion.end_character)
         )
+        # An empty range is left out: Neovim 0.12 draws any ranged item as an overlay, which
+        # would hide the text after the cursor; without one, clients insert at the cursor.
         item = types.InlineCompletionItem(
             insert_text=prefix_text + completion.text,
-            range=types.Range(start=start_pos, end=end_pos),
+            range=None if start_pos == end_pos else types.Range(start=start_pos, end=end_pos),
             command=types.Command(
                 title="codellama: accepted",
                 command=ACCEPTED_COMMAND,
@@ -330,14 +456,18 @@ def create_server(settings: Settings) -> CodeLlamaServer:
         ls: CodeLlamaServer, params: types.CompletionParams
     ) -> types.CompletionList:
         uri = params.text_document.uri
-        doc, ctx = ls.cursor(uri, params.position)
+        found = ls.cursor(uri, params.position)
+        if found is None:
+            return types.CompletionList(is_incomplete=True, items=[])
+        doc, ctx = found
         result = await _complete(ls, uri, ctx)
         if result is None:
             return types.CompletionList(is_incomplete=True, items=[])
         first, _, more = result.text.partition("\n")
         label = (first.strip() or result.text.strip().split("\n")[0]) + (" …" if more else "")
         edit_range = types.Range(
-            start=params.position, end=client_position(doc, ctx.line, result.end_character)
+            start=client_position(doc, ctx.line, ctx.character),
+            end=client_position(doc, ctx.line, result.end_character),
         )
         item = types.CompletionItem(
             label=label[:80],
@@ -362,6 +492,12 @@ def create_server(settings: Settings) -> CodeLlamaServer:
             "cache_entries": len(completer.cache),
             "typing_through_entries": len(completer.typing),
             "state": ls.status()["state"],
+            # For leak checks in long sessions (benchmarks/soak.py).
+            "threads": threading.active_count(),
+            "asyncio_tasks": len(asyncio.all_tasks()),
+            "background_tasks": len(ls._background),
+            "inflight": len(completer._inflight),
+            "open_documents": len(ls.workspace.text_documents),
         }
         kv = getattr(engine, "kv", None)
         if kv is not None:
@@ -372,6 +508,38 @@ def create_server(settings: Settings) -> CodeLlamaServer:
     @server.command("codellama.status")
     def status(ls: CodeLlamaServer, *args: Any) -> dict[str, Any]:
         return ls.status()
+
+    if os.environ.get(DEBUG_COMMANDS_ENV) == "1":
+
+        @server.command("codellama.debugDocument")
+        def debug_document(ls: CodeLlamaServer, *args: Any) -> dict[str, Any] | None:
+            """The server's copy of a document: ``{"uri", "text"?: bool, "line"?, "character"?}``.
+
+            With a position, also the cursor as the server reads it (what the prompt sees).
+            """
+            info = args[0] if args and isinstance(args[0], Mapping) else {}
+            doc = ls.workspace.text_documents.get(unquote(str(info.get("uri", ""))))
+            if doc is None:
+                return None
+            source = doc.source
+            data: dict[str, Any] = {
+                "version": doc.version,
+                "length": len(source),
+                "sha256": hashlib.sha256(source.encode("utf-8", "surrogatepass")).hexdigest(),
+                "position_encoding": str(doc.position_codec.encoding),
+            }
+            if info.get("text"):
+                data["text"] = source
+            if "line" in info:
+                position = types.Position(line=int(info["line"]), character=int(info["character"]))
+                ctx = cursor_at(doc, position)
+                data["cursor"] = {
+                    "line": ctx.line,
+                    "column": ctx.character,
+                    "line_prefix": ctx.line_prefix,
+                    "line_suffix": ctx.line_suffix,
+                }
+            return data
 
     @server.command("codellama.reload")
     def reload(ls: CodeLlamaServer, *args: Any) -> dict[str, Any]:
@@ -405,7 +573,7 @@ async def _prefetch_after_accept(ls: CodeLlamaServer, info: Mapping[str, Any]) -
     try:
         uri = str(info["uri"])
         text = str(info["text"])
-        doc = ls.workspace.get_text_document(uri)
+        doc = ls.workspace.text_documents[unquote(uri)]
         start = cursor_at(
             doc, types.Position(line=int(info["line"]), character=int(info["character"]))
         )

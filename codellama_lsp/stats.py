@@ -28,11 +28,14 @@ COUNTERS = (
 TIMINGS = (
     "cancel_to_idle_prefill",
     "cancel_to_idle_decode",
+    "interrupted_step_prefill",
+    "interrupted_step_decode",
     "prefill_chunk",
     "decode_step",
 )
 """Engine timings (ms): from setting a stop flag to the engine returning, by the phase the
-stop landed in; and the mean prefill chunk / decode step of each generation."""
+stop landed in; the forward pass the stop had to wait for (the chunk or step in flight); and the
+mean prefill chunk / decode step of each generation."""
 
 
 def percentile(values: list[float], q: float) -> float | None:

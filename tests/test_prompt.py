@@ -95,12 +95,15 @@ def test_window_start_rounding() -> None:
 
 def test_imports_kept_when_the_window_starts_below_them() -> None:
     body = "\n".join(f"value_{i} = compute({i})" for i in range(400))
-    text = "import os\nimport sys\nfrom pathlib import Path\n\n" + body + "\nresult = "
+    text = '"""Helpers.\n\nMore."""\nimport os\nimport sys\nfrom pathlib import Path\n\n'
+    text += body + "\nresult = "
     lines = text.split("\n")
     ctx = CursorContext(text, len(lines) - 1, len(lines[-1]))
     prompt = build_prompt(ctx, tokens(), fmt="prefix", budget=300)
-    assert prompt.window_start_line > 3
-    assert prompt.prefix_text.startswith("import os\nimport sys\nfrom pathlib import Path\n")
+    assert prompt.window_start_line > 6
+    assert prompt.prefix_text.startswith(
+        '"""Helpers."""\nimport os\nimport sys\nfrom pathlib import Path\n'
+    )
     assert prompt.prefix_text.endswith("value_399 = compute(399)\nresult = ")
     assert len(prompt.ids) <= 300
 

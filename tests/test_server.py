@@ -54,9 +54,7 @@ async def test_loading_shows_progress_then_inline_completion() -> None:
         assert len(items) == 1
         item = items[0]
         assert isinstance(item.insert_text, str) and item.insert_text.strip()
-        assert item.range is not None
-        assert item.range.start == types.Position(line=line, character=col)
-        assert item.range.end == types.Position(line=line, character=col)
+        assert item.range is None  # an insertion at the cursor: no range (see server.py)
         assert not SPECIAL.search(item.insert_text)
         assert item.command is not None and item.command.command == "codellama.accepted"
         stats = await s.stats()
@@ -246,3 +244,22 @@ async def test_settings_from_command_line_flags() -> None:
 async def test_inline_completion_is_registered_only_with_capability() -> None:
     async with lsp_session(caps=capabilities(inline=False)) as s:
         assert s.capabilities.completion_provider is not None
+
+
+async def test_auto_closed_bracket_is_replaced_not_doubled() -> None:
+    text = "import os\n\nprint()\n"
+    options = {**GREEDY, "max_new_tokens_single_line": 12, "prompt_format": "prefix"}
+    async with lsp_session(options) as s:
+        uri = "file:///closer.py"
+        s.open(uri, text)
+        items = await s.inline(uri, 2, 6)  # between the parentheses
+        assert len(items) == 1
+        item = items[0]
+        # The range covers the editor's ")" so accepting replaces it instead of doubling it.
+        assert item.range == types.Range(
+            start=types.Position(line=2, character=6), end=types.Position(line=2, character=7)
+        )
+        inserted = str(item.insert_text)
+        assert "\n" not in inserted
+        assert inserted.count("(") - inserted.count(")") <= 0  # the line is closed
+

@@ -165,6 +165,8 @@ class LocalEngine:
         slots = 0 if settings.naive else settings.kv_cache_slots
         self.kv = KVSlots(slots, settings.kv_cache_max_tokens)
         self.load_seconds = 0.0
+        self.last_forward_seconds = 0.0
+        """Duration of the latest forward pass (a cancel waits for at most this one)."""
 
     @property
     def tokens(self) -> CodeTokens:
@@ -245,12 +247,14 @@ class LocalEngine:
 
     def _forward(self, ids: list[int], cache: DynamicCache) -> torch.Tensor:
         """Extend ``cache`` by ``ids``; logits of the last position only."""
+        started = time.perf_counter()
         out = self.model(
             input_ids=torch.tensor([ids], device=self.device),
             cache=cache,
             use_cache=True,
             logits_to_keep=1,
         )
+        self.last_forward_seconds = time.perf_counter() - started
         return out.logits[0, -1]
 
     def generate(self, request: GenerationRequest, cancel: threading.Event) -> GenerationResult:
@@ -262,6 +266,7 @@ class LocalEngine:
             result.finish_reason = "cancelled"
             return result
         tokens = self.tokens
+        self.last_forward_seconds = 0.0
         cache, reused = self.kv.take(request.session, prompt)
         if cache is None:
             cache = DynamicCache(config=self.model.config)
