@@ -141,20 +141,21 @@ def make_cases(path: Path, rng: random.Random, per_kind: int, max_chars: int) ->
                 if line[end:].strip().strip(CLOSERS).strip():
                     add("mid-line", i, column, offsets[i] + end)
         # end of line: the rest of the line and of its block are cut.
-        if counts["end-of-line"] < per_kind and indent(line) > 0 and len(body) >= 8:
-            if not body.endswith(":") and not body.endswith(("(", "[", "{", ",", "\\")):
-                column = rng.randint(indent(line) + 2, len(line.rstrip()) - 1)
-                end_line = block_end(lines, i, indent(line), inclusive=False)
-                add("end-of-line", i, column, offsets[end_line] - 1)
+        opens = body.endswith((":", "(", "[", "{", ",", "\\"))
+        if counts["end-of-line"] < per_kind and indent(line) > 0 and len(body) >= 8 and not opens:
+            column = rng.randint(indent(line) + 2, len(line.rstrip()) - 1)
+            end_line = block_end(lines, i, indent(line), inclusive=False)
+            add("end-of-line", i, column, offsets[end_line] - 1)
         # blank line in a block: cursor after the indentation of a line, block cut.
         if counts["blank-line"] < per_kind and indent(line) > 0 and not body.endswith(":"):
             end_line = block_end(lines, i, indent(line), inclusive=False)
             add("blank-line", i, indent(line), offsets[end_line] - 1)
         # after def: the whole body of a one-line def header.
-        if counts["after-def"] < per_kind and re.match(r"\s*(async\s+)?def .*\):\s*$", line):
-            if i + 1 < len(lines) and indent(lines[i + 1]) > indent(line):
-                end_line = block_end(lines, i, indent(line), inclusive=True)
-                add("after-def", i, len(line), offsets[end_line] - 1)
+        is_def = re.match(r"\s*(async\s+)?def .*\):\s*$", line) is not None
+        has_body = i + 1 < len(lines) and indent(lines[i + 1]) > indent(line)
+        if counts["after-def"] < per_kind and is_def and has_body:
+            end_line = block_end(lines, i, indent(line), inclusive=True)
+            add("after-def", i, len(line), offsets[end_line] - 1)
         if all(counts[k] >= per_kind for k in KINDS):
             break
     return cases
@@ -369,7 +370,7 @@ def main() -> int:
         seconds = time.perf_counter() - started
         title = f"{'continuation oracle' if oracle else args.model}, prompt format `{fmt}`"
         title += f", max_context_tokens {args.max_context_tokens} ({seconds:.0f} s)"
-        lines += report(results, options, title) + [""]
+        lines += [*report(results, options, title), ""]
         failures = [r for r in results if r["completion"] != r["case"].expected]
         for r in failures[: args.show_failures]:
             print(

@@ -31,6 +31,8 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 SERVER = [sys.executable, "-m", "codellama_lsp.cli"]
 DEMO = {"model": "demo", "temperature": 0, "debounce_ms": 0, "max_new_tokens": 16}
+SOAK = {**DEMO, "max_new_tokens": 8, "max_context_tokens": 512}
+"""Short prompts and completions: the soak is about many requests, not long generations."""
 
 
 class ServerDied(RuntimeError):
@@ -422,19 +424,22 @@ def run_soak(
 ) -> dict[str, Any]:
     """Run the replay until ``requests`` completion requests were answered; return figures."""
     warmup = warmup if warmup is not None else max(200, requests // 10)
-    settings = {**DEMO, **(options or {})}
+    settings = {**SOAK, **(options or {})}
     started = time.perf_counter()
     with raw_session(settings) as client:
         replay = TypingReplay(client, seed=seed)
         baseline: dict[str, Any] = {}
         samples: list[tuple[int, int]] = []
         peak: dict[str, int] = {}
+        next_sample = 0
+        every = max(50, requests // 40)
         while replay.requests < requests:
             replay.step()
             if replay.requests >= warmup and not baseline:
                 baseline = client.command("codellama.stats")
                 baseline["rss"] = rss_bytes(client.pid)
-            if replay.requests // 250 != (replay.requests - 1) // 250 or not samples:
+            if replay.requests >= next_sample:
+                next_sample += every
                 rss = rss_bytes(client.pid)
                 samples.append((replay.requests, rss))
                 stats = client.command("codellama.stats")
@@ -529,7 +534,8 @@ def check(figures: dict[str, Any], max_growth: float = 0.10) -> list[str]:
     if peak.get("typing_through_entries", 0) > 4 * peak.get("open_documents", 1):
         problems.append(f"typing-through held {peak['typing_through_entries']} entries")
     threads = figures["threads"]
-    if threads["after_warmup"] is not None and threads["final"] > threads["after_warmup"] + 2:
+    # asyncio's default executor may still add a few threads (up to CPUs + 4), no more.
+    if threads["after_warmup"] is not None and threads["final"] > threads["after_warmup"] + 4:
         problems.append(f"threads grew {threads['after_warmup']} → {threads['final']}")
     tasks = figures["asyncio_tasks"]
     if tasks["after_warmup"] is not None and tasks["final"] > tasks["after_warmup"] + 5:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import sys
 import time
@@ -141,8 +142,6 @@ async def lsp_session(
             await session.wait_state("ready")
         yield session
     finally:
-        try:
+        with contextlib.suppress(Exception):
             await asyncio.wait_for(client.shutdown_session(), 15)
-        except Exception:
-            pass
         await client.stop()

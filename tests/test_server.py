@@ -262,4 +262,3 @@ async def test_auto_closed_bracket_is_replaced_not_doubled() -> None:
         inserted = str(item.insert_text)
         assert "\n" not in inserted
         assert inserted.count("(") - inserted.count(")") <= 0  # the line is closed
-
