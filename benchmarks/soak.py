@@ -203,7 +203,14 @@ class RawClient:
     def open(self, uri: str, text: str, version: int = 1) -> None:
         self.notify(
             "textDocument/didOpen",
-            {"textDocument": {"uri": uri, "languageId": "python", "version": version, "text": text}},
+            {
+                "textDocument": {
+                    "uri": uri,
+                    "languageId": "python",
+                    "version": version,
+                    "text": text,
+                }
+            },
         )
 
     def change(self, uri: str, version: int, changes: list[dict[str, Any]]) -> None:
@@ -225,7 +232,9 @@ class RawClient:
 
     def messages(self) -> list[str]:
         return [
-            n["params"]["message"] for n in self.notifications if n["method"] == "window/showMessage"
+            n["params"]["message"]
+            for n in self.notifications
+            if n["method"] == "window/showMessage"
         ]
 
     def stderr_tail(self, size: int = 4000) -> str:
@@ -325,7 +334,9 @@ class TypingReplay:
         doc["typed"] += chars
         doc["version"] += 1
         pos = {"line": line, "character": col}
-        self.client.change(uri, doc["version"], [{"range": {"start": pos, "end": pos}, "text": chars}])
+        self.client.change(
+            uri, doc["version"], [{"range": {"start": pos, "end": pos}, "text": chars}]
+        )
 
     def _delete(self, uri: str) -> None:
         doc = self.docs[uri]

@@ -56,7 +56,7 @@ MODELS: dict[str, dict[str, Any]] = {
     # only spaces with longer prompts, so it gets the last 256 tokens.
     "demo": {"model": "demo", "max_context_tokens": 256},
 }
-NAIVE = {"debounce_ms": 0, "cache_size": 0, "kv_cache_slots": 0}
+NAIVE = {"naive": True, "debounce_ms": 0, "cache_size": 0, "kv_cache_slots": 0}
 
 
 # ----------------------------------------------------------------------------- the trace
@@ -180,6 +180,7 @@ class Sent:
     done: float | None = None
     current: bool = False  # the document was unchanged when the answer came
     gave_up: bool = False  # the user stopped waiting (counted at --max-wait)
+    waited: bool = False  # the user paused for this one
     items: list[types.InlineCompletionItem] = field(default_factory=list)
 
     @property
@@ -283,16 +284,8 @@ class RunResult:
 async def replay(
     traces: list[FileTrace], options: dict[str, Any], *, naive: bool, max_wait: float
 ) -> RunResult:
-    from codellama_lsp.config import setting_names
-
-    options = {**options}
+    options = {**options, **(NAIVE if naive else {})}
     command = [sys.executable, "-m", "codellama_lsp.cli"]
-    if naive:
-        options.update(NAIVE)
-        if "naive" in setting_names():
-            options["naive"] = True
-        else:
-            command = [sys.executable, str(ROOT / "benchmarks" / "_naive_server.py")]
     client = make_test_lsp_client()
     client.feature("codellama/status")(lambda _params: None)
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
@@ -341,8 +334,9 @@ async def replay(
                     continue
                 if step.choice < 0.25:  # accept it (Tab), then the editor asks again
                     item = ed.sent[-1].items[0]
-                    assert item.range is not None
-                    end = (item.range.end.line, ed.column(item.range.end))
+                    end = (ed.line, ed.col)  # no range: insert at the cursor
+                    if item.range is not None:
+                        end = (item.range.end.line, ed.column(item.range.end))
                     ed.keystrokes += 1
                     ed.replace((ed.line, ed.col), end, shown)
                     if item.command is not None:
@@ -358,7 +352,7 @@ async def replay(
                         ed.key(ch)
                         rest = shown[k:]
                         last = ed.request("typing-through" if rest else "", rest)
-                elif step.choice < 0.6:  # the editor asks again at the same place
+                elif step.choice < 0.7:  # the editor asks again at the same place
                     last = ed.request("repeat", shown)
                     censored += await wait(ed.sent[-1], last, max_wait)
         if last is not None:
@@ -377,6 +371,7 @@ async def replay(
 
 async def wait(sent: Sent, future: asyncio.Future[Any], max_wait: float) -> int:
     """Wait for an answer as a user would; 1 if they gave up first."""
+    sent.waited = True
     try:
         await asyncio.wait_for(asyncio.shield(future), max_wait)
         return 0
@@ -399,6 +394,7 @@ def summarize(run: RunResult, max_wait: float, naive: bool) -> dict[str, Any]:
     latencies = [max_wait * 1000.0 for s in run.sent if s.gave_up] + [
         s.latency_ms for s in run.sent if s.latency_ms is not None and s.current and not s.gave_up
     ]
+    waited = [max_wait * 1000.0 if s.gave_up else s.latency_ms or 0.0 for s in run.sent if s.waited]
     hits: list[float] = [
         s.latency_ms
         for s in run.sent
@@ -426,6 +422,8 @@ def summarize(run: RunResult, max_wait: float, naive: bool) -> dict[str, Any]:
         "latency_p95_ms": pct(latencies, 95),
         "latency_p99_ms": pct(latencies, 99),
         "latency_samples": len(latencies),
+        "waited_p50_ms": pct(waited, 50),
+        "waited_p95_ms": pct(waited, 95),
         "gave_up_waiting": run.censored,
         "shown": sum(1 for s in run.sent if s.current and s.text),
         "generations_per_100_keys": round(100 * committed / keys, 1),
@@ -489,6 +487,9 @@ ROWS = [
     ("keystroke→completion latency p50 (ms)", "latency_p50_ms"),
     ("latency p95 (ms)", "latency_p95_ms"),
     ("latency p99 (ms)", "latency_p99_ms"),
+    ("  answers counted (in time, or given up on)", "latency_samples"),
+    ("latency where the user paused p50 (ms)", "waited_p50_ms"),
+    ("latency where the user paused p95 (ms)", "waited_p95_ms"),
     ("user gave up waiting (pauses)", "gave_up_waiting"),
     ("completions shown (answered in time, not empty)", "shown"),
     ("generations per 100 keys (run or queued)", "generations_per_100_keys"),

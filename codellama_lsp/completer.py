@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import time
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
@@ -37,6 +38,8 @@ class ContextProvider(Protocol):
     def context(self, uri: str, ctx: CursorContext, budget: int) -> str: ...
 
 
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+"""JSON can carry half a surrogate pair (``"\\ud83d"``); tokenizers refuse such text."""
 MAX_CHARS_PER_TOKEN = 16
 """No Code Llama token covers more characters than this (the longest pieces are space runs)."""
 
@@ -82,7 +85,7 @@ class Completer:
         self._counter: LineCounter | None = None
         self._inflight: dict[Hashable, asyncio.Future[Completion | None]] = {}
         self.scheduler.on_superseded = lambda _ticket: self.stats.add("requests_superseded")
-        self.scheduler.supersede = not self.naive
+        self._naive_requests: dict[str, int] = {}
 
     def set_engine(self, engine: Engine | None) -> None:
         self.engine = engine
@@ -96,15 +99,6 @@ class Completer:
         ):
             self.cache = CompletionCache(settings.cache_size, settings.cache_ttl_s)
         self.settings = settings
-        self.scheduler.supersede = not self.naive
-
-    @property
-    def naive(self) -> bool:
-        """The benchmark baseline: no supersession, typing-through, coalescing or prefetch.
-
-        Read with ``getattr`` so that it works whether or not ``Settings`` has the field.
-        """
-        return bool(getattr(self.settings, "naive", False))
 
     @property
     def ready(self) -> bool:
@@ -124,14 +118,14 @@ class Completer:
         if self.settings.naive:
             return self._finish(await self._naive(uri, ctx), started)
         key = self._cache_key(uri, ctx, before, after)
-        joined = None if self.naive else self._inflight.get(key)
+        joined = self._inflight.get(key)
         if joined is not None:
             # The same place is already being computed (prefetch, or a repeated request).
             result = await asyncio.shield(joined)
             return self._finish(result, started)
 
         ticket = self.scheduler.ticket(uri)
-        rest = None if self.naive else self.typing.lookup(uri, before, after)
+        rest = self.typing.lookup(uri, before, after)
         if rest is not None:
             self.stats.add("typing_through_hits")
             self.scheduler.release(ticket)
@@ -144,8 +138,7 @@ class Completer:
             return self._finish(completion, started)
 
         future: asyncio.Future[Completion | None] = asyncio.get_running_loop().create_future()
-        if not self.naive:
-            self._inflight[key] = future
+        self._inflight[key] = future
         try:
             result = await self._generate(uri, ctx, key, ticket)
             future.set_result(result)
@@ -155,14 +148,14 @@ class Completer:
                 return self._finish(None, started, count_latency=False)
             raise
         finally:
-            if self._inflight.get(key) is future:
-                del self._inflight[key]
+            self._inflight.pop(key, None)
             self.scheduler.release(ticket)
         return self._finish(result, started)
 
     async def _naive(self, uri: str, ctx: CursorContext) -> Completion | None:
         """The baseline the speed benchmark compares with: every request runs the model."""
-        ticket = Ticket(f"{uri}#{time.perf_counter_ns()}", 0)
+        number = self._naive_requests[uri] = self._naive_requests.get(uri, 0) + 1
+        ticket = Ticket(f"{uri}#{number}", number)  # its own key: nothing supersedes it
         try:
             return await self._generate(uri, ctx, None, ticket, debounce=False)
         except Superseded:
@@ -170,7 +163,7 @@ class Completer:
 
     async def prefetch(self, uri: str, ctx: CursorContext) -> None:
         """Compute the completion at ``ctx`` now so the next request finds it in the cache."""
-        if not (self.ready and self.settings.prefetch_after_accept) or self.naive:
+        if not (self.ready and self.settings.prefetch_after_accept) or self.settings.naive:
             return
         self.stats.add("prefetches")
         key = self._cache_key(uri, ctx, ctx.prefix, ctx.suffix)
@@ -231,12 +224,16 @@ class Completer:
             self._counter = BoundedLineCounter(engine.tokens, max_chars)
         # Text further along a very long cursor line cannot fit the prompt: cut it first.
         ctx = ctx.with_line_window(max_chars)
+        if _LONE_SURROGATE.search(ctx.text):
+            ctx = CursorContext(_LONE_SURROGATE.sub("\ufffd", ctx.text), ctx.line, ctx.character)
         new_tokens = s.max_new_tokens_single_line if self.single_line(ctx) else s.max_new_tokens
         limit = min(s.max_context_tokens, engine.context_limit)
         budget = max(16, limit - new_tokens)
         extra = ""
         if self.context_provider is not None and s.context_other_documents:
-            extra = self.context_provider.context(uri, ctx, budget // 4)
+            extra = _LONE_SURROGATE.sub(
+                "\ufffd", self.context_provider.context(uri, ctx, budget // 4)
+            )
         return build_prompt(
             ctx,
             engine.tokens,
@@ -279,14 +276,15 @@ class Completer:
             return None
         text = clean(result.text, ctx, s.stop_sequences)
         if s.naive:
+            if ticket.number != self._naive_requests.get(uri):  # a newer request came
+                self.stats.add("discarded_tokens", result.generated_tokens)
             return Completion(text, replace_range_end(ctx), "model") if text else None
         self.cache.put(key, text)
         self.typing.remember(uri, ctx.prefix, ctx.suffix, text)
         if not self.scheduler.is_latest(ticket):
             # A newer request for this document exists: nobody will see this result.
             self.stats.add("discarded_tokens", result.generated_tokens)
-            if not self.naive:
-                return None
+            return None
         return Completion(text, replace_range_end(ctx), "model") if text else None
 
     def _run_engine(self, request: GenerationRequest, ticket: Ticket) -> GenerationResult:

@@ -52,15 +52,13 @@ class Scheduler:
         self._latest: dict[str, Ticket] = {}
         self._numbers = itertools.count(1)
         self.on_superseded: Callable[[Ticket], None] | None = None
-        self.supersede = True
-        """False (the naive benchmark baseline): older requests run on to the end."""
 
     def ticket(self, key: str) -> Ticket:
         """A new ticket for ``key``; the previous one (if any) is superseded now."""
         ticket = Ticket(key, next(self._numbers))
         previous = self._latest.get(key)
         self._latest[key] = ticket
-        if self.supersede and previous is not None and previous.live:
+        if previous is not None and previous.live:
             previous.superseded = True
             previous.stop()
             if self.on_superseded is not None:

@@ -473,9 +473,7 @@ def create_server(settings: Settings) -> CodeLlamaServer:
             label=label[:80],
             kind=types.CompletionItemKind.Text,
             detail="codellama",
-            documentation=types.MarkupContent(
-                kind=types.MarkupKind.Markdown, value=f"```python\n{result.text}\n```"
-            ),
+            documentation=_documentation(ls, result.text),
             text_edit=types.TextEdit(range=edit_range, new_text=result.text),
             insert_text_format=types.InsertTextFormat.PlainText,
             filter_text=ctx.line_prefix.split()[-1] if ctx.line_prefix.split() else "",
@@ -557,6 +555,16 @@ def create_server(settings: Settings) -> CodeLlamaServer:
         ls.spawn(_prefetch_after_accept(ls, info))
 
     return server
+
+
+def _documentation(ls: CodeLlamaServer, text: str) -> types.MarkupContent | str:
+    """The whole completion as a Python code block where the client renders Markdown."""
+    completion = ls.client_capabilities.text_document
+    item = completion.completion.completion_item if completion and completion.completion else None
+    formats = (item.documentation_format if item else None) or []
+    if types.MarkupKind.Markdown in formats:
+        return types.MarkupContent(kind=types.MarkupKind.Markdown, value=f"```python\n{text}\n```")
+    return text
 
 
 async def _complete(ls: CodeLlamaServer, uri: str, ctx: CursorContext) -> Completion | None:

@@ -31,6 +31,15 @@ def load(**overrides: object) -> LocalEngine:
     return engine
 
 
+@pytest.fixture(scope="module", autouse=True)
+def one_thread() -> Iterator[None]:
+    """A tiny model on a busy 2-core machine runs far faster on one thread."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="module")
 def engines() -> Iterator[tuple[LocalEngine, LocalEngine]]:
     reusing, fresh = load(kv_cache_slots=2), load(kv_cache_slots=0)
@@ -48,17 +57,17 @@ def run(
     engine: LocalEngine, prompt: tuple[int, ...], *, cancel: threading.Event | None = None
 ) -> GenerationResult:
     request = GenerationRequest(
-        prompt_ids=prompt, max_new_tokens=12, temperature=0.0, top_p=1.0, session="doc"
+        prompt_ids=prompt, max_new_tokens=8, temperature=0.0, top_p=1.0, session="doc"
     )
     return engine.generate(request, cancel or threading.Event())
 
 
 def edits() -> list[tuple[str, list[str]]]:
-    base = SOURCE[:50]
+    base = SOURCE[:30]
     appended = [*base, "    def run_more(self):"]
     mid = [*appended]
-    mid[30] = mid[30] + "  # edited"
-    deleted = mid[:45] + mid[46:]
+    mid[15] = mid[15] + "  # edited"
+    deleted = mid[:25] + mid[26:]
     return [("base", base), ("append", appended), ("mid-file edit", mid), ("deletion", deleted)]
 
 
@@ -72,7 +81,7 @@ def test_reused_output_equals_fresh_output(engines: tuple[LocalEngine, LocalEngi
         assert with_reuse.text == without.text, name
         assert without.reused_prompt_tokens == 0
         if name != "base":
-            assert with_reuse.reused_prompt_tokens > len(prompt) // 3, name
+            assert with_reuse.reused_prompt_tokens > 50, name
     # Every slot's cache holds exactly the ids it claims.
     for slot in reusing.kv._slots.values():
         assert slot.cache.get_seq_length() == len(slot.ids)
@@ -103,7 +112,7 @@ def test_cancel_during_prefill_stops_after_that_chunk(
 ) -> None:
     reusing, _ = engines
     reusing.kv.clear()
-    prompt = prompt_of(reusing, SOURCE[:60])
+    prompt = prompt_of(reusing, SOURCE[:40])
     assert len(prompt) > 5 * CHUNK
     cancel = threading.Event()
     with forwards_counted(reusing, stop_at, cancel) as calls:
@@ -146,8 +155,8 @@ def test_kv_slots_respect_their_bounds() -> None:
 def test_engine_keeps_kv_memory_bounded() -> None:
     engine = load(kv_cache_slots=3, kv_cache_max_tokens=400)
     try:
-        for i in range(5):
-            prompt = prompt_of(engine, SOURCE[i * 12 : i * 12 + 25])
+        for i in range(4):
+            prompt = prompt_of(engine, SOURCE[i * 8 : i * 8 + 16])
             run_request = GenerationRequest(
                 prompt_ids=prompt,
                 max_new_tokens=4,

@@ -20,6 +20,7 @@ def list_python_files(root):
     for dirpath, dirnames, filenames in os.walk(root):
         for name in filenames:
             '''
+ONE_THREAD = {"OMP_NUM_THREADS": "1"}  # far faster for a tiny model on a busy 2-core machine
 LONG = Path(asyncio.__file__).parent.joinpath("tasks.py").read_text()[:30000]
 
 
@@ -44,7 +45,7 @@ async def wait_for(session: Session, check: Any, timeout: float = 60) -> dict[st
 
 
 async def test_repeated_request_and_typing_through_need_no_generation() -> None:
-    async with lsp_session() as s:
+    async with lsp_session(env=ONE_THREAD) as s:
         uri = "file:///project/walk.py"
         s.open(uri, SAMPLE)
         line, col = end_of(SAMPLE)
@@ -79,7 +80,7 @@ async def test_repeated_request_and_typing_through_need_no_generation() -> None:
 async def test_superseded_requests_are_cancelled_and_never_answered() -> None:
     # One token per prefill chunk makes the long prompt's prefill slow enough to interrupt.
     options = {**GREEDY, "prefill_chunk_tokens": 1, "max_context_tokens": 2048}
-    async with lsp_session(options) as s:
+    async with lsp_session(options, env=ONE_THREAD) as s:
         uri = "file:///project/tasks.py"
         s.open(uri, LONG)
         line, col = end_of(LONG)
@@ -108,7 +109,7 @@ async def test_superseded_requests_are_cancelled_and_never_answered() -> None:
 
 
 async def test_accepting_a_completion_prefetches_the_next_one() -> None:
-    async with lsp_session() as s:
+    async with lsp_session(env=ONE_THREAD) as s:
         uri = "file:///project/accept.py"
         s.open(uri, SAMPLE)
         line, col = end_of(SAMPLE)
@@ -129,3 +130,26 @@ async def test_accepting_a_completion_prefetches_the_next_one() -> None:
         after = await s.stats()
         assert after["generations_started"] == stats["generations_started"]
         assert after["cache_hits"] == stats["cache_hits"] + 1
+
+
+async def test_prefetch_never_supersedes_a_newer_request() -> None:
+    from codellama_lsp.completer import Completer
+    from codellama_lsp.config import Settings
+    from codellama_lsp.cursor import CursorContext
+    from codellama_lsp.engines.local import LocalEngine
+
+    settings = Settings().merged({**GREEDY, "debounce_ms": 300})
+    engine = LocalEngine(settings)
+    engine.load(lambda _message, _percent: None)
+    completer = Completer(settings, engine=engine)
+    uri = "file:///project/prefetch.py"
+    line, col = end_of(SAMPLE)
+    typed_on = CursorContext(SAMPLE + "x", line, col + 1)
+    request = asyncio.ensure_future(completer.complete(uri, typed_on))
+    await asyncio.sleep(0.05)  # the user's request waits in its debounce
+    await completer.prefetch(uri, CursorContext(SAMPLE, line, col))  # a late prefetch
+    assert completer.stats.counts["requests_superseded"] == 0
+    await request
+    assert completer.stats.counts["generations_started"] == 1
+    completer.scheduler.shutdown()
+    engine.close()

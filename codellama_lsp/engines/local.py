@@ -214,6 +214,11 @@ class LocalEngine:
             self._warm_up()
         except EngineLoadError as exc:
             self._fail(str(exc))
+        except MemoryError:
+            self._fail(
+                f"Not enough memory to load model {self.settings.model!r}: close other "
+                "programs, pick a smaller model, or use quantization=4bit"
+            )
         except (OSError, ValueError, RuntimeError, ImportError, KeyError) as exc:
             hint = ""
             if self.settings.local_files_only and "local" in str(exc).lower():
