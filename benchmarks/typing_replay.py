@@ -17,8 +17,10 @@ A user waits at most ``--max-wait`` seconds at a pause; a naive server that is f
 behind is recorded at that bound (a lower bound on its latency) and the queue it still holds
 at the end is counted as generations it would run, then dropped (the process is stopped).
 
-    python benchmarks/typing_replay.py            # full run, ~5–10 min on 2 cores
-    python benchmarks/typing_replay.py --quick    # smoke run, ~1–2 min
+    python benchmarks/typing_replay.py            # full run, ~8.5 min on 2 busy cores
+    python benchmarks/typing_replay.py --quick    # smoke run, ~3 min
+
+Results and their reading: docs/benchmarks.md, "Typing speed".
 """
 
 from __future__ import annotations

@@ -444,6 +444,8 @@ def create_server(settings: Settings) -> CodeLlamaServer:
                         "uri": uri,
                         "line": start_pos.line,
                         "character": start_pos.character,
+                        "end_line": end_pos.line,
+                        "end_character": end_pos.character,
                         "text": prefix_text + completion.text,
                     }
                 ],
@@ -524,7 +526,9 @@ def create_server(settings: Settings) -> CodeLlamaServer:
                 "version": doc.version,
                 "length": len(source),
                 "sha256": hashlib.sha256(source.encode("utf-8", "surrogatepass")).hexdigest(),
-                "position_encoding": str(doc.position_codec.encoding),
+                "position_encoding": str(
+                    getattr(doc.position_codec.encoding, "value", doc.position_codec.encoding)
+                ),
             }
             if info.get("text"):
                 data["text"] = source
@@ -576,21 +580,32 @@ async def _complete(ls: CodeLlamaServer, uri: str, ctx: CursorContext) -> Comple
 
 
 async def _prefetch_after_accept(ls: CodeLlamaServer, info: Mapping[str, Any]) -> None:
-    """After an accept, compute the completion at the new cursor so it is ready."""
-    await asyncio.sleep(0.05)  # let the edit's didChange arrive first
+    """After an accept, compute the completion at the new cursor so it is ready.
+
+    It does not wait for the edit's ``didChange`` (Neovim sends it up to 150 ms later): when
+    the document does not hold the accepted text yet, the text is applied to a copy. The
+    cache key is the text around the cursor, so the editor's next request finds the result.
+    """
     try:
         uri = str(info["uri"])
-        text = str(info["text"])
+        text = str(info["text"]).replace("\r\n", "\n")
         doc = ls.workspace.text_documents[unquote(uri)]
         start = cursor_at(
             doc, types.Position(line=int(info["line"]), character=int(info["character"]))
         )
+        end = cursor_at(
+            doc,
+            types.Position(
+                line=int(info.get("end_line", info["line"])),
+                character=int(info.get("end_character", info["character"])),
+            ),
+        )
     except (KeyError, TypeError, ValueError):
         return
+    source = start.normalized
+    if not source.startswith(text, start.offset):
+        source = source[: start.offset] + text + source[max(end.offset, start.offset) :]
     lines = text.split("\n")
     line = start.line + len(lines) - 1
     column = (start.character if len(lines) == 1 else 0) + len(lines[-1])
-    ctx = CursorContext.clamped(doc.source, line, column)
-    if not ctx.prefix.endswith(text.replace("\r\n", "\n")):
-        return  # the document does not hold the accepted text (yet): nothing to prefetch
-    await ls.completer.prefetch(uri, ctx)
+    await ls.completer.prefetch(uri, CursorContext.clamped(source, line, column))

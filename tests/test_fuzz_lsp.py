@@ -232,8 +232,14 @@ class Fuzzer:
                 edit = item.get("textEdit") or item
                 inserted = edit.get("newText", edit.get("insertText"))
                 assert isinstance(inserted, str) and not SPECIAL.search(inserted)
+                expected = {"line": line, "character": start_units}
+                if "range" not in edit:
+                    # An empty range may be left out: the item goes at the client's cursor.
+                    args = item["command"]["arguments"][0]
+                    assert {k: args[k] for k in ("line", "character")} == expected, item
+                    continue
                 rng = edit["range"]
-                assert rng["start"] == {"line": line, "character": start_units}, (rng, position)
+                assert rng["start"] == expected, (rng, position)
                 assert rng["end"]["line"] == line
                 assert start_units <= rng["end"]["character"] <= units(content, enc)
 
@@ -535,5 +541,58 @@ def test_lone_surrogates_and_odd_line_breaks_in_one_document() -> None:
         )
         assert "result" in response, response
         assert client.alive()
+    finally:
+        client.close()
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("encoding", ["utf-16", "utf-8", "utf-32"])
+def test_position_encoding_negotiated_and_completion_lands_after_emoji(encoding: str) -> None:
+    """The client offers one encoding: the server takes it, reads the cursor after emoji and
+    CJK text in those units, and places the completion there."""
+    before = 'label = "😀 世界 𝔘"; total = compute('
+    text = f"import math\n{before})\n"
+    client = RawClient(env=ENV)
+    try:
+        offered = [encoding] if encoding != "utf-16" else None
+        result = client.initialize(OPTIONS, encodings=offered)
+        assert result["capabilities"].get("positionEncoding", "utf-16") == encoding
+        client.wait_state("ready")
+        uri = "file:///emoji.py"
+        client.open(uri, text)
+        cursor = units(before, encoding)
+        got = client.command(
+            "codellama.debugDocument", {"uri": uri, "line": 1, "character": cursor}
+        )
+        assert got["cursor"]["line_prefix"] == before
+        assert got["cursor"]["line_suffix"] == ")"
+        response = client.request(
+            "textDocument/inlineCompletion", RawClient.inline_params(uri, 1, cursor), 60
+        )
+        items = response["result"]["items"]
+        assert items, "the demo model completes this line (greedy)"
+        for item in items:
+            if "range" in item:
+                assert item["range"]["start"] == {"line": 1, "character": cursor}
+                # The auto-closed ")" after the cursor is replaced: one unit in every encoding.
+                assert item["range"]["end"] == {"line": 1, "character": cursor + 1}
+            else:
+                args = item["command"]["arguments"][0]
+                assert (args["line"], args["character"]) == (1, cursor)
+        completion = client.result(
+            "textDocument/completion",
+            {"textDocument": {"uri": uri}, "position": {"line": 1, "character": cursor}},
+        )
+        for item in completion["items"]:
+            assert item["textEdit"]["range"]["start"] == {"line": 1, "character": cursor}
+    finally:
+        client.close()
+
+
+def test_client_preference_order_decides_the_encoding() -> None:
+    client = RawClient(env=ENV)
+    try:
+        result = client.initialize(OPTIONS, encodings=["utf-32", "utf-8", "utf-16"])
+        assert result["capabilities"]["positionEncoding"] == "utf-32"
     finally:
         client.close()

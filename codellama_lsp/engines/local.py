@@ -110,6 +110,20 @@ class KVSlots:
         return len(self._slots)
 
 
+def hub_offline(offline: bool) -> None:
+    """Put huggingface_hub offline while ``local_files_only`` is on.
+
+    ``local_files_only`` alone is not enough: huggingface_hub still calls the Hub (to fetch
+    its agent registry for the User-Agent header) before it looks in the local cache. The
+    user's own ``HF_HUB_OFFLINE=1`` always wins.
+    """
+    import huggingface_hub.constants as hub
+
+    if not hasattr(hub_offline, "user_offline"):
+        hub_offline.user_offline = bool(hub.HF_HUB_OFFLINE)  # type: ignore[attr-defined]
+    hub.HF_HUB_OFFLINE = offline or hub_offline.user_offline  # type: ignore[attr-defined]
+
+
 def pick_dtype(name: str) -> torch.dtype | str:
     if name == "auto":
         return torch.bfloat16 if torch.cuda.is_available() else torch.float32
@@ -195,6 +209,7 @@ class LocalEngine:
         self.state = "loading"
         started = time.perf_counter()
         try:
+            hub_offline(self.settings.local_files_only)
             path = resolve_model(self.settings.model)
             progress(f"Loading tokenizer of {self.settings.model}", 5)
             self._tokens = CodeTokens(
@@ -221,7 +236,10 @@ class LocalEngine:
             )
         except (OSError, ValueError, RuntimeError, ImportError, KeyError) as exc:
             hint = ""
-            if self.settings.local_files_only and "local" in str(exc).lower():
+            text = str(exc).lower()
+            if self.settings.local_files_only and any(
+                word in text for word in ("local", "offline", "cached files", "connect")
+            ):
                 hint = (
                     " (local_files_only is on: download the model first, e.g. "
                     "`hf download MODEL`, or set local_files_only=false)"
