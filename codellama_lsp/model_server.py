@@ -58,6 +58,8 @@ class Limits:
     max_prompt_tokens: int = 0
     """0: the model's context limit."""
     max_stop_sequences: int = 16
+    max_streams_per_client: int = 4
+    """Requests in flight per client (session header, else address); more get 429."""
 
 
 class ApiError(Exception):
@@ -114,6 +116,7 @@ class Metrics:
         "generated_tokens": "tokens generated (cancelled generations included)",
         "cancellations": "generations stopped because the client disconnected or closed the stream",
         "model_loads": "times the model was loaded",
+        "rejected_requests": "requests refused before running (reason label)",
     }
     HISTOGRAMS: ClassVar[dict[str, str]] = {
         "request_duration_seconds": "completion request latency, arrival to last token",
@@ -394,6 +397,7 @@ class ModelServer:
         self.metrics = Metrics()
         self.worker = ModelWorker(settings, self.metrics)
         self.started = time.time()
+        self._in_flight: dict[str, int] = {}
 
     # --- plumbing ------------------------------------------------------------------------
     def app(self) -> web.Application:
@@ -542,6 +546,25 @@ class ModelServer:
 
     # --- endpoints ------------------------------------------------------------------------
     async def completions(self, request: web.Request) -> web.StreamResponse:
+        """OpenAI ``POST /v1/completions``, at most ``max_streams_per_client`` at once."""
+        client = request.headers.get(SESSION_HEADER) or request.remote or "anonymous"
+        if self._in_flight.get(client, 0) >= self.limits.max_streams_per_client:
+            self.metrics.add("rejected_requests", reason="too_many_streams")
+            raise ApiError(
+                429,
+                f"too many requests in flight for this client "
+                f"(limit {self.limits.max_streams_per_client})",
+                "rate_limit_error",
+            )
+        self._in_flight[client] = self._in_flight.get(client, 0) + 1
+        try:
+            return await self._completions(request)
+        finally:
+            self._in_flight[client] -= 1
+            if not self._in_flight[client]:
+                del self._in_flight[client]
+
+    async def _completions(self, request: web.Request) -> web.StreamResponse:
         """OpenAI ``POST /v1/completions``, streaming (server-sent events) or not."""
         body = await self._json(request)
         self._require_ready()
@@ -733,6 +756,12 @@ def serve_main(argv: Sequence[str]) -> int:
     parser.add_argument(
         "--max-prompt-tokens", type=int, default=0, help="0 = the model's context limit"
     )
+    parser.add_argument(
+        "--max-streams-per-client",
+        type=int,
+        default=limits.max_streams_per_client,
+        help="requests in flight per client (session header, else address)",
+    )
     add_setting_flags(parser)
     args = parser.parse_args(argv)
     settings = settings_from(args)
@@ -749,7 +778,12 @@ def serve_main(argv: Sequence[str]) -> int:
     server = ModelServer(
         settings,
         api_key=api_key,
-        limits=Limits(args.max_body_bytes, args.max_tokens_limit, args.max_prompt_tokens),
+        limits=Limits(
+            max_body_bytes=args.max_body_bytes,
+            max_tokens=args.max_tokens_limit,
+            max_prompt_tokens=args.max_prompt_tokens,
+            max_streams_per_client=args.max_streams_per_client,
+        ),
     )
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(_serve(server, args.host, args.port))
