@@ -102,6 +102,8 @@ async def _demo(
     @client.feature(types.PROGRESS)
     def on_progress(params: types.ProgressParams) -> None:
         value = as_dict(params.value)
+        if value.get("kind") == "end":
+            return  # the status line below says it
         message = value.get("message") or value.get("title")
         percent = value.get("percentage")
         if message:

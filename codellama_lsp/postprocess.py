@@ -143,6 +143,12 @@ def balance_closers(text: str, ctx: CursorContext) -> str:
     closers = ctx.closers_after
     if not closers:
         return text
+    # A string the completion opened and left open: cut it off rather than close the call
+    # inside it (``f('abc`` + ``)`` would put the parenthesis in the string).
+    left_open = open_string_start(ctx.line_prefix + text)
+    opened_here = left_open is not None and left_open[0] >= len(ctx.line_prefix)
+    if left_open is not None and opened_here and not closers.startswith(left_open[1]):
+        text = text[: left_open[0] - len(ctx.line_prefix)].rstrip()
     # Count brackets opened but not closed on the cursor line + completion.
     stack: list[str] = []
     for ch in ctx.line_prefix + text:
@@ -160,6 +166,25 @@ def balance_closers(text: str, ctx: CursorContext) -> str:
         ):
             needed += ch
     return text + needed
+
+
+def open_string_start(code: str) -> tuple[int, str] | None:
+    """Where a string literal left open at the end of one line of code starts, and its quote."""
+    quote, start, i = "", -1, 0
+    while i < len(code):
+        ch = code[i]
+        if quote:
+            if ch == "\\":
+                i += 2
+                continue
+            if ch == quote:
+                quote = ""
+        elif ch == "#":
+            break
+        elif ch in "\"'":
+            quote, start = ch, i
+        i += 1
+    return (start, quote) if quote else None
 
 
 def fix_indentation_unit(text: str, ctx: CursorContext) -> str:

@@ -125,3 +125,17 @@ def test_block_done_stops_generation_early() -> None:
 def test_mid_line_keeps_space_before_following_code() -> None:
     ctx = at("if line █in lines:\n")
     assert pp.clean("is not None and line in lines:", ctx) == "is not None and line "
+
+
+def test_string_left_open_before_an_auto_closed_bracket_is_cut() -> None:
+    ctx = at("call(█)\n")
+    assert pp.clean("self._w, '__', '", ctx) == "self._w, '__',)"
+    assert pp.clean("'it''s'", ctx) == "'it''s')"
+    ctx2 = at("print('█')\n")  # the editor closed the quote too: that is the completion's end
+    assert pp.clean("hello", ctx2) == "hello')"
+
+
+def test_open_string_scanner() -> None:
+    assert pp.open_string_start("f('a', 'b") == (7, "'")
+    assert pp.open_string_start('f("a\\"b")') is None
+    assert pp.open_string_start("x = 1  # it's") is None
