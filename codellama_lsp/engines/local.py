@@ -242,7 +242,7 @@ class LocalEngine:
             ):
                 hint = (
                     " (local_files_only is on: download the model first, e.g. "
-                    "`hf download MODEL`, or set local_files_only=false)"
+                    f"`hf download {self.settings.model}`, or set local_files_only=false)"
                 )
             self._fail(f"Could not load model {self.settings.model!r}: {exc}{hint}")
         self.load_seconds = time.perf_counter() - started
