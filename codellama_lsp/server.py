@@ -7,6 +7,9 @@ worker thread, so ``didChange`` and ``$/cancelRequest`` are always read at once.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import ctypes
+import gc
 import hashlib
 import logging
 import os
@@ -166,7 +169,11 @@ class CodeLlamaServer(LanguageServer):
     """Holds the settings, the engine and the completer for one editor session."""
 
     def __init__(self, settings: Settings) -> None:
-        super().__init__("codellama-lsp", __version__, protocol_cls=CodeLlamaProtocol)
+        # The pool only reads stdin (no handler runs in a thread): two threads, see
+        # `start_reader_threads`.
+        super().__init__(
+            "codellama-lsp", __version__, protocol_cls=CodeLlamaProtocol, max_workers=2
+        )
         self.settings = settings
         self.completer = Completer(settings)
         self.context = OpenDocumentsContext(self)
@@ -201,8 +208,21 @@ class CodeLlamaServer(LanguageServer):
             self.protocol.notify(STATUS_NOTIFICATION, status)
 
     def show(self, message: str, kind: types.MessageType = types.MessageType.Error) -> None:
-        log.log(logging.ERROR if kind == types.MessageType.Error else logging.INFO, message)
+        """Tell the user first, then log: with memory exhausted, logging may fail."""
         self.window_show_message(types.ShowMessageParams(type=kind, message=message))
+        with contextlib.suppress(Exception):
+            log.log(logging.ERROR if kind == types.MessageType.Error else logging.INFO, message)
+
+    def start_reader_threads(self) -> None:
+        """Start the stdin reader's threads now, before the model takes the memory.
+
+        The pool would start them lazily, and a thread that cannot start (no memory left
+        while a big model loads) would end the server instead of letting it report the error.
+        """
+        # Two short tasks: whichever thread is busy (the reader, or the first task), the pool
+        # starts another one, up to its two. Nothing here blocks the event loop.
+        for _ in range(2):
+            self.thread_pool.submit(time.sleep, 0.02)
 
     def spawn(self, coro: Any) -> asyncio.Task[Any]:
         task = asyncio.ensure_future(coro)
@@ -260,19 +280,23 @@ class CodeLlamaServer(LanguageServer):
                 self.connection_changed, engine, ok, message
             )
         started = time.perf_counter()
+        failure = ""
         try:
             await self.completer.scheduler.run_exclusive(lambda: engine.load(report))
         except EngineLoadError as exc:
-            self.state, self.message = "error", str(exc)
-            self._progress_end(progress, "Failed")
-            self.show(f"codellama-lsp: {exc}")
-            self.send_status()
-            return
+            failure = str(exc)
         except Exception as exc:
             log.exception("model load failed")
-            self.state, self.message = "error", f"Could not load {settings.model}: {exc}"
+            failure = f"Could not load {settings.model}: {exc}"
+        if failure:
+            # Outside the except block: the traceback's frames hold the half-loaded weights in
+            # reference cycles; free them now (after an out-of-memory load the server needs
+            # that memory to go on answering).
+            del engine
+            release_memory()
+            self.state, self.message = "error", failure
             self._progress_end(progress, "Failed")
-            self.show(f"codellama-lsp: {self.message}")
+            self.show(f"codellama-lsp: {failure}")
             self.send_status()
             return
         if self.settings is not settings and any(
@@ -349,6 +373,13 @@ class CodeLlamaServer(LanguageServer):
                 pass
 
 
+def release_memory() -> None:
+    """Collect reference cycles and hand freed heap pages back to the OS (glibc only)."""
+    gc.collect()
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+
+
 def cursor_at(doc: TextDocument, position: types.Position) -> CursorContext:
     """The cursor in Python string units, from a client position in its own encoding."""
     lines = lsp_lines(doc.source)
@@ -370,6 +401,7 @@ def create_server(settings: Settings) -> CodeLlamaServer:
 
     @server.feature(types.INITIALIZE)
     def initialize(ls: CodeLlamaServer, params: types.InitializeParams) -> None:
+        ls.start_reader_threads()
         # pygls made the workspace just before this handler: give it LSP's line rules.
         if type(ls.workspace) is Workspace:
             ls.workspace.__class__ = LspWorkspace

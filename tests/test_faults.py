@@ -102,11 +102,21 @@ def test_failed_load_reports_keeps_answering_and_reload_recovers(
 RLIMIT_WRAPPER = """
 import resource, sys
 import torch, transformers  # imported before the limit: the limit is for the model
-from codellama_lsp.engines import local  # noqa
-with open("/proc/self/statm") as f:
-    size = int(f.read().split()[0]) * resource.getpagesize()
-limit = size + int(sys.argv[1]) * 2**20
-resource.setrlimit(resource.RLIMIT_AS, (limit, resource.RLIM_INFINITY))
+from codellama_lsp.engines import local
+original = local.LocalEngine.load
+def load(self, progress):
+    # The machine is short of memory while the model loads; afterwards the memory the failed
+    # load took is free again (as after a real out-of-memory). An address-space limit for the
+    # whole process would also count what glibc keeps mapped after the failure.
+    with open("/proc/self/statm") as f:
+        size = int(f.read().split()[0]) * resource.getpagesize()
+    limit = size + int(sys.argv[1]) * 2**20
+    resource.setrlimit(resource.RLIMIT_AS, (limit, resource.RLIM_INFINITY))
+    try:
+        return original(self, progress)
+    finally:
+        resource.setrlimit(resource.RLIMIT_AS, (resource.RLIM_INFINITY, resource.RLIM_INFINITY))
+local.LocalEngine.load = load
 from codellama_lsp.cli import main
 sys.exit(main(sys.argv[2:]))
 """
