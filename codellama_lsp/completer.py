@@ -105,7 +105,7 @@ class Completer:
         return self.settings.enabled and self.engine is not None and self.engine.state == "ready"
 
     def single_line(self, ctx: CursorContext) -> bool:
-        return ctx.mid_line or bool(ctx.closers_after)
+        return ctx.single_line
 
     async def complete(self, uri: str, ctx: CursorContext) -> Completion | None:
         """The completion at ``ctx``, or None (not ready, superseded, cancelled, empty)."""

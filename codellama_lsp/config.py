@@ -12,7 +12,7 @@ import dataclasses
 import os
 import typing
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, fields
 from typing import Any, Literal
 
 DEFAULT_MODEL = "codellama/CodeLlama-70b-Python-hf"
@@ -234,7 +234,6 @@ def describe() -> list[tuple[str, str, str, str]]:
     """(name, type, default, help) for each setting, for docs and ``--help``."""
     rows = []
     for f in fields(Settings):
-        default = f.default if f.default is not dataclasses.MISSING else field()
         kind = _type_name(_field_type(f.name))
-        rows.append((f.name, kind, repr(default), HELP.get(f.name, "")))
+        rows.append((f.name, kind, repr(f.default), HELP.get(f.name, "")))
     return rows

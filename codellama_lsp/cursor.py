@@ -110,6 +110,11 @@ class CursorContext:
         return bool(rest) and not all(ch in CLOSERS or ch in ":," for ch in rest)
 
     @property
+    def single_line(self) -> bool:
+        """Complete this line only: code, or an editor's auto-closed brackets, follow."""
+        return self.mid_line or bool(self.closers_after)
+
+    @property
     def closers_after(self) -> str:
         """Closing brackets/quotes right after the cursor, e.g. an editor's auto-closed ``)``."""
         rest = self.line_suffix.rstrip()
@@ -134,12 +139,20 @@ class CursorContext:
         return None
 
     @classmethod
-    def clamped(cls, text: str, line: int, character: int) -> CursorContext:
-        """A context whose position is moved into the document if it lies outside."""
-        lines = lsp_lines(text)
+    def clamped(
+        cls, text: str, line: int, character: int, lines: list[str] | None = None
+    ) -> CursorContext:
+        """A context whose position is moved into the document if it lies outside.
+
+        ``lines``: ``lsp_lines(text)`` when the caller already split it (one split per
+        request, not three, matters for multi-megabyte documents).
+        """
+        lines = lsp_lines(text) if lines is None else lines
         line = min(max(line, 0), len(lines) - 1)
         character = min(max(character, 0), len(lines[line]))
-        return cls(text, line, character)
+        ctx = cls(text, line, character)
+        ctx.__dict__["lines"] = lines  # prime the cached_property
+        return ctx
 
     def with_line_window(self, limit: int) -> CursorContext:
         """The same cursor with its line cut to ``limit`` characters on each side.

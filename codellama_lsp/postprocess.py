@@ -44,7 +44,7 @@ def stop_at_sequences(stop_sequences: Iterable[str]) -> Rule:
 
 def single_line_mid_line(text: str, ctx: CursorContext) -> str:
     """With code after the cursor on its line, complete that line only."""
-    if ctx.mid_line or ctx.closers_after:
+    if ctx.single_line:
         return text.split("\n", 1)[0]
     return text
 
@@ -264,7 +264,7 @@ def block_done(ctx: CursorContext) -> Callable[[str], bool]:
     """Early stop for the engine: true once the text has left the cursor's block."""
 
     def done(text: str) -> bool:
-        if ctx.mid_line or ctx.closers_after:
+        if ctx.single_line:
             return "\n" in text
         head, _, tail = text.rpartition("\n")
         if not head or not tail.strip():

@@ -385,15 +385,24 @@ def cursor_at(doc: TextDocument, position: types.Position) -> CursorContext:
     lines = lsp_lines(doc.source)
     line = min(max(position.line, 0), len(lines) - 1)
     column = column_of(lines[line], position.character, doc.position_codec)
-    return CursorContext.clamped(doc.source, line, column)
+    return CursorContext.clamped(doc.source, line, column, lines)
+
+
+def client_units(doc: TextDocument, line_text: str, column: int) -> int:
+    """Column ``column`` (Python units) of ``line_text`` in the client's position encoding."""
+    head = line_text[:column]
+    return len(head) if head.isascii() else int(doc.position_codec.client_num_units(head))
 
 
 def client_position(doc: TextDocument, line: int, column: int) -> types.Position:
     lines = lsp_lines(doc.source)
     text = lines[line] if line < len(lines) else ""
-    head = text[:column]
-    units = len(head) if head.isascii() else doc.position_codec.client_num_units(head)
-    return types.Position(line=line, character=units)
+    return types.Position(line=line, character=client_units(doc, text, column))
+
+
+def on_cursor_line(doc: TextDocument, ctx: CursorContext, column: int) -> types.Position:
+    """A client position on the cursor's line, from the context's own copy of the line."""
+    return types.Position(line=ctx.line, character=client_units(doc, ctx.line_text, column))
 
 
 def create_server(settings: Settings) -> CodeLlamaServer:
@@ -456,12 +465,12 @@ def create_server(settings: Settings) -> CodeLlamaServer:
         start_pos = (
             selected.range.start
             if selected is not None
-            else client_position(doc, ctx.line, ctx.character)
+            else on_cursor_line(doc, ctx, ctx.character)
         )
         end_pos = (
             selected.range.end
             if selected is not None
-            else client_position(doc, ctx.line, completion.end_character)
+            else on_cursor_line(doc, ctx, completion.end_character)
         )
         # An empty range is left out: Neovim 0.12 draws any ranged item as an overlay, which
         # would hide the text after the cursor; without one, clients insert at the cursor.
@@ -500,8 +509,8 @@ def create_server(settings: Settings) -> CodeLlamaServer:
         first, _, more = result.text.partition("\n")
         label = (first.strip() or result.text.strip().split("\n")[0]) + (" …" if more else "")
         edit_range = types.Range(
-            start=client_position(doc, ctx.line, ctx.character),
-            end=client_position(doc, ctx.line, result.end_character),
+            start=on_cursor_line(doc, ctx, ctx.character),
+            end=on_cursor_line(doc, ctx, result.end_character),
         )
         item = types.CompletionItem(
             label=label[:80],

@@ -7,9 +7,7 @@ and the key check itself; here the same server is probed from outside as an atta
 
 from __future__ import annotations
 
-import http.client
 import inspect
-import json
 import os
 import re
 import socket
@@ -25,6 +23,7 @@ import psutil
 import pytest
 
 from benchmarks.soak import DEMO, ROOT, RawClient
+from tests.test_model_server import request
 
 SECRET = "zq_SECRET_marker_4821"
 DOC = f"import os\n\n\ndef {SECRET}(root):\n    token = '{SECRET}'\n    return "
@@ -37,18 +36,7 @@ class Served:
     def request(
         self, method: str, path: str, body: Any = None, headers: dict[str, str] | None = None
     ) -> tuple[int, Any]:
-        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=60)
-        try:
-            data = body if isinstance(body, bytes) or body is None else json.dumps(body).encode()
-            conn.request(method, path, body=data, headers=headers or {})
-            response = conn.getresponse()
-            raw = response.read()
-        finally:
-            conn.close()
-        try:
-            return response.status, json.loads(raw)
-        except ValueError:
-            return response.status, raw.decode(errors="replace")
+        return request(self.port, method, path, body, headers)
 
 
 @contextmanager
