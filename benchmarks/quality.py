@@ -272,7 +272,7 @@ async def run_cases(
                 )
             )
             items = result.items if isinstance(result, types.InlineCompletionList) else []
-            completion = str(items[0].insert_text) if items else ""
+            completion = inserted_at_cursor(items[0], line_text, case.column) if items else ""
             results.append({"case": case, "completion": completion})
         await client.shutdown_async(None)
         client.exit(None)
@@ -285,6 +285,16 @@ async def run_cases(
     for r in results:
         r["prompt"] = prompts.get(r["case"].id)
     return results
+
+
+def inserted_at_cursor(item: types.InlineCompletionItem, line_text: str, column: int) -> str:
+    """What accepting ``item`` inserts at the cursor: an item whose range runs past the cursor
+    puts the text it replaces back at its end (see ``postprocess.line_edit``)."""
+    text = str(item.insert_text)
+    if item.range is None or item.range.end.line != item.range.start.line:
+        return text
+    replaced = line_text[column : column + (item.range.end.character - item.range.start.character)]
+    return text[: len(text) - len(replaced)] if replaced and text.endswith(replaced) else text
 
 
 def budget_for(options: dict[str, Any], kind: str) -> int:

@@ -260,6 +260,22 @@ def replace_range_end(ctx: CursorContext) -> int:
     return ctx.character + len(ctx.closers_after)
 
 
+def line_edit(ctx: CursorContext, text: str, end_character: int) -> tuple[int, str]:
+    """The edit that shows ``text`` at the cursor: (column where its range ends, new text).
+
+    Clients read an item's range from its start: VS Code takes an item without a range as
+    replacing the word at the cursor (and drops text that does not start with that word), and
+    Neovim 0.12 draws a ranged item over the line from the range start. So every item gets a
+    range that starts at the cursor; where code would stay after the range on the cursor's
+    line, the range runs to the line's end and the item puts that code back after ``text``,
+    so that what is drawn is exactly the line after an accept.
+    """
+    rest = ctx.line_text[end_character:]
+    if not rest.strip():
+        return end_character, text
+    return len(ctx.line_text), text + rest
+
+
 def block_done(ctx: CursorContext) -> Callable[[str], bool]:
     """Early stop for the engine: true once the text has left the cursor's block."""
 
@@ -274,4 +290,4 @@ def block_done(ctx: CursorContext) -> Callable[[str], bool]:
     return done
 
 
-__all__ = ["CLOSERS", "Rule", "block_done", "clean", "replace_range_end", "rules"]
+__all__ = ["CLOSERS", "Rule", "block_done", "clean", "line_edit", "replace_range_end", "rules"]

@@ -35,6 +35,7 @@ from codellama_lsp.cursor import CursorContext, lsp_lines
 from codellama_lsp.engines.base import Engine, EngineLoadError
 from codellama_lsp.engines.factory import create_engine
 from codellama_lsp.engines.http import HttpEngine
+from codellama_lsp.postprocess import line_edit
 
 log = logging.getLogger(__name__)
 
@@ -461,22 +462,17 @@ def create_server(settings: Settings) -> CodeLlamaServer:
         completion = await _complete(ls, uri, ctx)
         if completion is None:
             return types.InlineCompletionList(items=[])
-        # The cursor as the server read it (a position past the end is moved into the line).
-        start_pos = (
-            selected.range.start
-            if selected is not None
-            else on_cursor_line(doc, ctx, ctx.character)
-        )
-        end_pos = (
-            selected.range.end
-            if selected is not None
-            else on_cursor_line(doc, ctx, completion.end_character)
-        )
-        # An empty range is left out: Neovim 0.12 draws any ranged item as an overlay, which
-        # would hide the text after the cursor; without one, clients insert at the cursor.
+        # Always a range, starting at the cursor as the server read it (see `line_edit`).
+        if selected is not None:
+            start_pos, end_pos = selected.range.start, selected.range.end
+            insert_text = prefix_text + completion.text
+        else:
+            end_character, insert_text = line_edit(ctx, completion.text, completion.end_character)
+            start_pos = on_cursor_line(doc, ctx, ctx.character)
+            end_pos = on_cursor_line(doc, ctx, end_character)
         item = types.InlineCompletionItem(
-            insert_text=prefix_text + completion.text,
-            range=None if start_pos == end_pos else types.Range(start=start_pos, end=end_pos),
+            insert_text=insert_text,
+            range=types.Range(start=start_pos, end=end_pos),
             command=types.Command(
                 title="codellama: accepted",
                 command=ACCEPTED_COMMAND,
@@ -487,7 +483,7 @@ def create_server(settings: Settings) -> CodeLlamaServer:
                         "character": start_pos.character,
                         "end_line": end_pos.line,
                         "end_character": end_pos.character,
-                        "text": prefix_text + completion.text,
+                        "text": insert_text,
                     }
                 ],
             ),
@@ -508,18 +504,21 @@ def create_server(settings: Settings) -> CodeLlamaServer:
             return types.CompletionList(is_incomplete=True, items=[])
         first, _, more = result.text.partition("\n")
         label = (first.strip() or result.text.strip().split("\n")[0]) + (" …" if more else "")
+        end_character, new_text = line_edit(ctx, result.text, result.end_character)
         edit_range = types.Range(
             start=on_cursor_line(doc, ctx, ctx.character),
-            end=on_cursor_line(doc, ctx, result.end_character),
+            end=on_cursor_line(doc, ctx, end_character),
         )
         item = types.CompletionItem(
             label=label[:80],
             kind=types.CompletionItemKind.Text,
             detail="codellama",
             documentation=_documentation(ls, result.text),
-            text_edit=types.TextEdit(range=edit_range, new_text=result.text),
+            text_edit=types.TextEdit(range=edit_range, new_text=new_text),
             insert_text_format=types.InsertTextFormat.PlainText,
-            filter_text=ctx.line_prefix.split()[-1] if ctx.line_prefix.split() else "",
+            # Matched against what is typed after the range's start (the cursor): typing the
+            # completion's own beginning keeps the item.
+            filter_text=new_text,
             sort_text="0",
             preselect=True,
         )

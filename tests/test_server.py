@@ -54,7 +54,10 @@ async def test_loading_shows_progress_then_inline_completion() -> None:
         assert len(items) == 1
         item = items[0]
         assert isinstance(item.insert_text, str) and item.insert_text.strip()
-        assert item.range is None  # an insertion at the cursor: no range (see server.py)
+        # An insertion at the cursor: an empty range there (without one, VS Code would
+        # replace the word at the cursor and drop the item).
+        cursor = types.Position(line=line, character=col)
+        assert item.range == types.Range(start=cursor, end=cursor)
         assert not SPECIAL.search(item.insert_text)
         assert item.command is not None and item.command.command == "codellama.accepted"
         stats = await s.stats()

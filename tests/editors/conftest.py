@@ -11,10 +11,13 @@ import shutil
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
 import pytest
+
+from tests.scripted_model_server import TYPING_HEAD
 
 ROOT = Path(__file__).resolve().parents[2]
 TOOLS = Path(os.environ.get("CODELLAMA_TOOLS_DIR", ROOT / ".tools"))
@@ -89,6 +92,77 @@ def type_until_ghost(
         type_text(char)
         typed += char
     pytest.fail(f"no ghost text appeared while typing {typed!r}")
+
+
+@dataclass(frozen=True)
+class Step:
+    """Type ``typed`` key by key, expect ghost text starting with ``ghost``, maybe accept it."""
+
+    case: str
+    typed: str
+    ghost: str
+    inserted: str = ""
+    """What an accept adds after ``typed`` (empty: do not accept)."""
+
+
+SCRIPTED_START = TYPING_HEAD + " " * 8
+"""The file as the editor opens it, cursor at its end (under ``with open(path) as handle:``)."""
+SCRIPTED_STEPS = [
+    Step("after a letter", "f", "or line in handle:", "or line in handle:"),
+    Step("start of an indented blank line", "\n" + " " * 12, "total += len(line)"),
+    Step("after a space", "total += ", "len(line)", "len(line)"),
+    Step("start of an indented blank line", "\n" + " " * 12, "print(line, os.sep)"),
+    # An editor that auto-closes "(" shows the ghost before its ")"; the item replaces it.
+    Step("after (", "print(", "line, os.sep", "line, os.sep)"),
+]
+SCRIPTED_END = (
+    TYPING_HEAD + "        for line in handle:\n"
+    "            total += len(line)\n"
+    "            print(line, os.sep)"
+)
+
+
+def type_scripted_steps(
+    type_key: Callable[[str], None],
+    ghost: Callable[[], str | None],
+    accept: Callable[[], None],
+    document: Callable[[], str],
+    describe: Callable[[], str],
+    *,
+    auto_indent: bool,
+) -> list[str]:
+    """Type SCRIPTED_STEPS as a person does (a key every ~80 ms) and check each ghost text and
+    each accept against the document; returns what each step showed. With ``auto_indent`` the
+    editor indents new lines itself, so the steps' indentation is not typed."""
+    seen: list[str] = []
+    expected = SCRIPTED_START
+    for step in SCRIPTED_STEPS:
+        typed = step.typed
+        keys = typed.rstrip(" ") if auto_indent and typed.startswith("\n") else typed
+        for key in keys:
+            type_key(key)
+            time.sleep(0.08)
+        shown = wait_for(
+            lambda step=step: (g := ghost()) is not None and g.startswith(step.ghost) and g,
+            20,
+            f"ghost text {step.ghost!r} {step.case}",
+            0.05,
+            lambda: f"ghost now: {ghost()!r}\n{describe()}",
+        )
+        seen.append(f"{step.case}: typed {typed!r}, ghost {shown!r}")
+        expected += typed
+        if step.inserted:
+            accept()
+            expected += step.inserted
+            wait_for(
+                lambda want=expected: document() == want,
+                20,
+                f"the accepted text ({step.case}) in the document",
+                0.1,
+                lambda want=expected: f"document: {document()!r}\nexpected: {want!r}\n{describe()}",
+            )
+    assert expected == SCRIPTED_END
+    return seen
 
 
 @pytest.fixture(scope="session")

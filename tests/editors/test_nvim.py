@@ -21,12 +21,17 @@ from typing import Any
 
 import pytest
 
+from tests.lsp_helpers import scripted_model_server
+from tests.scripted_model_server import TYPING_TARGET
+
 from .conftest import (
     INSTALL_HINT,
     ROOT,
+    SCRIPTED_START,
     TOOLS,
     isolated_env,
     server_command,
+    type_scripted_steps,
     type_until_ghost,
     wait_for,
 )
@@ -275,3 +280,66 @@ def test_checkhealth(nvim: Nvim) -> None:
     assert (
         "built-in inline completion" if nvim.build.display == "native" else "own ghost text"
     ) in report
+
+
+@pytest.fixture(params=BUILDS, ids=[b.id for b in BUILDS])
+def scripted_nvim(request: pytest.FixtureRequest, tmp_path: Path):
+    """Neovim whose language server asks the scripted model server (known answers)."""
+    build: Build = request.param
+    require_build(build)
+    file = tmp_path / "count.py"
+    file.write_text(SCRIPTED_START)
+    with scripted_model_server(TYPING_TARGET, tmp_path) as settings:
+        editor = Nvim(build, tmp_path, file, settings)
+        try:
+            yield editor
+        finally:
+            editor.close()
+            log = editor.log.read_text(errors="replace")
+            if log.strip():
+                print(f"--- nvim output ({build.id}) ---\n{log}")
+
+
+def test_ghost_text_while_typing_a_word(scripted_nvim: Nvim) -> None:
+    """Ghost text after a letter, a space, "(" and on a fresh indented line; Tab inserts it
+    exactly, and the text after the cursor is neither hidden nor moved."""
+    nvim = scripted_nvim
+    wait_ready(nvim)
+    nvim.send("GA")  # insert mode at the end of the last line
+
+    def ghost() -> str | None:
+        s = nvim.state()
+        return s["ghost"] if s["mode"] == "i" and s["ghost"] else None
+
+    def type_key(key: str) -> None:
+        nvim.send("<CR>" if key == "\n" else "<lt>" if key == "<" else key)
+
+    seen = type_scripted_steps(
+        type_key,
+        ghost,
+        lambda: nvim.send("<Tab>"),
+        lambda: "\n".join(nvim.state()["lines"]),
+        lambda: json.dumps(nvim.state()),
+        auto_indent=False,
+    )
+    print(f"[{nvim.build.id}] " + f"\n[{nvim.build.id}] ".join(seen))
+    state = nvim.state()
+    assert state["mode"] == "i"
+    assert state["cursor"] == [len(state["lines"]), len(state["lines"][-1])]
+
+    # Mid-line, with code after the cursor: delete the argument and insert before ", os.sep)".
+    nvim.send("<Esc>0f(ldwi")
+    shown = wait_for(
+        lambda: (s := nvim.state())["mode"] == "i" and s["ghost"] and s,
+        20,
+        "ghost text mid-line",
+        0.05,
+        lambda: json.dumps(nvim.state()),
+    )
+    line = "            print(line, os.sep)"
+    print(f"[{nvim.build.id}] mid-line: ghost {shown['ghost']!r}, drawn {shown['drawn_line']!r}")
+    # What is drawn is the line as it will be: the code after the cursor is not hidden.
+    assert shown["lines"][-1] == "            print(, os.sep)"
+    assert shown["drawn_line"] == line
+    nvim.send("<Tab>")
+    wait_for(lambda: nvim.state()["lines"][-1] == line, 20, "the mid-line accept", 0.1)

@@ -21,12 +21,17 @@ from typing import Any
 
 import pytest
 
+from tests.lsp_helpers import scripted_model_server
+from tests.scripted_model_server import TYPING_TARGET
+
 from .conftest import (
     INSTALL_HINT,
     ROOT,
+    SCRIPTED_START,
     TOOLS,
     isolated_env,
     server_command,
+    type_scripted_steps,
     type_until_ghost,
     wait_for,
 )
@@ -167,20 +172,12 @@ class CodeServer:
         self._log_file.close()
 
 
-@pytest.fixture
-def code_server(tmp_path: Path):
-    vsix = require_vscode()
-    workspace = tmp_path / "ws"
-    workspace.mkdir()
-    (workspace / "geometry.py").write_text(SOURCE)
-    settings = {
-        # The extension's settings, as a user would set them.
+def editor_settings(server_settings: dict[str, Any]) -> dict[str, Any]:
+    """The extension's settings, as a user would set them, in a quiet, deterministic editor."""
+    return {
         "codellama.server.command": server_command(),
-        "codellama.model": "demo",
-        "codellama.temperature": 0,
-        "codellama.debounceMs": 0,
-        "codellama.maxNewTokens": 48,
-        # A quiet, deterministic editor: no welcome page, no other suggestions, saved at once.
+        **{f"codellama.{key}": value for key, value in server_settings.items()},
+        # No welcome page, no other suggestions, saved at once.
         "workbench.startupEditor": "none",
         "workbench.secondarySideBar.defaultVisibility": "hidden",
         "workbench.tips.enabled": False,
@@ -195,6 +192,17 @@ def code_server(tmp_path: Path):
         "telemetry.telemetryLevel": "off",
         "update.mode": "none",
     }
+
+
+@pytest.fixture
+def code_server(tmp_path: Path):
+    vsix = require_vscode()
+    workspace = tmp_path / "ws"
+    workspace.mkdir()
+    (workspace / "geometry.py").write_text(SOURCE)
+    settings = editor_settings(
+        {"model": "demo", "temperature": 0, "debounceMs": 0, "maxNewTokens": 48}
+    )
     server = CodeServer(tmp_path, vsix, workspace, settings)
     try:
         yield server, workspace
@@ -380,6 +388,80 @@ def test_ghost_text_tab_accept_and_status(code_server, browser, artifacts_dir: P
         print(f"status bar after toggling: {off!r}, then {on!r}")
         assert off == "Code Llama: off"
         driver.save_screenshot(str(artifacts_dir / "vscode-after-accept.png"))
+    finally:
+        log = server.extension_log()
+        if log:
+            print(f"--- extension log ---\n{log}")
+
+
+@pytest.fixture
+def scripted_code_server(tmp_path: Path):
+    """code-server whose language server asks the scripted model server (known answers)."""
+    vsix = require_vscode()
+    workspace = tmp_path / "ws"
+    workspace.mkdir()
+    (workspace / "count.py").write_text(SCRIPTED_START)
+    with scripted_model_server(TYPING_TARGET, tmp_path) as scripted:
+        settings = editor_settings(
+            {
+                "model": scripted["model"],
+                "backend": scripted["backend"],
+                "serverUrl": scripted["server_url"],
+                "promptFormat": scripted["prompt_format"],
+                "temperature": scripted["temperature"],
+                "debounceMs": scripted["debounce_ms"],
+            }
+        )
+        server = CodeServer(tmp_path, vsix, workspace, settings)
+        try:
+            yield server, workspace
+        finally:
+            server.close()
+
+
+def test_ghost_text_while_typing_a_word(scripted_code_server, browser, artifacts_dir) -> None:
+    """Ghost text after a letter, a space, "(" and on a fresh indented line; Tab inserts it."""
+    from selenium.webdriver.common.action_chains import ActionChains
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+
+    server, workspace = scripted_code_server
+    file = workspace / "count.py"
+    driver = browser
+    payload = json.dumps([["openFile", f"vscode-remote://{file}"]])
+    driver.get(f"{server.url}/?folder={workspace}&payload={urllib.request.quote(payload)}")
+
+    def describe() -> str:
+        with contextlib.suppress(Exception):
+            driver.save_screenshot(str(artifacts_dir / "vscode-typing-failure.png"))
+        return f"status bar: {status_text(driver)!r}\nextension log:\n{server.extension_log()}"
+
+    def type_key(key: str) -> None:
+        ActionChains(driver).send_keys(Keys.ENTER if key == "\n" else key).perform()
+
+    try:
+        wait_for(
+            lambda: driver.find_elements(By.CSS_SELECTOR, ".tab .label-name"),
+            60,
+            "the editor tab for count.py",
+            0.3,
+            describe,
+        )
+        wait_for(lambda: "ready" in status_text(driver), 90, "ready", 0.2, describe)
+        driver.find_element(By.CSS_SELECTOR, ".monaco-editor .view-lines").click()
+        ActionChains(driver).key_down(Keys.CONTROL).send_keys(Keys.END).key_up(
+            Keys.CONTROL
+        ).perform()
+        seen = type_scripted_steps(
+            type_key,
+            lambda: driver.execute_script(GHOST_JS),
+            lambda: ActionChains(driver).send_keys(Keys.TAB).perform(),
+            file.read_text,
+            describe,
+            auto_indent=True,
+        )
+        print("\n".join(seen))
+        driver.save_screenshot(str(artifacts_dir / "vscode-typing.png"))
     finally:
         log = server.extension_log()
         if log:

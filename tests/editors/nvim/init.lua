@@ -55,6 +55,27 @@ local function ghost_text()
   return table.concat(parts, "\n")
 end
 
+--- The cursor's line as drawn: the buffer line with the first line of ghost text put where the
+--- extmark says (inline: pushed in; overlay: drawn over the characters there).
+local function drawn_line()
+  local row = vim.api.nvim_win_get_cursor(0)[1] - 1
+  local line = vim.api.nvim_buf_get_lines(0, row, row + 1, false)[1] or ""
+  local marks = vim.api.nvim_buf_get_extmarks(0, -1, { row, 0 }, { row, -1 }, { details = true })
+  for _, m in ipairs(marks) do
+    local col, d = m[3], m[4]
+    local parts = {}
+    for _, chunk in ipairs(d.virt_text or {}) do
+      table.insert(parts, chunk[1])
+    end
+    local text = table.concat(parts)
+    if text ~= "" then
+      local covered = d.virt_text_pos == "overlay" and #text or 0
+      line = line:sub(1, col) .. text .. line:sub(col + 1 + covered)
+    end
+  end
+  return line
+end
+
 function T.state()
   local codellama = require("codellama")
   local pos = vim.api.nvim_win_get_cursor(0)
@@ -66,6 +87,7 @@ function T.state()
     lines = vim.api.nvim_buf_get_lines(0, 0, -1, false),
     cursor = { pos[1], pos[2] },
     ghost = ghost_text(),
+    drawn_line = drawn_line(),
   })
 end
 

@@ -90,4 +90,42 @@ test("display mode follows the Neovim version and the option", function()
   eq(codellama.mode(), "off")
 end)
 
+-- The 0.12 accept with keys typed after the request: Neovim's item still has the range it came
+-- with (an empty one at the old cursor, or one over an auto-closed bracket).
+local function native_item(text, row, s, e)
+  return {
+    insert_text = text,
+    range = { start = { row = row, col = s }, end_ = { row = row, col = e } },
+  }
+end
+
+local function accept_in(line, cursor_col, it)
+  vim.o.virtualedit = "onemore" -- a cursor after the line's end, as in insert mode
+  local buf = vim.api.nvim_create_buf(false, true)
+  vim.api.nvim_set_current_buf(buf)
+  vim.api.nvim_buf_set_lines(buf, 0, -1, true, { line })
+  vim.api.nvim_win_set_cursor(0, { 1, cursor_col })
+  codellama.accept_native(buf, it)
+  local result = { vim.api.nvim_buf_get_lines(buf, 0, -1, true), vim.api.nvim_win_get_cursor(0) }
+  vim.api.nvim_buf_delete(buf, { force = true })
+  return result
+end
+
+test("0.12 accept at the range the item came with", function()
+  eq(accept_in("    ", 4, native_item("print(x)", 0, 4, 4)), { { "    print(x)" }, { 1, 12 } })
+end)
+
+test("0.12 accept after typing past a stale range does not repeat the typed text", function()
+  eq(accept_in("    print(", 10, native_item("print(x)", 0, 4, 4)), { { "    print(x)" }, { 1, 12 } })
+end)
+
+test("0.12 accept after typing past a stale range over an auto-closed bracket", function()
+  -- Asked at "f(|)": item "a, b)" over ")"; then "a" was typed: "f(a|)".
+  eq(accept_in("f(a)", 3, native_item("a, b)", 0, 2, 3)), { { "f(a, b)" }, { 1, 7 } })
+end)
+
+test("0.12 accept: typed text that the item does not begin with stays", function()
+  eq(accept_in("    pr", 6, native_item("x = 1", 0, 4, 4)), { { "    x = 1pr" }, { 1, 9 } })
+end)
+
 io.stdout:write(string.format("%d passed, 0 failed\n", passed))

@@ -187,6 +187,40 @@ local function map(bufnr, lhs, rhs, desc, opts)
   vim.keymap.set("i", lhs, rhs, vim.tbl_extend("force", { buffer = bufnr, desc = desc }, opts or {}))
 end
 
+--- Apply an accepted item on the 0.12 path (`vim.lsp.inline_completion.get`'s `on_accept`).
+---
+--- Neovim applies an item at the range it came with. Keys typed after the request (Neovim
+--- asks again only 200 ms after the last key) leave that range behind the cursor, so the typed
+--- text would stay in front of the inserted one ("print(" + "print(x)"). The server's ranges
+--- start at the cursor it was asked about: when the item's text begins with what was typed
+--- since, the range is moved over the typed text.
+function M.accept_native(bufnr, item)
+  local text = item.insert_text
+  if type(text) ~= "string" then
+    text = text.value or ""
+  end
+  local win = vim.fn.bufwinid(bufnr)
+  local cursor = vim.api.nvim_win_get_cursor(win)
+  local row, col = cursor[1] - 1, cursor[2]
+  local srow, scol, erow, ecol = row, col, row, col
+  if item.range then
+    srow, scol = item.range.start.row, item.range.start.col
+    erow, ecol = item.range.end_.row, item.range.end_.col
+  end
+  local line = vim.api.nvim_buf_get_lines(bufnr, row, row + 1, true)[1]
+  if row == srow and col > scol and text:sub(1, col - scol) == line:sub(scol + 1, col) then
+    ecol = math.min(#line, (erow == srow and math.max(ecol, scol) or scol) + col - scol)
+    erow = srow
+  end
+  local lines = vim.split(text, "\n", { plain = true })
+  vim.api.nvim_buf_set_text(bufnr, srow, scol, erow, ecol, lines)
+  vim.api.nvim_win_set_cursor(win, { srow + #lines, (#lines == 1 and scol or 0) + #lines[#lines] })
+  local client = item.command and vim.lsp.get_client_by_id(item.client_id)
+  if client then
+    client:exec_cmd(item.command, { bufnr = bufnr })
+  end
+end
+
 --- Insert-mode keys for a buffer.
 function M.set_keymaps(bufnr, mode)
   local keys = M.config.keymaps or {}
@@ -195,7 +229,12 @@ function M.set_keymaps(bufnr, mode)
   end
   if mode == "native" then
     map(bufnr, keys.accept, function()
-      if not vim.lsp.inline_completion.get() then
+      local accepted = vim.lsp.inline_completion.get({
+        on_accept = function(item)
+          M.accept_native(bufnr, item)
+        end,
+      })
+      if not accepted then
         return termcode(keys.accept)
       end
     end, "codellama: accept suggestion", { expr = true })

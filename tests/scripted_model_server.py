@@ -1,0 +1,122 @@
+"""A model server whose answers are known in advance, for the editor tests.
+
+The editor tests must tell "the editor dropped the suggestion" from "the model wrote nothing":
+with the tiny demo model they cannot. This OpenAI-compatible server (the subset the HTTP engine
+uses: ``/health``, ``/v1/models``, streaming ``/v1/completions``) knows the file the user is
+typing (``--target``). For each prompt it finds the longest beginning of the target that the
+prompt ends with, and answers the rest of that line of the target, streamed in small pieces.
+So whatever was typed so far, the right ghost text is known: what the target has next on the
+line. The language server runs unchanged in front of it (``backend = http``, demo tokenizer),
+with its real prompt building and clean-up.
+
+    python tests/scripted_model_server.py --target FILE --port-file PATH
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+from codellama_lsp.demo_model import resolve_model
+from codellama_lsp.tokenization import CodeTokens, load_tokenizer
+
+MODEL = "demo"
+
+TYPING_TARGET = (
+    "import os\n\n\n"
+    "def count_lines(path):\n"
+    "    total = 0\n"
+    "    with open(path) as handle:\n"
+    "        for line in handle:\n"
+    "            total += len(line)\n"
+    "            print(line, os.sep)\n"
+    "    return total\n"
+)
+"""The file the scripted tests type (protocol tests and the real editors)."""
+TYPING_HEAD = TYPING_TARGET[: TYPING_TARGET.index("        for")]
+
+
+def continuation(target: str, prompt: str) -> str:
+    """The rest of the target's line after the longest target beginning that ends ``prompt``."""
+    for end in range(len(target), 0, -1):
+        if prompt.endswith(target[:end]):
+            return target[end:].split("\n", 1)[0]
+    return ""
+
+
+class ScriptedServer:
+    def __init__(self, target: str, tokens: CodeTokens) -> None:
+        self.target = target
+        self.tokens = tokens
+        self.prompts: list[str] = []
+
+    def app(self) -> web.Application:
+        app = web.Application()
+        app.router.add_get("/health", self.health)
+        app.router.add_get("/v1/models", self.models)
+        app.router.add_post("/v1/completions", self.completions)
+        app.router.add_get("/prompts", self.prompt_log)
+        return app
+
+    async def health(self, request: web.Request) -> web.Response:
+        return web.json_response({"status": "ready", "model": MODEL, "message": "scripted"})
+
+    async def models(self, request: web.Request) -> web.Response:
+        return web.json_response({"object": "list", "data": [{"id": MODEL, "object": "model"}]})
+
+    async def prompt_log(self, request: web.Request) -> web.Response:
+        return web.json_response(self.prompts)
+
+    def prompt_text(self, prompt: Any) -> str:
+        if isinstance(prompt, str):
+            return prompt
+        ids = [int(i) for i in prompt]
+        if ids and ids[0] == self.tokens.bos_id:
+            ids = ids[1:]
+        return self.tokens.decode_prompt(ids)
+
+    async def completions(self, request: web.Request) -> web.StreamResponse:
+        body = await request.json()
+        prompt = self.prompt_text(body["prompt"])
+        self.prompts.append(prompt)
+        text = continuation(self.target, prompt)
+        response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await response.prepare(request)
+        pieces = [text[i : i + 3] for i in range(0, len(text), 3)]
+        for piece in pieces:
+            event = {"choices": [{"index": 0, "text": piece, "finish_reason": None}]}
+            await response.write(f"data: {json.dumps(event)}\n\n".encode())
+            await asyncio.sleep(0.002)
+        done = {"choices": [{"index": 0, "text": "", "finish_reason": "stop"}]}
+        await response.write(f"data: {json.dumps(done)}\n\ndata: [DONE]\n\n".encode())
+        await response.write_eof()
+        return response
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--target", required=True, type=Path)
+    parser.add_argument("--port-file", required=True, type=Path, help="written once listening")
+    args = parser.parse_args()
+    tokens = CodeTokens(load_tokenizer(resolve_model(MODEL), local_files_only=True))
+    server = ScriptedServer(args.target.read_text(), tokens)
+
+    async def serve() -> None:
+        runner = web.AppRunner(server.app())
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        port = runner.addresses[0][1]
+        args.port_file.write_text(str(port))
+        await asyncio.Event().wait()
+
+    asyncio.run(serve())
+
+
+if __name__ == "__main__":
+    main()
