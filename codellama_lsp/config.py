@@ -205,7 +205,8 @@ HELP = {
     "max_new_tokens_single_line": "budget of a mid-line (single-line) completion",
     "temperature": "0 = greedy",
     "top_p": "nucleus sampling",
-    "prompt_format": "`fim` (7B/13B base), `prefix` (70B, Python models), `auto` decides",
+    "prompt_format": "`fim` (7B/13B/70B base and Instruct), `prefix` (34B and the Python models, "
+    "70B-Python included), `auto` decides by the checkpoint",
     "fim_suffix_share": "share of the prompt budget for the text after the cursor (FIM)",
     "stop_sequences": "generation stops at any of these",
     "enabled": "false = answer every request empty",

@@ -18,28 +18,25 @@ from typing import Literal
 from cachetools import LRUCache
 
 from codellama_lsp.cursor import CursorContext
+from codellama_lsp.model_family import trained_to_infill
 from codellama_lsp.tokenization import CodeTokens
 
 Format = Literal["fim", "prefix"]
 WINDOW_STEP = 16
 IMPORT_SHARE = 0.15
 _IMPORT = re.compile(r"^(import\s|from\s+\S+\s+import\s)")
-_NOT_INFILL = re.compile(r"python|70b|instruct", re.IGNORECASE)
 
 
 def choose_format(setting: str, model_name: str, tokens: CodeTokens) -> Format:
-    """FIM only when the tokenizer has infill tokens and the model was trained to use them.
-
-    The Python and 70B models share the infill tokens in their vocabulary but were not
-    trained to infill, so their names decide; ``prompt_format`` overrides.
-    """
+    """FIM only when the tokenizer has infill tokens and the model was trained to use them
+    (:func:`~codellama_lsp.model_family.trained_to_infill`); ``prompt_format`` overrides."""
     if setting == "fim":
         if tokens.infill is None:
             return "prefix"
         return "fim"
     if setting == "prefix":
         return "prefix"
-    if tokens.infill is None or _NOT_INFILL.search(model_name):
+    if tokens.infill is None or not trained_to_infill(model_name):
         return "prefix"
     return "fim"
 

@@ -37,3 +37,16 @@ def test_nested_client_section() -> None:
 def test_bad_values_explain_themselves(override: dict[str, object], message: str) -> None:
     with pytest.raises(SettingsError, match=message.replace("(", r"\(").replace("]", r"\]")):
         Settings().merged(override)
+
+
+def test_readme_settings_table_matches_the_cli(capsys: pytest.CaptureFixture[str]) -> None:
+    """The README's table is `codellama-lsp settings`' output, row for row, in the same order."""
+    from pathlib import Path
+
+    from codellama_lsp.cli import settings_main
+
+    settings_main([])
+    table = capsys.readouterr().out.strip().splitlines()
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text().splitlines()
+    start = readme.index(table[0])
+    assert readme[start : start + len(table)] == table, "update README.md: codellama-lsp settings"

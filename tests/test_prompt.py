@@ -7,6 +7,7 @@ import textwrap
 from functools import cache
 from types import SimpleNamespace
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -25,13 +26,43 @@ def tokens() -> CodeTokens:
 SOURCE = inspect.getsource(textwrap)
 
 
-def test_format_follows_the_model() -> None:
+# The twelve checkpoints of the Code Llama card's index and whether `auto` gives them FIM: the
+# 7B, 13B and 70B base and Instruct models infill; the -Python models and the 34B do not.
+FAMILY = {
+    "codellama/CodeLlama-7b-hf": "fim",
+    "codellama/CodeLlama-13b-hf": "fim",
+    "codellama/CodeLlama-34b-hf": "prefix",
+    "codellama/CodeLlama-70b-hf": "fim",
+    "codellama/CodeLlama-7b-Python-hf": "prefix",
+    "codellama/CodeLlama-13b-Python-hf": "prefix",
+    "codellama/CodeLlama-34b-Python-hf": "prefix",
+    "codellama/CodeLlama-70b-Python-hf": "prefix",
+    "codellama/CodeLlama-7b-Instruct-hf": "fim",
+    "codellama/CodeLlama-13b-Instruct-hf": "fim",
+    "codellama/CodeLlama-34b-Instruct-hf": "prefix",
+    "codellama/CodeLlama-70b-Instruct-hf": "fim",
+}
+
+
+@pytest.mark.parametrize("name", sorted(FAMILY))
+def test_format_follows_the_checkpoint(name: str) -> None:
     t = tokens()
     assert t.infill is not None
-    assert choose_format("auto", "codellama/CodeLlama-70b-Python-hf", t) == "prefix"
-    assert choose_format("auto", "codellama/CodeLlama-70b-hf", t) == "prefix"
-    assert choose_format("auto", "codellama/CodeLlama-7b-Python-hf", t) == "prefix"
-    assert choose_format("auto", "codellama/CodeLlama-13b-hf", t) == "fim"
+    assert choose_format("auto", name, t) == FAMILY[name]
+    # The same checkpoint as a local folder or a GGUF file.
+    local = f"/models/{name.split('/')[1]}"
+    assert choose_format("auto", local, t) == FAMILY[name]
+    gguf = f"/models/{name.split('/')[1].lower().removesuffix('-hf')}.Q4_K_M.gguf"
+    assert choose_format("auto", gguf, t) == FAMILY[name]
+
+
+def test_format_of_other_models_and_overrides() -> None:
+    t = tokens()
+    assert choose_format("auto", "demo", t) == "fim"  # trained with FIM samples
+    # An unknown model infills only when its name says so.
+    assert choose_format("auto", "random:hidden=64,layers=1", t) == "prefix"
+    assert choose_format("auto", "/models/my-llama-python-coder", t) == "prefix"
+    assert choose_format("auto", "/models/my-llama-fim", t) == "fim"
     assert choose_format("prefix", "codellama/CodeLlama-13b-hf", t) == "prefix"
     assert choose_format("fim", "codellama/CodeLlama-70b-Python-hf", t) == "fim"
 
