@@ -14,7 +14,7 @@ from typing import Any
 from codellama_lsp import __version__
 from codellama_lsp.config import Settings, SettingsError, describe, from_environment
 
-SUBCOMMANDS = ("demo", "serve", "settings")
+SUBCOMMANDS = ("demo", "serve", "settings", "check")
 
 
 def add_setting_flags(parser: argparse.ArgumentParser) -> None:
@@ -115,12 +115,27 @@ def settings_main(argv: Sequence[str]) -> int:
     return 0
 
 
+def check_command(argv: Sequence[str]) -> int:
+    parser = argparse.ArgumentParser(
+        prog="codellama-lsp check",
+        description="Say what this machine can run and what is missing for the chosen model "
+        "(versions, CUDA devices and free memory, bitsandbytes, weights on disk, estimated "
+        "memory, the model server). Exit status 1 when the model cannot load.",
+    )
+    add_setting_flags(parser)
+    from codellama_lsp.check import check_main
+
+    return check_main(settings_from(parser.parse_args(argv)))
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     if args and args[0] == "demo":
         return demo_main(args[1:])
     if args and args[0] == "settings":
         return settings_main(args[1:])
+    if args and args[0] == "check":
+        return check_command(args[1:])
     if args and args[0] == "serve":
         from codellama_lsp.model_server import serve_main
 

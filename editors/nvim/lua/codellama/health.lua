@@ -69,7 +69,10 @@ function M.check()
   elseif status.state == "disabled" then
     health.warn(line, { ":CodellamaToggle turns completions back on" })
   else
-    health.error(line, { "see :LspLog" })
+    health.error(line, {
+      "see :LspLog",
+      "`" .. config.cmd[1] .. " check --model " .. tostring(status.model) .. "` in a shell says what is missing",
+    })
   end
 end
 
