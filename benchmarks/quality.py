@@ -33,6 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 from lsprotocol import types
 from pygls.lsp.client import LanguageClient
 
@@ -50,6 +51,24 @@ FILES = [
     "difflib.py",
     "configparser.py",
 ]
+THIRD_PARTY = [
+    # Installed with the project (its dependencies and theirs); never used to tune the rules.
+    "aiohttp/helpers.py",
+    "cachetools/__init__.py",
+    "pygls/workspace/text_document.py",
+    "attr/_make.py",
+    "jinja2/lexer.py",
+    "packaging/version.py",
+    "tqdm/std.py",
+    "idna/core.py",
+    "huggingface_hub/utils/_paths.py",
+    "yaml/constructor.py",
+]
+SITE_PACKAGES = Path(aiohttp.__file__).parent.parent
+CORPORA = {
+    "stdlib": [STDLIB / f for f in FILES],
+    "third-party": [SITE_PACKAGES / f for f in THIRD_PARTY],
+}
 KINDS = ("mid-line", "end-of-line", "blank-line", "after-def")
 SPECIAL = re.compile(r"<(PRE|SUF|MID|EOT|FILL_ME)>|</?s>|<unk>")
 CLOSERS = ")]}\"'`:,"
@@ -350,7 +369,13 @@ def report(results: list[dict[str, Any]], options: dict[str, Any], title: str) -
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--per-kind", type=int, default=12, help="positions per kind per file")
-    parser.add_argument("--files", type=int, default=len(FILES))
+    parser.add_argument("--files", type=int, default=len(FILES), help="files per corpus")
+    parser.add_argument(
+        "--corpus",
+        default="stdlib",
+        choices=[*CORPORA, "all"],
+        help="stdlib (the rules were tuned on it), third-party (held out), or all",
+    )
     parser.add_argument("--model", default="oracle", help="oracle (default) or a model name")
     parser.add_argument("--formats", default="prefix,fim")
     parser.add_argument("--max-context-tokens", type=int, default=768)
@@ -360,9 +385,11 @@ def main() -> int:
     rng = random.Random(args.seed)
     oracle = args.model == "oracle"
     cases: list[Case] = []
-    for name in FILES[: args.files]:
-        cases += make_cases(STDLIB / name, rng, args.per_kind, max_chars=400)
-    print(f"{len(cases)} positions from {args.files} standard-library files", file=sys.stderr)
+    corpora = list(CORPORA) if args.corpus == "all" else [args.corpus]
+    for corpus in corpora:
+        for path in CORPORA[corpus][: args.files]:
+            cases += make_cases(path, rng, args.per_kind, max_chars=400)
+    print(f"{len(cases)} positions from {' + '.join(corpora)} files", file=sys.stderr)
     lines = []
     for fmt in args.formats.split(","):
         options = {

@@ -274,7 +274,7 @@ class Completer:
         result = await self.scheduler.run(ticket, lambda _stop: self._run_engine(request, ticket))
         if result.cancelled or result.finish_reason == "error":
             return None
-        text = clean(result.text, ctx, s.stop_sequences)
+        text = clean(result.text, ctx, s.stop_sequences, truncated=result.finish_reason == "length")
         if s.naive:
             if ticket.number != self._naive_requests.get(uri):  # a newer request came
                 self.stats.add("discarded_tokens", result.generated_tokens)

@@ -131,12 +131,15 @@ class CursorContext:
     def indent_unit(self) -> str:
         return detect_indent_unit(self.lines)
 
-    @property
-    def next_nonblank_line(self) -> str | None:
+    def next_nonblank_lines(self, count: int) -> list[str]:
+        """The first ``count`` non-blank lines after the cursor's line."""
+        found: list[str] = []
         for line in self.lines[self.line + 1 :]:
             if line.strip():
-                return line
-        return None
+                found.append(line)
+                if len(found) == count:
+                    break
+        return found
 
     @classmethod
     def clamped(

@@ -1,6 +1,6 @@
 """Turn raw model text into a completion that fits where it lands.
 
-Each rule is a small function ``(text, ctx) -> text``; :data:`RULES` applies them in order.
+Each rule is a small function ``(text, ctx) -> text``; :func:`rules` lists them in order.
 They never add text the model did not write, except closing brackets the editor had already
 typed (the inline item's range replaces those, see :func:`replace_range_end`).
 """
@@ -40,6 +40,58 @@ def stop_at_sequences(stop_sequences: Iterable[str]) -> Rule:
         return text[: min(positions)] if positions else text
 
     return stop_at_sequences
+
+
+def drop_unfinished_statement(text: str, ctx: CursorContext) -> str:
+    """A multi-line completion cut by the token budget ends with its last finished statement.
+
+    The budget cuts anywhere, mid-name or mid-call; half a line is worse than a shorter
+    suggestion. Where no statement finishes (a long call still open), the last whole line.
+    """
+    lines = text.split("\n")
+    if len(lines) == 1:
+        return text
+    ends = statement_ends(ctx.line_prefix + text)[:-1]  # the last line is the cut one
+    finished = [i for i, end in enumerate(ends) if end]
+    keep = finished[-1] + 1 if finished else len(lines) - 1
+    return "\n".join(lines[:keep]).rstrip()
+
+
+def statement_ends(code: str) -> list[bool]:
+    """For each line of ``code``: does a statement end with it? (brackets closed, no string
+    or backslash continuing; a light scanner, since the code is half-written)."""
+    ends: list[bool] = []
+    depth, quote, i = 0, "", 0
+    while i <= len(code):
+        ch = code[i] if i < len(code) else "\n"
+        if quote:
+            if ch == "\\":
+                i += 2
+                continue
+            if code.startswith(quote, i):
+                i += len(quote)
+                quote = ""
+                continue
+            if ch == "\n" and len(quote) == 1:
+                quote = ""  # a one-line string left open ends with its line
+        if not quote:
+            if ch == "#":
+                nl = code.find("\n", i)
+                i = len(code) if nl < 0 else nl
+                continue
+            if ch in "\"'":
+                quote = ch * 3 if code.startswith(ch * 3, i) else ch
+                i += len(quote)
+                continue
+            if ch in "([{":
+                depth += 1
+            elif ch in ")]}":
+                depth = max(0, depth - 1)
+        if ch == "\n":
+            continued = code[:i].endswith("\\")
+            ends.append(depth == 0 and not quote and not continued)
+        i += 1
+    return ends
 
 
 def single_line_mid_line(text: str, ctx: CursorContext) -> str:
@@ -96,19 +148,43 @@ def stop_at_block_end(text: str, ctx: CursorContext) -> str:
 
 
 def stop_before_suffix_lines(text: str, ctx: CursorContext) -> str:
-    """Stop at a line that (nearly) equals the next non-blank line after the cursor."""
-    upcoming = ctx.next_nonblank_line
-    if upcoming is None or not upcoming.strip():
+    """Stop where the completion rejoins the code after the cursor.
+
+    It rejoins at a line equal (but for spacing) to the next non-blank line after the cursor,
+    at the same indentation. One equal line alone is often something else (an inner ``try:``
+    before the real one, a parallel line), so the completion's next non-blank line must equal
+    the line after that too. Where there is nothing to compare (the completion or the file
+    ends there), the line must be distinctive: four characters or more. A line of closing
+    quotes or brackets (a docstring's ``\"\"\"``) at the same indentation always ends it.
+    """
+    upcoming = ctx.next_nonblank_lines(2)
+    if not upcoming:
         return text
-    target = upcoming.strip()
     lines = text.split("\n")
-    for i, line in enumerate(lines):
-        if i == 0 and not ctx.line_prefix.strip() and not line.strip():
+    full = [ctx.line_prefix + lines[0], *lines[1:]]
+    nonblank = [i for i, line in enumerate(full) if line.strip()]
+    for k, i in enumerate(nonblank):
+        if not _same_line(full[i], upcoming[0]):
             continue
-        candidate = line.strip() if i else (ctx.line_prefix + line).strip()
-        if len(target) >= 4 and _nearly_equal(candidate, target):
+        following = nonblank[k + 1] if k + 1 < len(nonblank) else None
+        target = upcoming[0].strip()
+        if _closers_only(target):
+            rejoins = True
+        elif following is not None and len(upcoming) > 1:
+            rejoins = _same_line(full[following], upcoming[1])
+        else:
+            rejoins = len(target) >= 4
+        if rejoins:
             return "\n".join(lines[:i]).rstrip("\n ") if i else ""
     return text
+
+
+def _same_line(a: str, b: str) -> bool:
+    return _nearly_equal(a, b) and indent_width(indentation(a)) == indent_width(indentation(b))
+
+
+def _closers_only(line: str) -> bool:
+    return bool(line) and all(ch in CLOSERS or ch in ",;" for ch in line)
 
 
 def _nearly_equal(a: str, b: str) -> bool:
@@ -228,11 +304,13 @@ def drop_blank(text: str, ctx: CursorContext) -> str:
     return text if text.strip() else ""
 
 
-def rules(stop_sequences: Iterable[str]) -> list[Rule]:
+def rules(stop_sequences: Iterable[str], *, truncated: bool = False) -> list[Rule]:
+    """The rules in order; ``truncated``: the model stopped at its token budget."""
     return [
         strip_special_tokens,
         normalize_newlines,
         stop_at_sequences(stop_sequences),
+        *([drop_unfinished_statement] if truncated else []),
         single_line_mid_line,
         fix_leading_space,
         stop_before_suffix_lines,
@@ -246,9 +324,11 @@ def rules(stop_sequences: Iterable[str]) -> list[Rule]:
     ]
 
 
-def clean(text: str, ctx: CursorContext, stop_sequences: Iterable[str] = ()) -> str:
+def clean(
+    text: str, ctx: CursorContext, stop_sequences: Iterable[str] = (), *, truncated: bool = False
+) -> str:
     """All rules, in order."""
-    for rule in rules(stop_sequences):
+    for rule in rules(stop_sequences, truncated=truncated):
         text = rule(text, ctx)
         if not text:
             return ""

@@ -139,3 +139,40 @@ def test_open_string_scanner() -> None:
     assert pp.open_string_start("f('a', 'b") == (7, "'")
     assert pp.open_string_start('f("a\\"b")') is None
     assert pp.open_string_start("x = 1  # it's") is None
+
+
+def test_docstring_completion_stops_at_the_closing_quotes() -> None:
+    """Mid-docstring, the next line is a lone closing quote (shorter than 4 characters)."""
+    ctx = at('def f(x):\n    """Compute the █\n    """\n    return x\n')
+    raw = 'square of x.\n    """\n    y = x * x\n    return y\n'
+    assert pp.clean(raw, ctx, STOPS) == "square of x."
+
+
+def test_an_inner_copy_of_the_next_line_does_not_end_the_completion() -> None:
+    """The line after the cursor (``try:``) also occurs inside the completion, deeper or
+    followed by other code: only the place where the completion rejoins the code ends it."""
+    text = "def f(path):\n    █\n    try:\n        return load(path)\n    except OSError:\n"
+    ctx = at(text)
+    raw = (
+        "if not path:\n        return None\n    try:\n        check(path)\n    except ValueError:\n"
+        "        return None\n    try:\n        return load(path)\n"
+    )
+    assert pp.clean(raw, ctx, STOPS) == (
+        "if not path:\n        return None\n    try:\n        check(path)\n    except ValueError:\n"
+        "        return None"
+    )
+    deeper = "for p in paths:\n        try:\n            load(p)\n        except OSError:\n"
+    assert pp.clean(deeper + "    try:\n        return load(path)\n", ctx, STOPS) == (
+        deeper.rstrip("\n")
+    )
+
+
+def test_budget_truncated_completion_ends_with_a_finished_statement() -> None:
+    ctx = at("def f(items):\n    █\n")
+    raw = "total = 0\n    for item in items:\n        total += weigh(item,\n            fact"
+    assert pp.clean(raw, ctx, STOPS, truncated=True) == "total = 0\n    for item in items:"
+    # Not truncated: the model's own end is kept.
+    assert pp.clean("x = 1\n    y = 2", ctx, STOPS) == "x = 1\n    y = 2"
+    # Still inside the user's open call: the last whole line.
+    ctx2 = at("result = compute(█\n")
+    assert pp.clean("a,\n    b,\n    c", ctx2, STOPS, truncated=True) == "a,\n    b,"
