@@ -20,6 +20,7 @@ from typing import Any, Literal
 
 from codellama_lsp.config import Settings
 from codellama_lsp.demo_model import resolve_model
+from codellama_lsp.engines.factory import LOCAL_EXTRA
 from codellama_lsp.model_family import code_llama_checkpoint
 
 Verdict = Literal["ok", "info", "fail"]
@@ -108,11 +109,13 @@ def system_memory_available() -> int | None:
 def torch_findings(settings: Settings) -> tuple[list[Finding], int | None, bool]:
     """Versions and devices; (findings, free accelerator memory, CUDA present)."""
     found: list[Finding] = []
-    torch_version = version_of("torch")
-    if torch_version is None:
-        found.append(Finding("fail", "torch is not installed (needed for backend = local)"))
+    try:
+        import torch
+    except ImportError as exc:
+        message = f"torch cannot be imported ({exc}): backend = local needs {LOCAL_EXTRA}"
+        found.append(Finding("fail", message))
         return found, None, False
-    import torch
+    torch_version = version_of("torch") or torch.__version__
 
     versions = ", ".join(
         f"{p} {version_of(p) or 'MISSING'}" for p in ("transformers", "accelerate", "tokenizers")

@@ -275,7 +275,14 @@ class CodeLlamaServer(LanguageServer):
             loop.call_soon_threadsafe(self._progress_report, progress, message, percent)
 
         # Off the event loop: `auto` probes the model server over HTTP.
-        engine: Engine = await asyncio.to_thread(create_engine, settings)
+        try:
+            engine: Engine = await asyncio.to_thread(create_engine, settings)
+        except EngineLoadError as exc:
+            self.state, self.message = "error", str(exc)
+            self._progress_end(progress, "Failed")
+            self.show(f"codellama-lsp: {exc}")
+            self.send_status()
+            return
         if isinstance(engine, HttpEngine):
             engine.on_connection_change = lambda ok, message: loop.call_soon_threadsafe(
                 self.connection_changed, engine, ok, message

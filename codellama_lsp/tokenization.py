@@ -11,18 +11,21 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 from tokenizers import Tokenizer, normalizers
-from transformers import AutoTokenizer, PreTrainedTokenizerBase
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase
 
 SPIECE_UNDERLINE = "▁"
 FIM_NAMES = ("PRE", "SUF", "MID", "EOT")
 _FIM_MARKERS = tuple(f"<{n}>" for n in FIM_NAMES)
 
 
-def _backend(tokenizer: PreTrainedTokenizerBase) -> Tokenizer | None:
+def _backend(tokenizer: AnyTokenizer) -> Tokenizer | None:
     backend = getattr(tokenizer, "backend_tokenizer", None)
     return backend if isinstance(backend, Tokenizer) else None
 
@@ -46,7 +49,7 @@ def sentencepiece_normalizer(*, dummy_prefix: bool = True) -> normalizers.Normal
     return normalizers.Sequence([normalizers.Prepend(SPIECE_UNDERLINE), replace])
 
 
-def fix_whitespace(tokenizer: PreTrainedTokenizerBase) -> bool:
+def fix_whitespace(tokenizer: AnyTokenizer) -> bool:
     """Make a Llama/CodeLlama tokenizer encode spaces like SentencePiece; True if changed."""
     backend = _backend(tokenizer)
     if backend is None or not _is_spm_style(backend):
@@ -58,9 +61,105 @@ def fix_whitespace(tokenizer: PreTrainedTokenizerBase) -> bool:
 
 def load_tokenizer(name_or_path: str, *, local_files_only: bool = True) -> PreTrainedTokenizerBase:
     """AutoTokenizer.from_pretrained, then fix the 5.x CodeLlama/Llama whitespace bug."""
+    from transformers import AutoTokenizer
+
     tokenizer = AutoTokenizer.from_pretrained(name_or_path, local_files_only=local_files_only)
     fix_whitespace(tokenizer)
     return tokenizer
+
+
+@dataclass
+class TokenizerFiles:
+    """A tokenizer read from ``tokenizer.json`` and ``tokenizer_config.json`` with ``tokenizers``
+    alone: what :class:`CodeTokens` needs, without transformers (and so without torch).
+
+    The language server of a torch-free install (``backend = http``) builds its prompts with
+    it; the ids are the same as through transformers (``tests/test_tokenization.py``).
+    """
+
+    backend_tokenizer: Tokenizer
+    bos_token_id: int | None = None
+    eos_token_id: int | None = None
+    fill_token: str | None = None
+    all_special_ids: list[int] = field(default_factory=list)
+    added_tokens_decoder: dict[int, str] = field(default_factory=dict)
+
+    def get_vocab(self) -> dict[str, int]:
+        return dict(self.backend_tokenizer.get_vocab(with_added_tokens=True))
+
+    def encode(self, text: str, add_special_tokens: bool = False) -> list[int]:
+        return list(self.backend_tokenizer.encode(text, add_special_tokens=add_special_tokens).ids)
+
+    def decode(
+        self,
+        ids: Sequence[int],
+        skip_special_tokens: bool = True,
+        clean_up_tokenization_spaces: bool = False,
+    ) -> str:
+        return str(
+            self.backend_tokenizer.decode(list(ids), skip_special_tokens=skip_special_tokens)
+        )
+
+
+AnyTokenizer: TypeAlias = "PreTrainedTokenizerBase | TokenizerFiles"
+SPECIAL_KEYS = ("bos_token", "eos_token", "unk_token", "pad_token")
+EXTRA_SPECIAL_KEYS = ("extra_special_tokens", "additional_special_tokens")
+
+
+def load_tokenizer_files(name_or_path: str, *, local_files_only: bool = True) -> TokenizerFiles:
+    """A :class:`TokenizerFiles` from a model folder or the Hugging Face cache (or hub)."""
+    folder = Path(name_or_path)
+
+    def fetch(name: str) -> Path | None:
+        if folder.is_dir():
+            path = folder / name
+            return path if path.exists() else None
+        from huggingface_hub import hf_hub_download
+
+        try:
+            return Path(hf_hub_download(name_or_path, name, local_files_only=local_files_only))
+        except Exception:  # not cached, not on the hub, not a repo id: all mean "absent"
+            return None
+
+    tokenizer_json = fetch("tokenizer.json")
+    if tokenizer_json is None:
+        raise OSError(
+            f"no tokenizer.json for {name_or_path!r} on disk (download the model's tokenizer "
+            "files, e.g. `hf download MODEL tokenizer.json tokenizer_config.json`)"
+        )
+    config: dict[str, Any] = {}
+    for name in ("special_tokens_map.json", "tokenizer_config.json"):
+        path = fetch(name)
+        if path is not None:
+            config.update(json.loads(path.read_text(encoding="utf-8")))
+    backend = Tokenizer.from_file(str(tokenizer_json))
+    if _is_spm_style(backend):
+        backend.normalizer = sentencepiece_normalizer()
+        backend.pre_tokenizer = None
+
+    def text_of(value: Any) -> str | None:
+        value = value.get("content") if isinstance(value, dict) else value
+        return value if isinstance(value, str) else None
+
+    def id_of(value: Any) -> int | None:
+        token = text_of(value)
+        found = backend.token_to_id(token) if token else None
+        return int(found) if found is not None else None
+
+    added = {int(t["id"]): str(t["content"]) for t in json.loads(backend.to_str())["added_tokens"]}
+    named = [config.get(key) for key in SPECIAL_KEYS]
+    for key in EXTRA_SPECIAL_KEYS:
+        extra = config.get(key)
+        named += list(extra.values() if isinstance(extra, dict) else extra or [])
+    special = sorted({i for i in map(id_of, named) if i is not None})
+    return TokenizerFiles(
+        backend_tokenizer=backend,
+        bos_token_id=id_of(config.get("bos_token")),
+        eos_token_id=id_of(config.get("eos_token")),
+        fill_token=text_of(config.get("fill_token")),
+        all_special_ids=special,
+        added_tokens_decoder=added,
+    )
 
 
 @dataclass(frozen=True)
@@ -73,7 +172,7 @@ class InfillTokens:
     eot_id: int
 
 
-def _token_id(tokenizer: PreTrainedTokenizerBase, vocab: dict[str, int], name: str) -> int | None:
+def _token_id(tokenizer: AnyTokenizer, vocab: dict[str, int], name: str) -> int | None:
     for piece in (f"{SPIECE_UNDERLINE}<{name}>", f"<{name}>"):
         if piece in vocab:
             return vocab[piece]
@@ -88,7 +187,7 @@ class CodeTokens:
     special token into the prompt (SentencePiece behaves the same way).
     """
 
-    def __init__(self, tokenizer: PreTrainedTokenizerBase) -> None:
+    def __init__(self, tokenizer: AnyTokenizer) -> None:
         self.tokenizer = tokenizer
         vocab: dict[str, int] = dict(tokenizer.get_vocab())
         self.bos_id: int | None = tokenizer.bos_token_id

@@ -23,7 +23,7 @@ from typing import Any
 from aiohttp import web
 
 from codellama_lsp.demo_model import resolve_model
-from codellama_lsp.tokenization import CodeTokens, load_tokenizer
+from codellama_lsp.tokenization import CodeTokens, load_tokenizer_files
 
 MODEL = "demo"
 
@@ -103,7 +103,7 @@ def main() -> None:
     parser.add_argument("--target", required=True, type=Path)
     parser.add_argument("--port-file", required=True, type=Path, help="written once listening")
     args = parser.parse_args()
-    tokens = CodeTokens(load_tokenizer(resolve_model(MODEL), local_files_only=True))
+    tokens = CodeTokens(load_tokenizer_files(resolve_model(MODEL)))
     server = ScriptedServer(args.target.read_text(), tokens)
 
     async def serve() -> None:

@@ -217,3 +217,35 @@ def test_real_llama_vocab_code_llama_layout(llama_dir: Path) -> None:
     assert codes.encode("\n", leading_space=False) == [13]
     assert codes.encode("   ", leading_space=False) == [1678]
     assert "x =" + codes.decode_continuation(codes.encode(" 1", leading_space=False)) == "x = 1"
+
+
+def test_torch_free_tokenizer_gives_the_same_ids() -> None:
+    """``load_tokenizer_files`` (``tokenizers`` alone, for the HTTP backend) builds the same
+    CodeTokens as transformers' tokenizer: same specials, FIM ids and encodings."""
+    from codellama_lsp.tokenization import load_tokenizer_files
+
+    full = CodeTokens(load_tokenizer(str(demo_model_dir())))
+    light = CodeTokens(load_tokenizer_files(str(demo_model_dir())))
+    for name in ("bos_id", "eos_id", "infill", "special_ids", "vocab_size", "newline_id"):
+        assert getattr(light, name) == getattr(full, name), name
+    for text in SAMPLES:
+        assert light.encode(text) == full.encode(text)
+        assert light.encode(text, leading_space=False) == full.encode(text, leading_space=False)
+        ids = full.encode(text, leading_space=False)
+        assert light.decode_continuation(ids) == full.decode_continuation(ids)
+
+
+def test_real_llama_vocab_torch_free_matches_reference_vectors(llama_dir: Path) -> None:
+    from codellama_lsp.tokenization import load_tokenizer_files
+
+    vectors = _reference_vectors(Path(os.environ[VOCAB_ENV]))
+    codes = CodeTokens(load_tokenizer_files(str(llama_dir)))
+    wrong = [(t, codes.encode(t), ids) for t, ids in vectors if codes.encode(t) != ids]
+    assert not wrong, f"{len(wrong)}/{len(vectors)} differ, first: {wrong[0]}"
+    full = CodeTokens(load_tokenizer(str(llama_dir)))
+    assert (codes.infill, codes.vocab_size, codes.bos_id, codes.eos_id) == (
+        full.infill,
+        full.vocab_size,
+        full.bos_id,
+        full.eos_id,
+    )

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 
 from codellama_lsp.config import Settings
-from codellama_lsp.engines.base import Engine
+from codellama_lsp.engines.base import Engine, EngineLoadError
 
 log = logging.getLogger(__name__)
 
@@ -31,11 +31,21 @@ def choose_backend(settings: Settings) -> str:
     return "http" if found else "local"
 
 
+LOCAL_EXTRA = "pip install 'codellama-lsp[local]'"
+
+
 def create_engine(settings: Settings) -> Engine:
+    """The engine for ``settings``; an install without torch gets a clear message for local."""
     if choose_backend(settings) == "http":
         from codellama_lsp.engines.http import HttpEngine
 
         return HttpEngine(settings)
-    from codellama_lsp.engines.local import LocalEngine
-
+    try:
+        from codellama_lsp.engines.local import LocalEngine
+    except ImportError as exc:
+        raise EngineLoadError(
+            f"Running {settings.model} in this process needs torch and transformers "
+            f"({exc.name or exc} is not installed): {LOCAL_EXTRA}; or point backend = http at "
+            f"a model server (`codellama-lsp serve` on a GPU machine, vLLM, TGI)"
+        ) from exc
     return LocalEngine(settings)

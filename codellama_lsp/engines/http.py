@@ -239,12 +239,13 @@ class HttpEngine:
 
     def _load_tokenizer(self, progress: ProgressCallback) -> None:
         from codellama_lsp.demo_model import resolve_model
-        from codellama_lsp.tokenization import load_tokenizer
+        from codellama_lsp.tokenization import load_tokenizer_files
 
         progress(f"Loading the tokenizer of {self.settings.model}", 5)
         try:
             path = resolve_model(self.settings.model)
-            tokenizer = load_tokenizer(path, local_files_only=self.settings.local_files_only)
+            # `tokenizers` alone: an editor that only talks to a model server needs no torch.
+            tokenizer = load_tokenizer_files(path, local_files_only=self.settings.local_files_only)
         except (OSError, ValueError, KeyError, ImportError) as exc:
             raise EngineLoadError(
                 f"Could not load the tokenizer of {self.settings.model!r} (needed to build "
