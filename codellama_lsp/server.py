@@ -206,6 +206,35 @@ class CodeLlamaServer(LanguageServer):
         finally:
             self.shutdown()
 
+    def start_tcp(self, host: str, port: int) -> None:
+        """Serve one client over TCP with the same reader and rules as stdio."""
+        protocol = self.protocol
+        assert isinstance(protocol, CodeLlamaProtocol)
+        self._stop_event = stop = threading.Event()
+
+        async def connection(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            protocol.set_writer(writer)  # an asyncio writer: write() and close()
+            try:
+                await read_messages(lambda: reader.read(1 << 16), protocol.handle_body, stop.is_set)
+            finally:
+                self.shutdown()
+
+        async def serve() -> None:
+            server = await asyncio.start_server(connection, host, port)
+            self._server = server
+            log.info("listening on %s:%s", host, port)
+            async with server:
+                await server.serve_forever()
+
+        try:
+            asyncio.run(serve())
+        except asyncio.CancelledError:
+            pass  # shutdown() closed the server after the client left
+        except SystemExit as exc:
+            self.exit_code = exc.code if isinstance(exc.code, int) else 1
+        except KeyboardInterrupt:
+            pass
+
     # --- status -----------------------------------------------------------------------
     def status(self) -> dict[str, Any]:
         state = self.state

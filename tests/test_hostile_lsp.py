@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -19,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from benchmarks.soak import DEMO, RawClient
+from benchmarks.soak import DEMO, ROOT, SERVER, RawClient
 
 ENV = {"CODELLAMA_LSP_DEBUG_COMMANDS": "1"}
 URI = "file:///hostile.py"
@@ -338,3 +339,53 @@ def test_bad_log_level_reported_once_and_a_model_change_still_reloads() -> None:
         assert any(v["kind"] == "begin" and missing in v["title"] for v in progress), progress
     finally:
         client.close()
+
+
+# ------------------------------------------------------------------------------- TCP
+def read_frames(sock: socket.socket, count: int) -> list[dict[str, Any]]:
+    data, messages = b"", []
+    while len(messages) < count:
+        chunk = sock.recv(65536)
+        assert chunk, "the server closed the connection"
+        data += chunk
+        while b"\r\n\r\n" in data:
+            head, rest = data.split(b"\r\n\r\n", 1)
+            length = int(head.split(b"Content-Length:")[1].split(b"\r\n")[0])
+            if len(rest) < length:
+                break
+            messages.append(json.loads(rest[:length]))
+            data = rest[length:]
+    return messages
+
+
+@pytest.mark.timeout(120)
+def test_tcp_uses_the_same_reader_and_rules() -> None:
+    """``--tcp`` ran pygls' own reader: the fixes above must hold there too."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    proc = subprocess.Popen(
+        [*SERVER, "--tcp", f"127.0.0.1:{port}"], stdin=subprocess.DEVNULL, cwd=ROOT
+    )
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            try:
+                sock = socket.create_connection(("127.0.0.1", port), timeout=WAIT)
+                break
+            except OSError:
+                assert time.monotonic() < deadline and proc.poll() is None
+                time.sleep(0.1)
+        with sock:
+            sock.sendall(
+                frame(status_request(801), len(status_request(801)) - 7)
+                + frame(status_request(802))
+            )
+            answers = {m["id"]: m["error"]["code"] for m in read_frames(sock, 2)}
+            assert answers == {801: PARSE_ERROR, 802: NOT_INITIALIZED}
+            sock.sendall(frame(b'{"jsonrpc": "2.0", "method": "exit"}'))
+            assert proc.wait(WAIT) == 1
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
