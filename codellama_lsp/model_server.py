@@ -68,7 +68,7 @@ class Limits:
     """0: the model's context limit."""
     max_stop_sequences: int = 16
     max_streams_per_client: int = 4
-    """Requests in flight per client (session header, else address); more get 429."""
+    """Generating requests in flight per client address; more get 429."""
 
 
 class ApiError(Exception):
@@ -788,7 +788,7 @@ def serve_main(argv: Sequence[str]) -> int:
         "--max-streams-per-client",
         type=int,
         default=limits.max_streams_per_client,
-        help="requests in flight per client (session header, else address)",
+        help="generating requests in flight per client address (editors on one host share it)",
     )
     add_setting_flags(parser)
     args = parser.parse_args(argv)
