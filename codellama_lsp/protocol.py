@@ -37,11 +37,15 @@ INVALID_PARAMS_TEXT = "Invalid params: they do not match the method's parameter 
 _ID_BEFORE_PARAMS = re.compile(rb'"id"\s*:\s*(-?\d{1,18}|"(?:[^"\\\r\n]|\\.){0,200}")')
 
 
-def strict_int(value: Any, _type: Any = int) -> int:
-    """An LSP integer is a JSON integer: no strings, floats or booleans."""
+def strict_int(value: Any, kind: Any = int) -> Any:
+    """An LSP integer is a JSON integer: no strings, floats or booleans.
+
+    The hook also gets lsprotocol's integer enums (``class X(int, Enum)``: trigger kinds, …),
+    which are read as members of their enum, so an unknown value is still refused.
+    """
     if isinstance(value, bool) or not isinstance(value, int):
         raise TypeError(f"expected an integer, got {type(value).__name__}")
-    return value
+    return value if kind is int else kind(value)
 
 
 def strict_bool(value: Any, _type: Any = bool) -> bool:
@@ -53,7 +57,7 @@ def strict_bool(value: Any, _type: Any = bool) -> bool:
 def strict_converter() -> cattrs.Converter:
     converter = default_converter()
     converter.register_structure_hook(int, strict_int)
-    converter.register_structure_hook(bool, strict_bool)  # else bool dispatches to int's hook
+    converter.register_structure_hook(bool, strict_bool)  # else bool would get int's hook
     return converter
 
 

@@ -173,6 +173,14 @@ def test_positions_that_are_not_integers_are_invalid_params(
     assert error_code(completion(server, position)) == INVALID_PARAMS
 
 
+@pytest.mark.parametrize("kind", [99, "2", 2.0, True])
+def test_enum_values_that_are_not_members_are_invalid_params(server: RawClient, kind: Any) -> None:
+    """Strict integers must not turn integer enums (trigger kinds) into plain numbers."""
+    params = {**RawClient.inline_params(URI, 0, 0), "context": {"triggerKind": kind}}
+    response = server.request("textDocument/inlineCompletion", params, WAIT)
+    assert error_code(response) == INVALID_PARAMS
+
+
 def test_line_past_the_end_means_the_end_of_the_document(server: RawClient) -> None:
     got = server.command(
         "codellama.debugDocument", {"uri": URI, "line": 1000, "character": 0}, timeout=WAIT
