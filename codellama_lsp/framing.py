@@ -88,7 +88,7 @@ class FrameReader:
         """The body read so far, if it is already a whole JSON value (called when the client
         has gone quiet): a Content-Length longer than the body must not leave its request
         waiting for bytes that will never come."""
-        if self._length is None or not self._buf.rstrip().endswith((b"}", b"]")):
+        if self._length is None or not self._buf[-64:].rstrip().endswith((b"}", b"]")):
             return None
         try:
             json.loads(self._buf)
