@@ -1,4 +1,5 @@
-"""How long can one hostile request hold up the model server's event loop?
+"""How long can one hostile request hold up the model server's (and the language server's)
+event loop?
 
     python benchmarks/event_loop_stall.py            # demo model, prints a table
     python benchmarks/event_loop_stall.py --json stall.json
@@ -8,7 +9,10 @@ kind at a time (a megabyte prompt, eight at once, a megabyte of token ids, the l
 that is still tokenized, JSON nested 50,000 levels …) while a probe asks ``/health`` every
 5 ms on its own connection. A request that blocks the loop delays ``/health`` by as long:
 the longest ``/health`` round trip in each phase, less the idle median, is that phase's
-stall. Figures go in ``docs/reliability.md``.
+stall. Then the language server gets its heavy and broken messages over stdio (a 10 MB
+``didOpen``, a wrong Content-Length, garbage, nested JSON, a batch of 1,000): the delay each
+adds to the answer of the request right behind it (see :func:`run_lsp`). Figures go in
+``docs/reliability.md``.
 """
 
 from __future__ import annotations
@@ -139,6 +143,89 @@ def run(port: int, repeat: int) -> dict[str, Any]:
     return results
 
 
+# --- the language server -------------------------------------------------------------------
+def lsp_frame(body: bytes, length: int | None = None) -> bytes:
+    return b"Content-Length: %d\r\n\r\n" % (len(body) if length is None else length) + body
+
+
+def lsp_phases() -> dict[str, bytes]:
+    """name → the bytes a hostile client writes (one message, broken or heavy)."""
+    text = "def f(x):\n    return x\n" * 400_000
+    did_open = {
+        "jsonrpc": "2.0",
+        "method": "textDocument/didOpen",
+        "params": {
+            "textDocument": {
+                "uri": "file:///big.py",
+                "languageId": "python",
+                "version": 1,
+                "text": text,
+            }
+        },
+    }
+    big = json.dumps(did_open).encode()
+    status = {
+        "jsonrpc": "2.0",
+        "method": "workspace/executeCommand",
+        "params": {"command": "codellama.status", "arguments": []},
+    }
+    batch = [{**status, "id": f"b{i}"} for i in range(1000)]
+    completion = {
+        "jsonrpc": "2.0",
+        "id": "strings",
+        "method": "textDocument/completion",
+        "params": {"textDocument": {"uri": "file:///big.py"}, "position": {"line": "3"}},
+    }
+    return {
+        "10 MB didOpen": lsp_frame(big),
+        "10 MB didOpen, Content-Length 100 bytes short": lsp_frame(big, len(big) - 100),
+        "1 MB of garbage bytes": b"\x00garbage" * 100_000,
+        "JSON nested 50,000 levels": lsp_frame(
+            b'{"jsonrpc":"2.0","id":"deep","method":"x","params":' + b"[" * 50_000
+        ),
+        "a batch of 1,000 requests": lsp_frame(json.dumps(batch).encode()),
+        "a position given as a string": lsp_frame(json.dumps(completion).encode()),
+    }
+
+
+def run_lsp(repeat: int) -> dict[str, Any]:
+    """The delay a hostile message adds to the answer of the request right behind it.
+
+    Over one stdio pipe messages are read in order, so the next request waits for the
+    hostile one to be read and handled: that wait (less an idle round trip) is the stall.
+    """
+    sys.path.insert(0, str(ROOT))
+    from benchmarks.soak import RawClient
+
+    client = RawClient()
+    try:
+        client.request("initialize", {"processId": None, "rootUri": None, "capabilities": {}})
+
+        def round_trip() -> float:
+            started = time.perf_counter()
+            client.command("codellama.status")
+            return time.perf_counter() - started
+
+        base = statistics.median(round_trip() for _ in range(200))
+        rows = {}
+        for name, data in lsp_phases().items():
+            worst = 0.0
+            for _ in range(repeat):
+                client.send_raw_frame(data)
+                written = time.perf_counter()
+                client.command("codellama.status")
+                worst = max(worst, time.perf_counter() - written)
+            rows[name] = {"stall_ms": round(max(0.0, worst - base) * 1000, 1), "bytes": len(data)}
+        assert client.alive()
+    finally:
+        client.close()
+    return {
+        "idle_round_trip_ms": round(base * 1000, 2),
+        "phases": rows,
+        "longest_stall_ms": max(r["stall_ms"] for r in rows.values()),
+    }
+
+
 def serve(args: list[str]) -> tuple[subprocess.Popen[str], int]:
     proc = subprocess.Popen(
         [
@@ -196,13 +283,19 @@ def main() -> int:
         proc.kill()
         proc.wait(10)
     idle = results["idle_health_ms"]
-    print(f"idle /health: median {idle['median']} ms, max {idle['max']} ms")
+    print(f"model server, idle /health: median {idle['median']} ms, max {idle['max']} ms")
     print("| request | statuses | stall (ms) |\n|---|---|---|")
     for name, row in results["phases"].items():
         print(f"| {name} | {', '.join(map(str, row['statuses']))} | {row['stall_ms']} |")
-    print(f"longest stall: {results['longest_stall_ms']} ms")
+    print(f"longest stall: {results['longest_stall_ms']} ms\n")
+    lsp = run_lsp(args.repeat)
+    print(f"language server, idle round trip: {lsp['idle_round_trip_ms']} ms")
+    print("| message | stall (ms) |\n|---|---|")
+    for name, row in lsp["phases"].items():
+        print(f"| {name} | {row['stall_ms']} |")
+    print(f"longest stall: {lsp['longest_stall_ms']} ms")
     if args.json:
-        Path(args.json).write_text(json.dumps(results, indent=2))
+        Path(args.json).write_text(json.dumps({"model_server": results, "lsp": lsp}, indent=2))
     return 0
 
 
