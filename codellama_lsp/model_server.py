@@ -31,16 +31,10 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 from aiohttp import web
+from pydantic import ValidationError
 
 from codellama_lsp import __version__
-from codellama_lsp.api_schema import (
-    Body,
-    CompletionBody,
-    ScoreBody,
-    ScoreParameters,
-    ValidationError,
-    first_error,
-)
+from codellama_lsp.api_schema import Body, CompletionBody, ScoreBody, ScoreParameters, first_error
 from codellama_lsp.config import Settings
 
 if TYPE_CHECKING:
@@ -532,12 +526,11 @@ class ModelServer:
         ids = await asyncio.to_thread(_prompt_ids, engine, body.prompt, body.suffix)
         if len(ids) > budget:
             raise too_long(str(len(ids)))
+        temperature = 1.0 if body.temperature is None else body.temperature
         return GenerationRequest(
             prompt_ids=tuple(ids),
             max_new_tokens=max_tokens,
-            temperature=(1.0 if body.temperature is None else body.temperature)
-            if body.do_sample is not False
-            else 0.0,
+            temperature=temperature if body.do_sample is not False else 0.0,
             top_p=body.top_p or 1.0,
             stop_sequences=tuple(stop),
             session=session,
