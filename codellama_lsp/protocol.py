@@ -98,7 +98,8 @@ class CodeLlamaProtocol(LanguageServerProtocol):
             self.refuse(msg_id, PARSE_ERROR, "Parse error: the message is not valid JSON")
             return
         if isinstance(data, list):
-            ids = [m.get("id") for m in data if isinstance(m, dict) and is_id(m.get("id"))]
+            requests = [m for m in data if isinstance(m, dict) and "method" in m]
+            ids = [m["id"] for m in requests if is_id(m.get("id"))]
             log.warning("refused a batch of %d messages", len(data))
             for msg_id in ids or [None]:
                 self.refuse(msg_id, INVALID_REQUEST, "LSP has no batches: send one message")

@@ -3,7 +3,8 @@
 Random sequences of open/change/close/inline completion/completion/cancel, with positions past
 the end, negative or beyond 2**31, inside surrogate pairs and UTF-8 sequences, reversed ranges,
 full-text changes, unknown URIs, odd line breaks (form feed, ``\\u2028``, ``\\x85``, lone
-``\\r``), tabs, CRLF, lone surrogates and malformed messages. After every sequence:
+``\\r``), tabs, CRLF, lone surrogates and malformed messages (a wrong Content-Length, a
+batch, JSON nested 50,000 levels, positions as strings or floats). After every sequence:
 
 * the server's copy of each open document equals a reference model of LSP's edit rules
   (read with the debug-only ``codellama.debugDocument``, sha256 and length);
