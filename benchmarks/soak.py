@@ -84,6 +84,14 @@ class RawClient:
                 raise ServerDied(self.stderr_tail()) from exc
             self.sent += 1
 
+    def send_raw_frame(self, frame: bytes) -> None:
+        """Bytes as they are, header included (a broken frame, for robustness tests)."""
+        assert self.proc.stdin is not None
+        with self._lock:
+            self.proc.stdin.write(frame)
+            self.proc.stdin.flush()
+            self.sent += 1
+
     def send(self, message: dict[str, Any]) -> None:
         self.send_raw(json.dumps({"jsonrpc": "2.0", **message}).encode("utf-8"))
 

@@ -77,7 +77,7 @@ def server_main(argv: Sequence[str]) -> int:
         server.start_tcp(host or "127.0.0.1", int(port))
     else:
         server.start_io()
-    return 0
+    return server.exit_code
 
 
 def demo_main(argv: Sequence[str]) -> int:

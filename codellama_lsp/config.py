@@ -17,6 +17,7 @@ from typing import Any, Literal
 
 DEFAULT_MODEL = "codellama/CodeLlama-70b-Python-hf"
 ENV_PREFIX = "CODELLAMA_LSP_"
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 Backend = Literal["local", "http", "auto"]
 PromptFormat = Literal["auto", "fim", "prefix"]
@@ -96,6 +97,10 @@ class Settings:
             (self.cache_size >= 0, "cache_size must not be negative"),
             (self.cache_ttl_s > 0, "cache_ttl_s must be positive"),
             (self.kv_cache_slots >= 0, "kv_cache_slots must not be negative"),
+            (
+                self.log_level.upper() in LOG_LEVELS,
+                f"log_level must be one of {', '.join(LOG_LEVELS)} (got {self.log_level!r})",
+            ),
         ]
         for ok, message in checks:
             if not ok:

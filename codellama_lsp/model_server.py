@@ -26,13 +26,15 @@ import threading
 import time
 import uuid
 from collections import OrderedDict, deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 from aiohttp import web
+from pydantic import ValidationError
 
 from codellama_lsp import __version__
+from codellama_lsp.api_schema import Body, CompletionBody, ScoreBody, ScoreParameters, first_error
 from codellama_lsp.config import Settings
 
 if TYPE_CHECKING:
@@ -40,6 +42,7 @@ if TYPE_CHECKING:
     from codellama_lsp.engines.local import LocalEngine
 
 log = logging.getLogger(__name__)
+BodyT = TypeVar("BodyT", bound=Body)
 
 SESSION_HEADER = "X-Codellama-Session"
 ENDPOINTS = ("/v1/completions", "/v1/models", "/score", "/health", "/metrics")
@@ -59,7 +62,7 @@ class Limits:
     """0: the model's context limit."""
     max_stop_sequences: int = 16
     max_streams_per_client: int = 4
-    """Requests in flight per client (session header, else address); more get 429."""
+    """Generating requests in flight per client address; more get 429."""
 
 
 class ApiError(Exception):
@@ -349,17 +352,6 @@ class TextStream:
         return delta
 
 
-def _number(body: dict[str, Any], name: str, default: float, low: float, high: float) -> float:
-    value = body.get(name, default)
-    if value is None:
-        return default
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise ApiError(400, f"'{name}' must be a number")
-    if not low <= value <= high:
-        raise ApiError(400, f"'{name}' must be between {low:g} and {high:g} (got {value})")
-    return float(value)
-
-
 def _prompt_ids(engine: LocalEngine, prompt: Any, suffix: Any) -> list[int]:
     """Token ids from a text prompt (optionally FIM via ``suffix`` or ``<PRE>…<MID>`` text)."""
     tokens = engine.tokens
@@ -398,6 +390,7 @@ class ModelServer:
         self.worker = ModelWorker(settings, self.metrics)
         self.started = time.time()
         self._in_flight: dict[str, int] = {}
+        self._longest_piece: int | None = None
 
     # --- plumbing ------------------------------------------------------------------------
     def app(self) -> web.Application:
@@ -441,8 +434,9 @@ class ModelServer:
         if self.api_key and request.path != "/health":
             header = request.headers.get("Authorization", "")
             scheme, _, token = header.partition(" ")
+            # Header bytes that are not UTF-8 arrive as surrogates: compare them as bytes.
             ok = scheme.lower() == "bearer" and hmac.compare_digest(
-                token.strip().encode(), self.api_key.encode()
+                token.strip().encode("utf-8", "surrogateescape"), self.api_key.encode()
             )
             if not ok:
                 response = error_response(401, "missing or wrong API key", "authentication_error")
@@ -461,9 +455,20 @@ class ModelServer:
             body = json.loads(raw)
         except (UnicodeDecodeError, json.JSONDecodeError) as exc:
             raise ApiError(400, f"request body is not valid JSON: {exc}") from None
+        except RecursionError:
+            raise ApiError(400, "request body is nested too deeply") from None
         if not isinstance(body, dict):
             raise ApiError(400, "request body must be a JSON object")
         return body
+
+    async def _body(self, request: web.Request, kind: type[BodyT]) -> BodyT:
+        """The request's JSON body validated as ``kind``; any mismatch is a 400."""
+        try:
+            return kind.model_validate(await self._json(request))
+        except ValidationError as exc:
+            raise ApiError(400, first_error(exc)) from None
+        except RecursionError:
+            raise ApiError(400, "request body is nested too deeply") from None
 
     def _require_ready(self) -> None:
         if self.worker.state == "loading":
@@ -476,60 +481,73 @@ class ModelServer:
 
         return {self.settings.model, resolve_model(self.settings.model)}
 
-    def _generation_request(self, body: dict[str, Any], session: str) -> GenerationRequest:
+    async def _generation_request(self, body: CompletionBody, session: str) -> GenerationRequest:
+        """Check a validated body against this server's limits and tokenize its prompt.
+
+        The prompt's size is checked in characters first (no token is longer than the
+        vocabulary's longest piece), then it is tokenized off the event loop: a megabyte of
+        text takes seconds to tokenize, and ``/health`` and every other client must not wait.
+        """
         from codellama_lsp.engines.base import GenerationRequest
 
-        model = body.get("model")
-        if model not in (None, "") and model not in self._model_names():
+        if body.model not in (None, "") and body.model not in self._model_names():
             raise ApiError(
                 404,
-                f"model {model!r} is not served here (this server serves {self.settings.model!r})",
+                f"model {body.model!r} is not served here "
+                f"(this server serves {self.settings.model!r})",
                 "model_not_found",
             )
-        for name, limit in (("n", 1), ("best_of", 1)):
-            if body.get(name) not in (None, 1):
-                raise ApiError(400, f"'{name}' must be 1 (got {body.get(name)!r}, max {limit})")
-        if body.get("echo") or body.get("logprobs"):
+        if body.echo or body.logprobs:
             raise ApiError(400, "'echo' and 'logprobs' are not supported")
-        max_tokens = body.get("max_tokens", 16)
-        if isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or max_tokens < 1:
-            raise ApiError(400, "'max_tokens' must be a positive integer")
+        max_tokens = body.max_tokens
         if max_tokens > self.limits.max_tokens:
             raise ApiError(
                 400,
                 f"'max_tokens' is {max_tokens}; this server allows at most "
                 f"{self.limits.max_tokens}",
             )
-        temperature = _number(body, "temperature", 1.0, 0.0, 5.0)
-        top_p = _number(body, "top_p", 1.0, 0.0, 1.0) or 1.0
-        stop = body.get("stop") or []
-        if isinstance(stop, str):
-            stop = [stop]
-        if not isinstance(stop, list) or not all(isinstance(s, str) for s in stop):
-            raise ApiError(400, "'stop' must be a string or a list of strings")
+        stop = [body.stop] if isinstance(body.stop, str) else list(body.stop or [])
         if len(stop) > self.limits.max_stop_sequences:
             raise ApiError(400, f"at most {self.limits.max_stop_sequences} stop sequences")
-        seed = body.get("seed") or 0
-        if not isinstance(seed, int):
-            raise ApiError(400, "'seed' must be an integer")
-        ids = _prompt_ids(self.worker.engine, body.get("prompt"), body.get("suffix"))
-        limit = self.limits.max_prompt_tokens or self.worker.engine.context_limit
-        if len(ids) + max_tokens > self.worker.engine.context_limit or len(ids) > limit:
-            raise ApiError(
+        engine = self.worker.engine
+        limit = self.limits.max_prompt_tokens or engine.context_limit
+        budget = min(limit, engine.context_limit - max_tokens)
+
+        def too_long(what: str) -> ApiError:
+            return ApiError(
                 400,
-                f"the prompt has {len(ids)} tokens and asks for {max_tokens} more; "
-                f"this server allows {limit} prompt tokens and "
-                f"{self.worker.engine.context_limit} in all",
+                f"the prompt has {what} tokens and asks for {max_tokens} more; "
+                f"this server allows {limit} prompt tokens and {engine.context_limit} in all",
             )
+
+        fewest = self._fewest_tokens(body.prompt, body.suffix)
+        if fewest > budget:
+            raise too_long(f"at least {fewest}")
+        ids = await asyncio.to_thread(_prompt_ids, engine, body.prompt, body.suffix)
+        if len(ids) > budget:
+            raise too_long(str(len(ids)))
+        temperature = 1.0 if body.temperature is None else body.temperature
         return GenerationRequest(
             prompt_ids=tuple(ids),
             max_new_tokens=max_tokens,
-            temperature=temperature if body.get("do_sample", True) else 0.0,
-            top_p=top_p,
+            temperature=temperature if body.do_sample is not False else 0.0,
+            top_p=body.top_p or 1.0,
             stop_sequences=tuple(stop),
             session=session,
-            seed=seed,
+            seed=body.seed or 0,
         )
+
+    def _fewest_tokens(self, prompt: Any, suffix: str | None) -> int:
+        """A cheap lower bound on the prompt's tokens: characters over the longest piece."""
+        if isinstance(prompt, list) and len(prompt) == 1 and isinstance(prompt[0], str | list):
+            prompt = prompt[0]  # a batch of one
+        if isinstance(prompt, list):
+            return len(prompt)  # token ids (or a batch, refused when tokenized)
+        if self._longest_piece is None:
+            vocab = self.worker.engine.tokens.tokenizer.get_vocab()
+            self._longest_piece = max(1, *(len(piece) for piece in vocab))
+        chars = len(prompt or "") + len(suffix or "")
+        return chars // self._longest_piece
 
     async def _run(self, job: Job) -> GenerationResult:
         """Queue ``job`` and wait; if this handler is cancelled (client gone), stop the job."""
@@ -545,9 +563,15 @@ class ModelServer:
         return Job(client, request, loop, loop.create_future())
 
     # --- endpoints ------------------------------------------------------------------------
-    async def completions(self, request: web.Request) -> web.StreamResponse:
-        """OpenAI ``POST /v1/completions``, at most ``max_streams_per_client`` at once."""
-        client = request.headers.get(SESSION_HEADER) or request.remote or "anonymous"
+    @contextlib.contextmanager
+    def _slot(self, request: web.Request) -> Iterator[str]:
+        """Count a generating request against its client; more than the limit get 429.
+
+        The client is the peer address: every editor holding the one API key shares the key,
+        and the session header is the client's own choice (varying it must not buy more
+        concurrency), so both only subdivide an address in the fair queue.
+        """
+        client = request.remote or "unknown"
         if self._in_flight.get(client, 0) >= self.limits.max_streams_per_client:
             self.metrics.add("rejected_requests", reason="too_many_streams")
             raise ApiError(
@@ -558,20 +582,24 @@ class ModelServer:
             )
         self._in_flight[client] = self._in_flight.get(client, 0) + 1
         try:
-            return await self._completions(request)
+            yield client
         finally:
             self._in_flight[client] -= 1
             if not self._in_flight[client]:
                 del self._in_flight[client]
 
-    async def _completions(self, request: web.Request) -> web.StreamResponse:
+    async def completions(self, request: web.Request) -> web.StreamResponse:
+        """OpenAI ``POST /v1/completions``, at most ``max_streams_per_client`` at once."""
+        with self._slot(request) as address:
+            return await self._completions(request, address)
+
+    async def _completions(self, request: web.Request, address: str) -> web.StreamResponse:
         """OpenAI ``POST /v1/completions``, streaming (server-sent events) or not."""
-        body = await self._json(request)
+        body = await self._body(request, CompletionBody)
         self._require_ready()
-        user = body.get("user")
-        session = request.headers.get(SESSION_HEADER) or (user if isinstance(user, str) else "")
-        gen = self._generation_request(body, session)
-        client = session or (request.remote or "anonymous")
+        session = request.headers.get(SESSION_HEADER) or body.user or ""
+        gen = await self._generation_request(body, session)
+        client = f"{address} {session}"
         job = self._job(gen, client)
         started = time.perf_counter()
         created = int(time.time())
@@ -586,7 +614,7 @@ class ModelServer:
                 "choices": [{"index": 0, "text": text, "logprobs": None, "finish_reason": finish}],
             }
 
-        if not body.get("stream"):
+        if not body.stream:
             result = await self._run(job)
             self._check(result)
             self.metrics.observe("request_duration_seconds", time.perf_counter() - started)
@@ -612,8 +640,8 @@ class ModelServer:
                 await _send(response, {"error": {"message": "generation failed", "code": 500}})
             else:
                 await _send(response, chunk(stream.finish(result.text), _openai_finish(result)))
-                options = body.get("stream_options")
-                if isinstance(options, dict) and options.get("include_usage"):
+                options = body.stream_options
+                if options is not None and options.get("include_usage"):
                     await _send(
                         response, {**chunk("", None), "choices": [], "usage": _usage(result)}
                     )
@@ -648,34 +676,27 @@ class ModelServer:
 
         Answers ``[{"0": prompt + completion, "1": ...}]`` like the card's sample output.
         """
-        body = await self._json(request)
-        self._require_ready()
-        data = body.get("input_data")
-        inputs = data.get("input_string") if isinstance(data, dict) else None
-        if isinstance(inputs, str):
-            inputs = [inputs]
-        if (
-            not isinstance(inputs, list)
-            or not inputs
-            or not all(isinstance(s, str) for s in inputs)
-        ):
-            raise ApiError(400, "expected {'input_data': {'input_string': ['...'], ...}}")
-        params = (data.get("parameters") or {}) if isinstance(data, dict) else {}
-        if not isinstance(params, dict):
-            raise ApiError(400, "'parameters' must be an object")
-        openai_body = {
-            "max_tokens": params.get("max_new_tokens", 200),
-            "temperature": params.get("temperature", 0.2),
-            "top_p": params.get("top_p", 0.9),
-            "do_sample": bool(params.get("do_sample", True)),
-        }
-        client = request.remote or "anonymous"
-        answers: dict[str, str] = {}
-        for index, text in enumerate(inputs):
-            gen = self._generation_request({**openai_body, "prompt": text}, f"score:{client}")
-            result = await self._run(self._job(gen, client))
-            self._check(result)
-            answers[str(index)] = text + result.text
+        with self._slot(request) as address:
+            body = await self._body(request, ScoreBody)
+            self._require_ready()
+            data = body.input_data
+            inputs = (
+                [data.input_string] if isinstance(data.input_string, str) else data.input_string
+            )
+            params = data.parameters or ScoreParameters()
+            answers: dict[str, str] = {}
+            for index, text in enumerate(inputs):
+                completion = CompletionBody(
+                    prompt=text,
+                    max_tokens=params.max_new_tokens,
+                    temperature=params.temperature,
+                    top_p=params.top_p,
+                    do_sample=params.do_sample,
+                )
+                gen = await self._generation_request(completion, f"score:{address}")
+                result = await self._run(self._job(gen, f"{address} score"))
+                self._check(result)
+                answers[str(index)] = text + result.text
         return web.json_response([answers])
 
     async def health(self, request: web.Request) -> web.Response:
@@ -760,7 +781,7 @@ def serve_main(argv: Sequence[str]) -> int:
         "--max-streams-per-client",
         type=int,
         default=limits.max_streams_per_client,
-        help="requests in flight per client (session header, else address)",
+        help="generating requests in flight per client address (editors on one host share it)",
     )
     add_setting_flags(parser)
     args = parser.parse_args(argv)

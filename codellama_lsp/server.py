@@ -14,6 +14,7 @@ import hashlib
 import logging
 import os
 import re
+import sys
 import threading
 import time
 import uuid
@@ -22,9 +23,9 @@ from typing import Any
 from urllib.parse import unquote
 
 from lsprotocol import types
-from pygls.exceptions import JsonRpcException
+from pygls.exceptions import JsonRpcInvalidParams
+from pygls.io_ import StdoutWriter
 from pygls.lsp.server import LanguageServer
-from pygls.protocol import LanguageServerProtocol
 from pygls.workspace import PositionCodec, TextDocument, Workspace
 
 from codellama_lsp import __version__
@@ -35,7 +36,9 @@ from codellama_lsp.cursor import CursorContext, lsp_lines
 from codellama_lsp.engines.base import Engine, EngineLoadError
 from codellama_lsp.engines.factory import create_engine
 from codellama_lsp.engines.http import HttpEngine
+from codellama_lsp.framing import read_messages
 from codellama_lsp.postprocess import line_edit
+from codellama_lsp.protocol import CodeLlamaProtocol, strict_converter, strict_int
 
 log = logging.getLogger(__name__)
 
@@ -150,22 +153,6 @@ class LspWorkspace(Workspace):
         )
 
 
-class CodeLlamaProtocol(LanguageServerProtocol):
-    """Answers a request whose params do not parse with an LSP error.
-
-    pygls logs such a message and drops it, so the client would wait for an answer forever.
-    """
-
-    def structure_message(self, data: dict[str, Any]) -> Any:
-        try:
-            return super().structure_message(data)
-        except JsonRpcException as exc:
-            msg_id = data.get("id") if isinstance(data, dict) else None
-            if "method" in data and isinstance(msg_id, int | str) and not isinstance(msg_id, bool):
-                self._send_response(msg_id, error=exc.to_response_error())
-            raise
-
-
 class CodeLlamaServer(LanguageServer):
     """Holds the settings, the engine and the completer for one editor session."""
 
@@ -173,8 +160,14 @@ class CodeLlamaServer(LanguageServer):
         # The pool only reads stdin (no handler runs in a thread): two threads, see
         # `start_reader_threads`.
         super().__init__(
-            "codellama-lsp", __version__, protocol_cls=CodeLlamaProtocol, max_workers=2
+            "codellama-lsp",
+            __version__,
+            protocol_cls=CodeLlamaProtocol,
+            converter_factory=strict_converter,
+            max_workers=2,
         )
+        self.exit_code = 0
+        """The process's exit status: 1 after ``exit`` without ``shutdown`` (LSP)."""
         self.settings = settings
         self.completer = Completer(settings)
         self.context = OpenDocumentsContext(self)
@@ -186,6 +179,62 @@ class CodeLlamaServer(LanguageServer):
         self._load_task: asyncio.Task[None] | None = None
         self._last_status: dict[str, Any] | None = None
         self._background: set[asyncio.Task[Any]] = set()
+
+    def start_io(self, stdin: Any = None, stdout: Any = None) -> None:
+        """Serve over stdio, reading with :mod:`codellama_lsp.framing` (not pygls' reader)."""
+        source: Any = stdin or sys.stdin.buffer
+        protocol = self.protocol
+        assert isinstance(protocol, CodeLlamaProtocol)
+        self._stop_event = stop = threading.Event()
+        protocol.set_writer(StdoutWriter(stdout or sys.stdout.buffer))
+
+        async def run() -> None:
+            loop = asyncio.get_running_loop()
+            await read_messages(
+                lambda: loop.run_in_executor(self.thread_pool, source.read1, 1 << 16),
+                protocol.handle_body,
+                stop.is_set,
+            )
+
+        try:
+            asyncio.run(run())
+        except BrokenPipeError:
+            log.error("the connection to the client is lost: exiting")
+        except SystemExit as exc:  # pygls' `exit` handler: 0 after `shutdown`, else 1
+            self.exit_code = exc.code if isinstance(exc.code, int) else 1
+        except KeyboardInterrupt:
+            pass
+        finally:
+            self.shutdown()
+
+    def start_tcp(self, host: str, port: int) -> None:
+        """Serve one client over TCP with the same reader and rules as stdio."""
+        protocol = self.protocol
+        assert isinstance(protocol, CodeLlamaProtocol)
+        self._stop_event = stop = threading.Event()
+
+        async def connection(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            protocol.set_writer(writer)  # an asyncio writer: write() and close()
+            try:
+                await read_messages(lambda: reader.read(1 << 16), protocol.handle_body, stop.is_set)
+            finally:
+                self.shutdown()
+
+        async def serve() -> None:
+            server = await asyncio.start_server(connection, host, port)
+            self._server = server
+            log.info("listening on %s:%s", host, port)
+            async with server:
+                await server.serve_forever()
+
+        try:
+            asyncio.run(serve())
+        except asyncio.CancelledError:
+            pass  # shutdown() closed the server after the client left
+        except SystemExit as exc:
+            self.exit_code = exc.code if isinstance(exc.code, int) else 1
+        except KeyboardInterrupt:
+            pass
 
     # --- status -----------------------------------------------------------------------
     def status(self) -> dict[str, Any]:
@@ -372,13 +421,22 @@ class CodeLlamaServer(LanguageServer):
         """Exit when the editor that started us is gone (it may die without ``shutdown``)."""
         while True:
             await asyncio.sleep(2)
-            try:
-                os.kill(pid, 0)
-            except ProcessLookupError:
+            if not process_exists(pid):
                 log.warning("parent process %s is gone: exiting", pid)
                 os._exit(0)
-            except PermissionError:
-                pass
+
+
+def process_exists(pid: int) -> bool:
+    """Whether ``pid`` is a live process; 0 and negative numbers name process groups."""
+    if not 0 < pid < 2**31:
+        return False
+    try:
+        os.kill(pid, 0)
+    except PermissionError:
+        return True  # it exists, owned by another user
+    except (ProcessLookupError, OverflowError):
+        return False
+    return True
 
 
 def release_memory() -> None:
@@ -389,10 +447,16 @@ def release_memory() -> None:
 
 
 def cursor_at(doc: TextDocument, position: types.Position) -> CursorContext:
-    """The cursor in Python string units, from a client position in its own encoding."""
+    """The cursor in Python string units, from a client position in its own encoding.
+
+    A line past the last one means the end of the document (as LSP says for edits).
+    """
     lines = lsp_lines(doc.source)
-    line = min(max(position.line, 0), len(lines) - 1)
-    column = column_of(lines[line], position.character, doc.position_codec)
+    if position.line >= len(lines):
+        line, column = len(lines) - 1, len(lines[-1])
+    else:
+        line = max(position.line, 0)
+        column = column_of(lines[line], position.character, doc.position_codec)
     return CursorContext.clamped(doc.source, line, column, lines)
 
 
@@ -424,8 +488,12 @@ def create_server(settings: Settings) -> CodeLlamaServer:
             ls.workspace.__class__ = LspWorkspace
         if params.initialization_options is not None:
             ls.update_settings(params.initialization_options)
-        if params.process_id:
-            ls.spawn(ls.watch_parent(params.process_id))
+        pid = params.process_id
+        if pid is not None and process_exists(pid):
+            ls.spawn(ls.watch_parent(pid))
+        elif pid is not None:
+            # Only an editor that was alive can die: any other number must not end the server.
+            log.warning("processId %s is not a live process: not watching it", pid)
 
     @server.feature(types.INITIALIZED)
     def initialized(ls: CodeLlamaServer, params: types.InitializedParams) -> None:
@@ -580,7 +648,12 @@ def create_server(settings: Settings) -> CodeLlamaServer:
             if info.get("text"):
                 data["text"] = source
             if "line" in info:
-                position = types.Position(line=int(info["line"]), character=int(info["character"]))
+                try:
+                    position = types.Position(
+                        line=strict_int(info["line"]), character=strict_int(info["character"])
+                    )
+                except (KeyError, TypeError, ValueError) as exc:
+                    raise JsonRpcInvalidParams.of(exc) from None
                 ctx = cursor_at(doc, position)
                 data["cursor"] = {
                     "line": ctx.line,

@@ -23,6 +23,8 @@ if TYPE_CHECKING:
 SPIECE_UNDERLINE = "▁"
 FIM_NAMES = ("PRE", "SUF", "MID", "EOT")
 _FIM_MARKERS = tuple(f"<{n}>" for n in FIM_NAMES)
+LONG_TEXT = 4096
+"""Characters from which encoding releases the GIL (see `CodeTokens.encode`)."""
 
 
 def _backend(tokenizer: AnyTokenizer) -> Tokenizer | None:
@@ -238,6 +240,10 @@ class CodeTokens:
         if not text:
             return []
         enc = self._first if leading_space else self._cont
+        if enc is not None and len(text) > LONG_TEXT:
+            # `encode_batch` lets go of the GIL while it works (`encode` holds it): the
+            # event loop and other threads run meanwhile. Same ids.
+            return list(enc.encode_batch([text], add_special_tokens=False)[0].ids)
         if enc is not None:
             return list(enc.encode(text, add_special_tokens=False).ids)
         return self._generic_encode(text, leading_space=leading_space)

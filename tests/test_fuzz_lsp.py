@@ -3,7 +3,8 @@
 Random sequences of open/change/close/inline completion/completion/cancel, with positions past
 the end, negative or beyond 2**31, inside surrogate pairs and UTF-8 sequences, reversed ranges,
 full-text changes, unknown URIs, odd line breaks (form feed, ``\\u2028``, ``\\x85``, lone
-``\\r``), tabs, CRLF, lone surrogates and malformed messages. After every sequence:
+``\\r``), tabs, CRLF, lone surrogates and malformed messages (a wrong Content-Length, a
+batch, JSON nested 50,000 levels, positions as strings or floats). After every sequence:
 
 * the server's copy of each open document equals a reference model of LSP's edit rules
   (read with the debug-only ``codellama.debugDocument``, sha256 and length);
@@ -90,7 +91,9 @@ def ref_apply(text: str, change: dict[str, Any], encoding: str) -> str:
 def ref_cursor(text: str, line: int, character: int, encoding: str) -> tuple[int, int, str]:
     """Line, client units of the clamped cursor, and the line's content."""
     lines = ref_lines(text)
-    line = min(line, len(lines) - 1)
+    if line >= len(lines):  # past the last line: the end of the document
+        content = lines[-1][1]
+        return len(lines) - 1, units(content, encoding), content
     content = lines[line][1]
     column = ref_column(content, character, encoding)
     return line, units(content[:column], encoding), content
@@ -166,6 +169,12 @@ MALFORMED = [
     "change unknown uri",
     "close unknown uri",
     "empty batch",
+    "batch",
+    "content-length short",
+    "content-length long",
+    "float position",
+    "numeric string position",
+    "deep nesting",
 ]
 operations = st.one_of(
     st.tuples(st.just("open"), DOCS, texts),
@@ -306,8 +315,11 @@ class Fuzzer:
                 assert "error" in response, response
             if "error" in response:
                 TOTALS["errors"] += 1
-                # Cancelled, bad params, unknown method: never an internal error (a crash).
-                assert response["error"]["code"] in (-32800, -32602, -32601), response
+                # Cancelled, bad params, unknown method, not JSON, a batch: never an
+                # internal error (a crash).
+                assert response["error"]["code"] in (-32800, -32602, -32601, -32700, -32600), (
+                    response
+                )
         assert client.alive(), client.stderr_tail()
         for uri, text in ref.items():
             got = client.command("codellama.debugDocument", {"uri": uri})
@@ -402,6 +414,32 @@ class Fuzzer:
             client.close_document("file:///fuzz/not-open-either.py")
         elif kind == "empty batch":
             client.send_raw(json.dumps([]).encode())
+        elif kind == "batch":
+            msg_id = client.new_id()
+            batch = [{"jsonrpc": "2.0", "id": msg_id, "method": inline, "params": None}]
+            client.send_raw(json.dumps(batch).encode())
+            pending.append((msg_id, "error"))
+            return True
+        elif kind in ("content-length short", "content-length long", "deep nesting"):
+            msg_id = client.new_id()
+            params = json.dumps(RawClient.inline_params(uri, 0, 0))
+            body = f'{{"jsonrpc":"2.0","id":{msg_id},"method":"{inline}","params":{params}}}'
+            data = body.encode()
+            length = len(data) + (-5 if kind == "content-length short" else 30)
+            if kind == "deep nesting":
+                data, length = data[:-2] + b"[" * 50_000, len(data) - 2 + 50_000
+            frame = b"Content-Length: %d\r\n\r\n" % length + data
+            client.send_raw_frame(frame)
+            if kind == "content-length long":
+                # The next header, inside the announced length, ends this body.
+                client.notify("$/cancelRequest", {"id": "push-the-frame-through"})
+                pending.append((msg_id, "any"))
+            else:
+                pending.append((msg_id, "error"))
+            return True
+        elif kind in ("float position", "numeric string position"):
+            line: Any = 1.5 if kind == "float position" else "1"
+            return req(inline, RawClient.inline_params(uri, line, 0))
         return False
 
 
