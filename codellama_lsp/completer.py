@@ -112,16 +112,16 @@ class Completer:
     def ready(self) -> bool:
         return self.settings.enabled and self.engine is not None and self.engine.state == "ready"
 
-    def edited(self, uri: str, cursor: Callable[[], CursorContext]) -> None:
-        """The user edited ``uri`` (``didChange``); ``cursor()`` reads the cursor after it.
+    def edited(self, uri: str, line: int, cursor: Callable[[], CursorContext]) -> None:
+        """The user edited ``uri`` on ``line`` (``didChange``); ``cursor()`` reads the cursor.
 
         Times the keystroke for the adaptive debounce, and starts an idle-time prefill of
         the place's prompt when the model has nothing else to do.
         """
         self.debounce.key()
-        self._prefill_when_idle(uri, cursor)
+        self._prefill_when_idle(uri, line, cursor)
 
-    def _prefill_when_idle(self, uri: str, cursor: Callable[[], CursorContext]) -> None:
+    def _prefill_when_idle(self, uri: str, line: int, cursor: Callable[[], CursorContext]) -> None:
         s = self.settings
         engine = self.engine
         if not (s.idle_prefill and self.ready and not s.naive and keeps_kv_cache(engine)):
@@ -133,7 +133,7 @@ class Completer:
             prompt = self._locked_prompt(uri, ctx)
             return line_prefix_ids(prompt, engine.tokens, ctx.line_prefix)
 
-        self.idle_prefill.start(engine, uri, build)
+        self.idle_prefill.start(engine, uri, line, build)
 
     def debounce_s(self) -> float:
         """How long a request waits for more keys: ``debounce_ms``, or adaptive when -1."""
@@ -299,7 +299,7 @@ class Completer:
         engine = self.engine
         assert engine is not None
         if debounce:
-            self._prefill_when_idle(uri, lambda: ctx)  # e.g. the cursor moved, no edit yet
+            self._prefill_when_idle(uri, ctx.line, lambda: ctx)  # the cursor moved, no edit yet
             await self.scheduler.debounce(ticket, self.debounce_s())
         prompt = await asyncio.to_thread(self._locked_prompt, uri, ctx)
         if not ticket.live:

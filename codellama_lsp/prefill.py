@@ -64,8 +64,9 @@ class IdlePrefill:
         self._ticket: Ticket | None = None
         self._ids: tuple[int, ...] = ()
         self._task: asyncio.Task[None] | None = None
-        self._done: dict[str, tuple[int, ...]] = {}
-        """Per document, the last prefix prefilled to its end (nothing to do again)."""
+        self._done: dict[str, tuple[int, tuple[int, ...]]] = {}
+        """Per document, the line and ids of the last prefix prefilled to its end: more edits
+        on that line need nothing (not even building the prompt again)."""
 
     @property
     def running(self) -> bool:
@@ -89,15 +90,26 @@ class IdlePrefill:
         self.stop()
         self._done.clear()
 
-    def start(self, engine: Engine, uri: str, build: Callable[[], tuple[int, ...]]) -> None:
-        """Prefill ``build()`` (run off the loop) for ``uri`` if the model is idle."""
+    def start(
+        self, engine: Engine, uri: str, line: int, build: Callable[[], tuple[int, ...]]
+    ) -> None:
+        """Prefill ``build()`` (run off the loop) for ``line`` of ``uri`` if the model is idle."""
         if self.running or not self._scheduler.idle:
             return
-        self._task = asyncio.ensure_future(self._run(engine, uri, build))
+        done = self._done.get(uri)
+        if done is not None and done[0] == line:
+            return
+        self._task = asyncio.ensure_future(self._run(engine, uri, line, build))
 
-    async def _run(self, engine: Engine, uri: str, build: Callable[[], tuple[int, ...]]) -> None:
+    async def _run(
+        self, engine: Engine, uri: str, line: int, build: Callable[[], tuple[int, ...]]
+    ) -> None:
         ids = await asyncio.to_thread(build)
-        if len(ids) < MIN_PREFIX_TOKENS or self._done.get(uri) == ids:
+        done = self._done.get(uri)
+        if done is not None and done[1] == ids:
+            self._done[uri] = (line, ids)
+            return
+        if len(ids) < MIN_PREFIX_TOKENS:
             return
         if not self._scheduler.idle:
             return  # a request got to the model while the prompt was built
@@ -117,7 +129,7 @@ class IdlePrefill:
             self._stats.add("idle_prefills_stopped")
         elif result.finish_reason != "error":
             self._stats.add("idle_prefills_completed")
-            self._done[uri] = ids
+            self._done[uri] = (line, ids)
 
 
 def _prefill(engine: Engine, request: GenerationRequest, stop: threading.Event) -> GenerationResult:

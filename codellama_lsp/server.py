@@ -444,7 +444,7 @@ def create_server(settings: Settings) -> CodeLlamaServer:
         end = types.Position(
             line=start.line + len(lines), character=units + (0 if lines else start.character)
         )
-        ls.completer.edited(uri, lambda: cursor_at(doc, end))
+        ls.completer.edited(uri, end.line, lambda: cursor_at(doc, end))
 
     @server.feature(types.TEXT_DOCUMENT_DID_CLOSE)
     def did_close(ls: CodeLlamaServer, params: types.DidCloseTextDocumentParams) -> None:
