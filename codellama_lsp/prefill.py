@@ -104,7 +104,11 @@ class IdlePrefill:
     async def _run(
         self, engine: Engine, uri: str, line: int, build: Callable[[], tuple[int, ...]]
     ) -> None:
-        ids = await asyncio.to_thread(build)
+        try:
+            ids = await asyncio.to_thread(build)
+        except Exception:
+            log.exception("background prefill: could not build the prompt")
+            return
         done = self._done.get(uri)
         if done is not None and done[1] == ids:
             self._done[uri] = (line, ids)
