@@ -110,10 +110,8 @@ class IdlePrefill:
             log.exception("background prefill: could not build the prompt")
             return
         done = self._done.get(uri)
-        if done is not None and done[1] == ids:
-            self._done[uri] = (line, ids)
-            return
-        if len(ids) < MIN_PREFIX_TOKENS:
+        if len(ids) < MIN_PREFIX_TOKENS or (done is not None and done[1] == ids):
+            self._done[uri] = (line, ids)  # nothing (more) to do on this line
             return
         if not self._scheduler.idle:
             return  # a request got to the model while the prompt was built
