@@ -487,7 +487,7 @@ def summarize(run: RunResult, max_wait: float, naive: bool) -> dict[str, Any]:
         "waited_p50_ms": pct(waited, 50),
         "waited_p95_ms": pct(waited, 95),
         "after_jump_p50_ms": pct(first, 50),
-        "after_jump_max_ms": max(first) if first else None,
+        "after_jump_max_ms": round(max(first), 3) if first else None,
         "gave_up_waiting": run.censored,
         "shown": sum(1 for s in run.sent if s.current and s.text),
         "generations_per_100_keys": round(100 * committed / keys, 1),
