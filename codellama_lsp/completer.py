@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+import threading
 import time
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
@@ -16,8 +17,10 @@ from typing import Literal, Protocol
 from codellama_lsp.cache import CompletionCache, TypingThrough
 from codellama_lsp.config import Settings
 from codellama_lsp.cursor import CursorContext
+from codellama_lsp.debounce import AdaptiveDebounce
 from codellama_lsp.engines.base import Engine, GenerationRequest, GenerationResult
 from codellama_lsp.postprocess import block_done, clean, replace_range_end
+from codellama_lsp.prefill import IdlePrefill, keeps_kv_cache, line_prefix_ids
 from codellama_lsp.prompt import LineCounter, Prompt, build_prompt, choose_format
 from codellama_lsp.scheduler import Scheduler, Superseded, Ticket
 from codellama_lsp.stats import Stats
@@ -86,11 +89,16 @@ class Completer:
         self._inflight: dict[Hashable, asyncio.Future[Completion | None]] = {}
         self.scheduler.on_superseded = lambda _ticket: self.stats.add("requests_superseded")
         self._naive_requests: dict[str, int] = {}
+        self.debounce = AdaptiveDebounce()
+        self._prompt_lock = threading.Lock()
+        self.idle_prefill = IdlePrefill(self.scheduler, self.stats)
 
     def set_engine(self, engine: Engine | None) -> None:
         self.engine = engine
         self._counter = None
         self.cache.clear()
+        self.debounce.forget_latency()
+        self.idle_prefill.clear()
 
     def apply_settings(self, settings: Settings) -> None:
         if (settings.cache_size, settings.cache_ttl_s) != (
@@ -103,6 +111,36 @@ class Completer:
     @property
     def ready(self) -> bool:
         return self.settings.enabled and self.engine is not None and self.engine.state == "ready"
+
+    def edited(self, uri: str, line: int, cursor: Callable[[], CursorContext]) -> None:
+        """The user edited ``uri`` on ``line`` (``didChange``); ``cursor()`` reads the cursor.
+
+        Times the keystroke for the adaptive debounce, and starts an idle-time prefill of
+        the place's prompt when the model has nothing else to do.
+        """
+        self.debounce.key()
+        self._prefill_when_idle(uri, line, cursor)
+
+    def _prefill_when_idle(self, uri: str, line: int, cursor: Callable[[], CursorContext]) -> None:
+        s = self.settings
+        engine = self.engine
+        if not (s.idle_prefill and self.ready and not s.naive and keeps_kv_cache(engine)):
+            return
+        assert engine is not None
+
+        def build() -> tuple[int, ...]:
+            ctx = cursor()
+            prompt = self._locked_prompt(uri, ctx)
+            return line_prefix_ids(prompt, engine.tokens, ctx.line_prefix)
+
+        self.idle_prefill.start(engine, uri, line, build)
+
+    def debounce_s(self) -> float:
+        """How long a request waits for more keys: ``debounce_ms``, or adaptive when -1."""
+        fixed = self.settings.debounce_ms
+        ms = self.debounce.wait_ms() if fixed < 0 else float(fixed)
+        self.stats.timing("debounce_wait", ms)
+        return ms / 1000
 
     def single_line(self, ctx: CursorContext) -> bool:
         return ctx.single_line
@@ -215,6 +253,11 @@ class Completer:
             context_fp,
         )
 
+    def _locked_prompt(self, uri: str, ctx: CursorContext) -> Prompt:
+        """:meth:`build_prompt` from a worker thread (its line-count memo is not thread-safe)."""
+        with self._prompt_lock:
+            return self.build_prompt(uri, ctx)
+
     def build_prompt(self, uri: str, ctx: CursorContext) -> Prompt:
         engine = self.engine
         assert engine is not None
@@ -256,8 +299,9 @@ class Completer:
         engine = self.engine
         assert engine is not None
         if debounce:
-            await self.scheduler.debounce(ticket, self.settings.debounce_ms / 1000)
-        prompt = await asyncio.to_thread(self.build_prompt, uri, ctx)
+            self._prefill_when_idle(uri, ctx.line, lambda: ctx)  # the cursor moved, no edit yet
+            await self.scheduler.debounce(ticket, self.debounce_s())
+        prompt = await asyncio.to_thread(self._locked_prompt, uri, ctx)
         if not ticket.live:
             raise Superseded
         s = self.settings
@@ -271,9 +315,11 @@ class Completer:
             is_done=block_done(ctx),
             session="" if s.naive else uri,
         )
+        self.idle_prefill.stop_unless_prefix_of(prompt.ids)
         result = await self.scheduler.run(ticket, lambda _stop: self._run_engine(request, ticket))
         if result.cancelled or result.finish_reason == "error":
             return None
+        self.debounce.generation(result.prefill_seconds + result.decode_seconds)
         text = clean(result.text, ctx, s.stop_sequences, truncated=result.finish_reason == "length")
         if s.naive:
             if ticket.number != self._naive_requests.get(uri):  # a newer request came

@@ -51,7 +51,8 @@ class Settings:
     fim_suffix_share: float = 0.25
     stop_sequences: tuple[str, ...] = ("\ndef ", "\nclass ", "\nif __name__", "\n\n\n")
     enabled: bool = True
-    debounce_ms: int = 60
+    debounce_ms: int = -1
+    idle_prefill: bool = True
     prefill_chunk_tokens: int = 256
     cache_size: int = 256
     cache_ttl_s: float = 600.0
@@ -92,7 +93,10 @@ class Settings:
             (0.0 <= self.temperature <= 5.0, "temperature must be between 0 and 5"),
             (0.0 < self.top_p <= 1.0, "top_p must be in (0, 1]"),
             (0.0 <= self.fim_suffix_share <= 0.9, "fim_suffix_share must be between 0 and 0.9"),
-            (0 <= self.debounce_ms <= 5000, "debounce_ms must be between 0 and 5000"),
+            (
+                -1 <= self.debounce_ms <= 5000,
+                "debounce_ms must be between 0 and 5000, or -1 (adaptive)",
+            ),
             (self.prefill_chunk_tokens >= 1, "prefill_chunk_tokens must be at least 1"),
             (self.cache_size >= 0, "cache_size must not be negative"),
             (self.cache_ttl_s > 0, "cache_ttl_s must be positive"),
@@ -215,7 +219,10 @@ HELP = {
     "fim_suffix_share": "share of the prompt budget for the text after the cursor (FIM)",
     "stop_sequences": "generation stops at any of these",
     "enabled": "false = answer every request empty",
-    "debounce_ms": "wait this long for more keystrokes before asking the model",
+    "debounce_ms": "wait this long for more keystrokes before asking the model; -1 = adaptive: "
+    "0 ms for a model faster than a pause in your typing, else wait for such a pause",
+    "idle_prefill": "while the model is idle, prefill the prompt at a newly edited line "
+    "(local backend)",
     "prefill_chunk_tokens": "prompt tokens per forward pass (cancellation checks between)",
     "cache_size": "completions kept (LRU)",
     "cache_ttl_s": "seconds a cached completion stays valid",

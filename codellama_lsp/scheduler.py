@@ -51,7 +51,24 @@ class Scheduler:
         self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="codellama-model")
         self._latest: dict[str, Ticket] = {}
         self._numbers = itertools.count(1)
+        self._jobs = 0
         self.on_superseded: Callable[[Ticket], None] | None = None
+
+    @property
+    def idle(self) -> bool:
+        """No job runs or waits on the model worker."""
+        return self._jobs == 0
+
+    def _submit(self, job: Callable[[], T]) -> asyncio.Future[T]:
+        loop = asyncio.get_running_loop()
+        future = loop.run_in_executor(self._worker, job)
+        self._jobs += 1
+
+        def done(_future: asyncio.Future[T]) -> None:
+            self._jobs -= 1
+
+        future.add_done_callback(done)
+        return future
 
     def ticket(self, key: str) -> Ticket:
         """A new ticket for ``key``; the previous one (if any) is superseded now."""
@@ -92,8 +109,7 @@ class Scheduler:
         If the awaiting task is cancelled ($/cancelRequest), the stop flag is set so that the
         worker stops too, instead of finishing a result nobody will see.
         """
-        loop = asyncio.get_running_loop()
-        future = loop.run_in_executor(self._worker, job, ticket.cancel)
+        future = self._submit(lambda: job(ticket.cancel))
         try:
             return await asyncio.shield(future)
         except asyncio.CancelledError:
@@ -102,8 +118,7 @@ class Scheduler:
 
     async def run_exclusive(self, job: Callable[[], T]) -> T:
         """Run a non-generation job (model load) on the same worker, in turn."""
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._worker, job)
+        return await self._submit(job)
 
     def release(self, ticket: Ticket) -> None:
         if self._latest.get(ticket.key) is ticket:

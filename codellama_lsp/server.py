@@ -506,11 +506,28 @@ def create_server(settings: Settings) -> CodeLlamaServer:
         if isinstance(params.settings, Mapping) and params.settings:
             ls.update_settings(params.settings)
 
+    @server.feature(types.TEXT_DOCUMENT_DID_CHANGE)
+    def did_change(ls: CodeLlamaServer, params: types.DidChangeTextDocumentParams) -> None:
+        """After pygls applied the edit: tell the completer (typing rate, idle prefill)."""
+        uri = params.text_document.uri
+        change = params.content_changes[-1] if params.content_changes else None
+        doc = ls.workspace.text_documents.get(unquote(uri))
+        if doc is None or not isinstance(change, types.TextDocumentContentChangePartial):
+            return
+        *lines, last = change.text.split("\n")
+        start = change.range.start
+        units = int(doc.position_codec.client_num_units(last))
+        end = types.Position(
+            line=start.line + len(lines), character=units + (0 if lines else start.character)
+        )
+        ls.completer.edited(uri, end.line, lambda: cursor_at(doc, end))
+
     @server.feature(types.TEXT_DOCUMENT_DID_CLOSE)
     def did_close(ls: CodeLlamaServer, params: types.DidCloseTextDocumentParams) -> None:
         uri = params.text_document.uri
         ls.completer.scheduler.cancel_key(uri)
         ls.completer.typing.forget(uri)
+        ls.completer.idle_prefill.forget(uri)
 
     @server.feature(types.TEXT_DOCUMENT_INLINE_COMPLETION, types.InlineCompletionOptions())
     async def inline_completion(

@@ -24,6 +24,10 @@ COUNTERS = (
     "discarded_tokens",
     "accepted",
     "prefetches",
+    "idle_prefills_started",
+    "idle_prefills_completed",
+    "idle_prefills_stopped",
+    "idle_prefill_tokens",
 )
 TIMINGS = (
     "cancel_to_idle_prefill",
@@ -32,10 +36,11 @@ TIMINGS = (
     "interrupted_step_decode",
     "prefill_chunk",
     "decode_step",
+    "debounce_wait",
 )
 """Engine timings (ms): from setting a stop flag to the engine returning, by the phase the
 stop landed in; the forward pass the stop had to wait for (the chunk or step in flight); and the
-mean prefill chunk / decode step of each generation."""
+mean prefill chunk / decode step of each generation; the debounce wait each request was given."""
 
 
 def percentile(values: list[float], q: float) -> float | None:

@@ -153,3 +153,62 @@ async def test_prefetch_never_supersedes_a_newer_request() -> None:
     assert completer.stats.counts["generations_started"] == 1
     completer.scheduler.shutdown()
     engine.close()
+
+
+async def test_a_fast_model_answers_without_a_debounce_once_measured() -> None:
+    # The default (adaptive) debounce; 12 new tokens: the demo model answers in ~30 ms.
+    options = {"model": "demo", "temperature": 0, "max_new_tokens": 12}
+    async with lsp_session(options, env=ONE_THREAD) as s:
+        uri = "file:///project/fast.py"
+        s.open(uri, SAMPLE)
+        line, col = end_of(SAMPLE)
+        for typed in ("f", "o", "r"):
+            s.edit(uri, (line, col), (line, col), typed)
+            col += 1
+            await s.inline(uri, line, col)
+        waits = (await s.stats())["timings_ms"]["debounce_wait"]
+        # The first request waits as before; the demo model then proves faster than a pause.
+        assert waits["count"] == 3 and waits["max"] == 60 and waits["p50"] == 0
+
+
+async def test_an_idle_model_prefills_a_newly_edited_place() -> None:
+    options = {**GREEDY, "max_context_tokens": 2048, "prompt_format": "prefix"}
+    async with lsp_session(options, env=ONE_THREAD) as s:
+        uri = "file:///project/tasks.py"
+        s.open(uri, LONG)
+        line = len(LONG.split("\n")) // 2
+        s.edit(uri, (line, 0), (line, 0), "    x")  # the user starts typing there
+        stats = await wait_for(s, lambda st: st["idle_prefills_completed"] == 1)
+        assert stats["generations_started"] == 0
+        assert stats["idle_prefill_tokens"] > 1000
+
+        await s.inline(uri, line, 5)
+        stats = await s.stats()
+        # The first request at this place finds all but its own line in the KV cache.
+        assert stats["generations_started"] == 1
+        assert stats["reused_prompt_tokens"] >= stats["idle_prefill_tokens"] - 8
+        assert stats["prompt_tokens"] - stats["reused_prompt_tokens"] < 40
+
+
+async def test_a_request_elsewhere_stops_the_idle_prefill_one_here_waits_for_it() -> None:
+    # Eight tokens per prefill chunk make the background prefill slow enough to interrupt.
+    options = {**GREEDY, "max_context_tokens": 2048, "prefill_chunk_tokens": 8}
+    async with lsp_session({**options, "prompt_format": "prefix"}, env=ONE_THREAD) as s:
+        uri, other = "file:///project/tasks.py", "file:///project/walk.py"
+        s.open(uri, LONG)
+        s.open(other, SAMPLE)
+        line = len(LONG.split("\n")) // 2
+        s.edit(uri, (line, 0), (line, 0), "    x")
+        await wait_for(s, lambda st: st["idle_prefills_started"] == 1)
+        # A request on that line needs the same tokens first: it queues behind the prefill.
+        await s.inline(uri, line, 5)
+        stats = await s.stats()
+        assert stats["idle_prefills_completed"] == 1 and stats["idle_prefills_stopped"] == 0
+        assert stats["reused_prompt_tokens"] >= stats["idle_prefill_tokens"] - 8 > 1000
+
+        # The user moves further down and types: a new prefill, stopped by a request elsewhere.
+        s.edit(uri, (line * 3 // 2, 0), (line * 3 // 2, 0), "    y")
+        await wait_for(s, lambda st: st["idle_prefills_started"] == 2)
+        await s.inline(other, *end_of(SAMPLE))
+        stats = await s.stats()
+        assert stats["idle_prefills_stopped"] == 1 and stats["generations_completed"] == 2

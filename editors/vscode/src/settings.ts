@@ -29,6 +29,7 @@ export const SERVER_SETTING_KEYS: Readonly<Record<string, string>> = {
   fimSuffixShare: "fim_suffix_share",
   stopSequences: "stop_sequences",
   debounceMs: "debounce_ms",
+  idlePrefill: "idle_prefill",
   prefillChunkTokens: "prefill_chunk_tokens",
   cacheSize: "cache_size",
   cacheTtlS: "cache_ttl_s",

@@ -1,0 +1,90 @@
+"""How long a request waits for more keystrokes before it asks the model (``debounce_ms=-1``).
+
+Waiting for a pause saves the generations that the next key would cancel, but the user pays
+the wait at every pause. A model that answers faster than that wait gains nothing from it: it
+starts at once (0 ms) and answers as soon as a naive server would. A slower model waits for a
+pause: a gap a few times the user's usual interval between keys (as Tabby's agent, ×1.5–3 of
+its typing interval, clamped to 100–1000 ms), so that it is not kept busy with generations
+nobody will see and the answer at a pause does not wait for a cancelled one's forward pass.
+
+:func:`adaptive_wait_ms` is the policy as a pure function; :class:`AdaptiveDebounce` keeps
+the two measurements it needs (keystroke gaps, model latency) and takes a clock for tests.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections import deque
+from collections.abc import Callable
+
+UNMEASURED_WAIT_MS = 60.0
+"""The wait until the model's latency is known (the first request): the former fixed wait."""
+DEFAULT_INTERVAL_MS = 100.0
+"""The keystroke interval assumed until a few gaps are measured (~120 words per minute)."""
+PAUSE_FACTOR = 3.0
+"""A gap this many times the usual interval between keys is a pause, not the next key."""
+MIN_PAUSE_MS = 100.0
+MAX_PAUSE_MS = 1000.0
+MAX_KEY_GAP_MS = 1000.0
+"""Longer gaps are pauses (reading, thinking), not the typing rhythm."""
+KEY_WINDOW = 24
+LATENCY_WINDOW = 9
+MIN_GAPS = 4
+
+
+def adaptive_wait_ms(latency_ms: float | None, interval_ms: float) -> float:
+    """The wait (ms) for a model answering in ``latency_ms`` and keys ``interval_ms`` apart.
+
+    * unknown latency: :data:`UNMEASURED_WAIT_MS`;
+    * a pause is ``PAUSE_FACTOR`` × the interval, clamped to 100–1000 ms: wait for one when
+      a generation takes longer than that wait, else start at once (0).
+    """
+    if latency_ms is None:
+        return UNMEASURED_WAIT_MS
+    pause = min(MAX_PAUSE_MS, max(MIN_PAUSE_MS, PAUSE_FACTOR * interval_ms))
+    return pause if latency_ms > pause else 0.0
+
+
+class AdaptiveDebounce:
+    """Measures the typing rhythm and the model's latency; says how long to wait.
+
+    Both are medians of recent values, so one long prefill (a jump to a new place) or one
+    hesitation does not flip the decision.
+    """
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
+        self._last_key: float | None = None
+        self._gaps_ms: deque[float] = deque(maxlen=KEY_WINDOW)
+        self._latencies_ms: deque[float] = deque(maxlen=LATENCY_WINDOW)
+
+    def key(self) -> None:
+        """The user edited a document (``didChange``)."""
+        now = self._clock()
+        if self._last_key is not None:
+            gap = (now - self._last_key) * 1000
+            if gap <= MAX_KEY_GAP_MS:
+                self._gaps_ms.append(gap)
+        self._last_key = now
+
+    def generation(self, seconds: float) -> None:
+        """A generation ran to its end in ``seconds`` of model time."""
+        self._latencies_ms.append(seconds * 1000)
+
+    def forget_latency(self) -> None:
+        """Another model: its latency is not known yet."""
+        self._latencies_ms.clear()
+
+    @property
+    def interval_ms(self) -> float:
+        if len(self._gaps_ms) < MIN_GAPS:
+            return DEFAULT_INTERVAL_MS
+        return statistics.median(self._gaps_ms)
+
+    @property
+    def latency_ms(self) -> float | None:
+        return statistics.median(self._latencies_ms) if self._latencies_ms else None
+
+    def wait_ms(self) -> float:
+        return adaptive_wait_ms(self.latency_ms, self.interval_ms)

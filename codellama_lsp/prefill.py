@@ -1,0 +1,144 @@
+"""Idle-time prefill: put a newly edited place's prompt into the KV cache before it is asked.
+
+The first completion at a new place (after a jump, or in a file just opened) pays a full
+prefill of its prompt: seconds for a 2,000-token prompt on a CPU. The user usually types a
+few keys there first, and while they do the model has nothing to do (a slow model waits for a
+pause, see :mod:`codellama_lsp.debounce`). So when the user edits a line whose prompt prefix
+is not cached and the model is idle, that prefix (the prompt up to the cursor's line, which
+the requests on this line share) is prefilled in the background: a ``GenerationRequest``
+with ``max_new_tokens=0`` in the document's KV slot. A real request that needs the model for
+anything else stops it at once (its stop flag; the chunk in flight finishes). A request whose
+prompt starts with that prefix lets it run and queues behind it: it would have to compute the
+same tokens first anyway, and if the user types on, the request is superseded while it waits
+and never starts a generation, while the prefill goes on.
+
+Only for engines that keep a KV cache (the local engine's ``kv``): a model server keeps its
+own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from collections.abc import Callable
+
+from codellama_lsp.engines.base import Engine, GenerationRequest, GenerationResult
+from codellama_lsp.prompt import Prompt
+from codellama_lsp.scheduler import Scheduler, Ticket
+from codellama_lsp.stats import Stats
+from codellama_lsp.tokenization import CodeTokens
+
+log = logging.getLogger(__name__)
+
+MIN_PREFIX_TOKENS = 32
+"""Shorter prefixes are cheap to prefill with the request itself."""
+
+
+def keeps_kv_cache(engine: Engine | None) -> bool:
+    kv = getattr(engine, "kv", None)
+    return kv is not None and getattr(kv, "max_slots", 0) > 0
+
+
+def line_prefix_ids(prompt: Prompt, tokens: CodeTokens, cursor_line: str) -> tuple[int, ...]:
+    """The prompt's ids before the cursor's line: what every request on this line shares.
+
+    The cursor line's own tokens and (FIM) everything from ``<SUF>`` on change with each key.
+    One more token is left out in case the line's first token merges with the one before.
+    """
+    ids = prompt.ids
+    end = len(ids)
+    infill = tokens.infill
+    if prompt.format == "fim" and infill is not None and infill.suffix_id in ids:
+        end = ids.index(infill.suffix_id)
+    line_tokens = len(tokens.encode(cursor_line, leading_space=False)) if cursor_line else 0
+    return ids[: max(0, end - line_tokens - 1)]
+
+
+class IdlePrefill:
+    """At most one background prefill at a time, on the scheduler's worker."""
+
+    def __init__(self, scheduler: Scheduler, stats: Stats) -> None:
+        self._scheduler = scheduler
+        self._stats = stats
+        self._ticket: Ticket | None = None
+        self._ids: tuple[int, ...] = ()
+        self._task: asyncio.Task[None] | None = None
+        self._done: dict[str, tuple[int, tuple[int, ...]]] = {}
+        """Per document, the line and ids of the last prefix prefilled to its end: more edits
+        on that line need nothing (not even building the prompt again)."""
+
+    @property
+    def running(self) -> bool:
+        return self._task is not None and not self._task.done()
+
+    def stop(self) -> None:
+        """Stop now (the chunk in flight finishes)."""
+        if self._ticket is not None:
+            self._ticket.stop()
+
+    def stop_unless_prefix_of(self, prompt_ids: tuple[int, ...]) -> None:
+        """A real request needs the model: stop, unless its prompt starts with our work."""
+        if prompt_ids[: len(self._ids)] != self._ids:
+            self.stop()
+
+    def forget(self, uri: str) -> None:
+        self._done.pop(uri, None)
+
+    def clear(self) -> None:
+        """Another engine: nothing is cached in it yet."""
+        self.stop()
+        self._done.clear()
+
+    def start(
+        self, engine: Engine, uri: str, line: int, build: Callable[[], tuple[int, ...]]
+    ) -> None:
+        """Prefill ``build()`` (run off the loop) for ``line`` of ``uri`` if the model is idle."""
+        if self.running or not self._scheduler.idle:
+            return
+        done = self._done.get(uri)
+        if done is not None and done[0] == line:
+            return
+        self._task = asyncio.ensure_future(self._run(engine, uri, line, build))
+
+    async def _run(
+        self, engine: Engine, uri: str, line: int, build: Callable[[], tuple[int, ...]]
+    ) -> None:
+        try:
+            ids = await asyncio.to_thread(build)
+        except Exception:
+            log.exception("background prefill: could not build the prompt")
+            return
+        done = self._done.get(uri)
+        if len(ids) < MIN_PREFIX_TOKENS or (done is not None and done[1] == ids):
+            self._done[uri] = (line, ids)  # nothing (more) to do on this line
+            return
+        if not self._scheduler.idle:
+            return  # a request got to the model while the prompt was built
+        self._done.pop(uri, None)
+        ticket = self._ticket = Ticket(f"{uri}#prefill", 0)
+        self._ids = ids
+        request = GenerationRequest(
+            prompt_ids=ids, max_new_tokens=0, temperature=0.0, top_p=1.0, session=uri
+        )
+        self._stats.add("idle_prefills_started")
+        try:
+            result = await self._scheduler.run(ticket, lambda stop: _prefill(engine, request, stop))
+        finally:
+            self._ticket, self._ids = None, ()
+        self._stats.add("idle_prefill_tokens", result.prompt_tokens - result.reused_prompt_tokens)
+        if result.cancelled:
+            self._stats.add("idle_prefills_stopped")
+        elif result.finish_reason != "error":
+            self._stats.add("idle_prefills_completed")
+            self._done[uri] = (line, ids)
+
+
+def _prefill(engine: Engine, request: GenerationRequest, stop: threading.Event) -> GenerationResult:
+    if stop.is_set():
+        return GenerationResult("", "cancelled")
+    try:
+        return engine.generate(request, stop)
+    except Exception:
+        log.exception("background prefill failed")
+        return GenerationResult("", "error")

@@ -1,0 +1,66 @@
+"""The adaptive debounce policy, as a pure function and with a fake clock (no timing)."""
+
+from __future__ import annotations
+
+import pytest
+
+from codellama_lsp.debounce import (
+    MAX_PAUSE_MS,
+    MIN_PAUSE_MS,
+    UNMEASURED_WAIT_MS,
+    AdaptiveDebounce,
+    adaptive_wait_ms,
+)
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance_ms(self, ms: float) -> None:
+        self.now += ms / 1000
+
+
+def typed(debounce: AdaptiveDebounce, clock: FakeClock, gaps_ms: list[float]) -> None:
+    debounce.key()
+    for gap in gaps_ms:
+        clock.advance_ms(gap)
+        debounce.key()
+
+
+def test_a_model_faster_than_a_pause_starts_at_once() -> None:
+    assert adaptive_wait_ms(20, interval_ms=30) == 0  # the demo model, a very fast typist
+    assert adaptive_wait_ms(200, interval_ms=80) == 0  # answers within a 240 ms pause
+
+
+def test_a_slow_model_waits_for_a_pause_in_the_typing() -> None:
+    assert adaptive_wait_ms(500, interval_ms=80) == 240
+    assert adaptive_wait_ms(500, interval_ms=20) == MIN_PAUSE_MS
+    assert adaptive_wait_ms(5000, interval_ms=900) == MAX_PAUSE_MS
+
+
+def test_unknown_latency_keeps_the_former_fixed_wait() -> None:
+    assert adaptive_wait_ms(None, interval_ms=80) == UNMEASURED_WAIT_MS
+
+
+def test_typing_rhythm_ignores_hesitations_and_pauses() -> None:
+    clock = FakeClock()
+    debounce = AdaptiveDebounce(clock)
+    typed(debounce, clock, [80, 90, 5000, 70, 600, 80, 85, 75])  # a pause, a hesitation
+    assert debounce.interval_ms == pytest.approx(80)
+    debounce.generation(0.5)
+    assert debounce.wait_ms() == pytest.approx(240)
+
+
+def test_one_long_prefill_does_not_make_a_fast_model_wait() -> None:
+    clock = FakeClock()
+    debounce = AdaptiveDebounce(clock)
+    typed(debounce, clock, [80] * 10)
+    for seconds in (0.02, 0.03, 4.0, 0.02):  # a jump to a new place: a full prefill
+        debounce.generation(seconds)
+    assert debounce.wait_ms() == 0
+    debounce.forget_latency()  # another model
+    assert debounce.wait_ms() == UNMEASURED_WAIT_MS
