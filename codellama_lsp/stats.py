@@ -24,6 +24,12 @@ COUNTERS = (
     "discarded_tokens",
     "accepted",
     "prefetches",
+    "decode_forward_passes",
+    *(
+        f"{kind}_{source}"
+        for source in ("previous", "lookup", "draft_model")
+        for kind in ("draft_tokens", "draft_accepted", "verify_passes")
+    ),
 )
 TIMINGS = (
     "cancel_to_idle_prefill",
