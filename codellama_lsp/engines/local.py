@@ -211,6 +211,8 @@ class LocalEngine:
         self.budgets = {name: DraftBudget(settings.speculative_max_draft) for name in SOURCES}
         self.adaptive_draft = True
         """False: always draft ``max_draft`` tokens (benchmarks that test the mechanics)."""
+        self.draft_sources: tuple[str, ...] = SOURCES
+        """Draft sources asked, in this order (benchmarks and tests narrow it down)."""
 
     @property
     def tokens(self) -> CodeTokens:
@@ -527,12 +529,14 @@ class LocalEngine:
         for budget in self.budgets.values():
             budget.max_draft = max_draft
         sources: list[DraftSource] = []
-        if request.draft_text:
-            ids = self.tokens.encode(request.draft_text, leading_space=False)
-            sources.append(SuggestionDraft(ids, len(request.prompt_ids)))
-        sources.append(LookupDraft(lambda: self.kv.token_ids()))
-        if model_draft is not None:
-            sources.append(model_draft)
+        for name in self.draft_sources:
+            if name == "previous" and request.draft_text:
+                ids = self.tokens.encode(request.draft_text, leading_space=False)
+                sources.append(SuggestionDraft(ids, len(request.prompt_ids)))
+            elif name == "lookup":
+                sources.append(LookupDraft(self.kv.token_ids))
+            elif name == "draft_model" and model_draft is not None:
+                sources.append(model_draft)
         return sources
 
     def _max_draft(self, request: GenerationRequest) -> int:
