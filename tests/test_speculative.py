@@ -286,3 +286,22 @@ def test_draft_model_with_another_tokenizer_is_refused_clearly(tmp_path: Path) -
         assert result.finish_reason != "error"
     finally:
         engine.close()
+
+
+# ------------------------------------------------------------------ the previous suggestion
+
+
+def test_previous_suggestion_draft_follows_the_typing() -> None:
+    from codellama_lsp.cache import TypingThrough
+
+    typing = TypingThrough()
+    typing.remember("a.py", "x = fo", "", "o(bar, baz)")
+    assert typing.draft("a.py", "x = foo(") == "bar, baz)"  # typed its first characters
+    assert typing.draft("a.py", "x = fox") == "o(bar, baz)"  # typed something else
+    assert typing.draft("a.py", "x = f") == "oo(bar, baz)"  # deleted back a little
+    assert typing.draft("a.py", "y = 1") == ""  # elsewhere
+    assert typing.draft("b.py", "x = fo") == ""
+    typing.lookup("a.py", "x = fox", "")  # typing-through forgets it; the draft stays
+    assert typing.draft("a.py", "x = foo(") == "bar, baz)"
+    typing.forget("a.py")
+    assert typing.draft("a.py", "x = foo(") == ""
