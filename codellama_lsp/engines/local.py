@@ -8,6 +8,7 @@ that share a prompt prefix (see :class:`KVSlots`).
 
 from __future__ import annotations
 
+import gc
 import logging
 import threading
 import time
@@ -298,6 +299,7 @@ class LocalEngine:
     def _load_draft_model(self) -> None:
         """Load ``draft_model`` beside the target; on any failure serve without it and say why."""
         name = self.settings.draft_model
+        self.draft_error = ""
         try:
             path = resolve_model(name)
             draft_tokens = CodeTokens(
@@ -325,14 +327,14 @@ class LocalEngine:
             ImportError,
             KeyError,
         ) as exc:
-            self.draft_model = None
             self.draft_error = (
                 f"Draft model {name!r} not used (completions still work, without it): {exc}"
             )
             log.warning("%s", self.draft_error)
+        if self.draft_error:
+            gc.collect()  # outside the except block: no traceback holds half-loaded weights
             return
         self.draft_model = model
-        self.draft_error = ""
 
     def close(self) -> None:
         self.kv.clear()
