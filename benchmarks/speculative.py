@@ -8,15 +8,20 @@ the same requests in the same order, greedy, with KV reuse per file, and must gi
 tokens as plain decoding (mismatches are counted and must be 0). Variants:
 
 * ``plain`` — speculation off (the baseline);
-* ``lookup k=4`` — previous suggestion + prompt lookup, always 4 drafted tokens (no adaptation);
+* ``lookup`` — previous suggestion + prompt lookup, always k (4) drafted tokens;
 * ``adaptive`` — the default: the same sources, k from measured acceptance and pass cost;
-* ``self-draft k=4`` — the model drafts for itself (``draft_model`` = ``model``): acceptance
-  must be 100 % and target passes per token ≈ 1/(k+1); it proves the mechanics, not a gain.
+* ``self-draft`` — the model drafts for itself (``draft_model`` = ``model``), k fixed:
+  acceptance must be 100 % and target passes per token ≈ 1/(k+1); it proves the mechanics,
+  not a gain (each drafted token costs a full pass of the same model);
+* ``self-draft-adaptive`` — the same with adaptive k: drafting does not pay, and the engine
+  should find that out and stay within a few % of plain.
 
 Reported per variant: target forward passes per generated token (decode passes only),
 acceptance per source (accepted / drafted), and the wall-time ratio to plain (decode time).
 
-    .venv/bin/python benchmarks/speculative.py                  # demo + 63M random model
+    .venv/bin/python benchmarks/speculative.py --models demo     # 200 positions
+    .venv/bin/python benchmarks/speculative.py --models 'random:hidden=768,layers=8' \
+        --budget 128 --max-new-tokens 12                            # 63M random model
     .venv/bin/python benchmarks/speculative.py --quick          # 40 positions, smoke run
 """
 
@@ -57,21 +62,33 @@ def load(model: str, **overrides: Any) -> LocalEngine:
     return engine
 
 
-def variants(model: str, k: int) -> dict[str, LocalEngine]:
-    lookup = load(model, speculative_max_draft=k)
-    lookup.adaptive_draft = False
-    lookup.draft_sources = ("previous", "lookup")
-    adaptive = load(model)
-    adaptive.draft_sources = ("previous", "lookup")
-    self_draft = load(model, draft_model=model, speculative_max_draft=k)
-    self_draft.adaptive_draft = False
-    self_draft.draft_sources = ("draft_model",)
-    return {
-        "plain": load(model, speculative=False),
-        f"lookup k={k}": lookup,
-        "adaptive": adaptive,
-        f"self-draft k={k}": self_draft,
-    }
+def variants(model: str, k: int, names: list[str]) -> dict[str, LocalEngine]:
+    def make(name: str) -> LocalEngine:
+        if name == "plain":
+            return load(model, speculative=False)
+        if name == "lookup":
+            engine = load(model, speculative_max_draft=k)
+            engine.adaptive_draft = False
+        elif name == "adaptive":
+            engine = load(model)
+        else:  # self-draft, self-draft-adaptive
+            engine = load(model, draft_model=model, speculative_max_draft=k)
+            engine.adaptive_draft = name == "self-draft-adaptive"
+            engine.draft_sources = ("draft_model",)
+            return engine
+        engine.draft_sources = ("previous", "lookup")
+        return engine
+
+    return {name: make(name) for name in ["plain", *names]}
+
+
+LABELS = {
+    "plain": "plain",
+    "lookup": "previous + lookup, k={k}",
+    "adaptive": "previous + lookup, adaptive k (default)",
+    "self-draft": "self-draft, k={k}",
+    "self-draft-adaptive": "self-draft, adaptive k",
+}
 
 
 def requests_for(case: quality.Case, max_new: int) -> list[tuple[CursorContext, int]]:
@@ -92,9 +109,9 @@ def prompt_ids(engine: LocalEngine, ctx: CursorContext, fmt: str, budget: int) -
 
 
 def run_model(
-    model: str, cases: list[quality.Case], k: int, max_new: int, budget: int
+    model: str, cases: list[quality.Case], k: int, max_new: int, budget: int, names: list[str]
 ) -> list[str]:
-    engines = variants(model, k)
+    engines = variants(model, k, names)
     typing = {name: TypingThrough() for name in engines}
     totals: dict[str, dict[str, float]] = {name: defaultdict(float) for name in engines}
     mismatches = 0
@@ -158,12 +175,13 @@ def run_model(
                 sources.append(
                     f"{source} {accepted / drafted:.0%} ({int(accepted)}/{int(drafted)})"
                 )
+        per_token = row["passes"] / max(1, row["tokens"])
         lines.append(
-            f"| {name} | {row['passes'] / max(1, row['tokens']):.3f} | {', '.join(sources) or '—'} "
+            f"| {LABELS[name].format(k=k)} | {per_token:.3f} | {', '.join(sources) or '—'} "
             f"| {row['decode_s'] / plain['decode_s']:.2f}× | {row['wall'] / plain['wall']:.2f}× |"
         )
     lines += ["", f"Outputs different from plain decoding: {mismatches} (must be 0)."]
-    adaptive = engines["adaptive"]
+    adaptive = engines.get("adaptive", engines["plain"])
     costs = adaptive.pass_costs
     lines.append(
         f"Adaptive state at the end: one-token pass {costs.one_token * 1000:.2f} ms, "
@@ -179,10 +197,11 @@ def run_model(
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--models", default=";".join(MODELS), help="separated by ;")
-    parser.add_argument("--per-kind", type=int, default=5, help="positions per kind per file")
+    parser.add_argument("--per-kind", type=int, default=6, help="positions per kind per file")
     parser.add_argument("--files", type=int, default=len(quality.FILES))
     parser.add_argument("--max-new-tokens", type=int, default=32)
     parser.add_argument("--budget", type=int, default=768, help="prompt tokens at most")
+    parser.add_argument("--variants", default=",".join(list(LABELS)[1:]))
     parser.add_argument("--k", type=int, default=4, help="fixed draft length of the k= variants")
     parser.add_argument("--quick", action="store_true", help="40 positions, 16 new tokens")
     parser.add_argument("--threads", type=int, default=1)
@@ -197,7 +216,12 @@ def main() -> int:
     print(f"{len(cases)} positions", file=sys.stderr)
     out: list[str] = []
     for model in args.models.split(";"):
-        out += [*run_model(model, cases, args.k, args.max_new_tokens, args.budget), ""]
+        out += [
+            *run_model(
+                model, cases, args.k, args.max_new_tokens, args.budget, args.variants.split(",")
+            ),
+            "",
+        ]
     print("\n".join(out))
     return 0
 

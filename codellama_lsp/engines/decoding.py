@@ -185,11 +185,22 @@ class PassCosts:
     one_token: float = 0.0
     per_extra: float = 0.0
     rate: float = 0.2
+    since_one_token: int = 0
+    """Multi-token passes since the last one-token pass: a one-token time measured while the
+    machine was busy must not keep drafting on for good, so it is re-measured now and then."""
+    refresh_every: int = 16
+
+    @property
+    def stale(self) -> bool:
+        return self.since_one_token >= self.refresh_every
 
     def observe(self, tokens: int, seconds: float) -> None:
         if tokens <= 1:
             self.one_token = seconds if not self.one_token else self._ema(self.one_token, seconds)
-        elif self.one_token:
+            self.since_one_token = 0
+            return
+        self.since_one_token += 1
+        if self.one_token:
             extra = max(0.0, (seconds - self.one_token) / (tokens - 1))
             self.per_extra = extra if not self.per_extra else self._ema(self.per_extra, extra)
 
@@ -229,23 +240,28 @@ class DraftBudget:
         self.tried = self.tried * self.decay**trials + trials
         self.drafted_total += drafted
 
-    def choose(self, costs: PassCosts, draft_step_seconds: float = 0.0) -> int:
+    def choose(
+        self, costs: PassCosts, draft_step_seconds: float = 0.0, setup_per_token: float = 0.0
+    ) -> int:
+        """The best k now; ``setup_per_token`` is a one-off cost of using the source at all
+        (a draft model's prefill of the prompt), spread over the tokens still to generate."""
         if self.max_draft <= 0:
             return 0
         base = costs.one_token
-        if base <= 0:
-            return self.max_draft  # nothing measured yet: try
+        if base <= 0 or costs.stale:
+            return 0  # a plain step (first, then now and then): the baseline k is weighed against
         alpha = min(self.alpha, 0.999)
         best_k, best_rate = 0, 1.0 / base
         expected = 1.0
         for k in range(1, self.max_draft + 1):
             expected += alpha**k
-            rate = expected / (costs.seconds(k + 1) + k * draft_step_seconds)
+            per_token = (costs.seconds(k + 1) + k * draft_step_seconds) / expected
+            rate = 1.0 / (per_token + setup_per_token)
             if rate > best_rate * 1.02:  # a clear gain only
                 best_k, best_rate = k, rate
         if best_k == 0:
             self.idle += 1
-            if self.idle >= self.probe_every:
+            if self.idle >= self.probe_every and not setup_per_token:
                 self.idle = 0
                 return 1
         else:

@@ -175,6 +175,8 @@ class ModelDraft:
         pick: Callable[[torch.Tensor], tuple[int, torch.Tensor | None]],
         chunk: int,
         cancel: threading.Event,
+        step_seconds: float = 0.0,
+        catch_up_seconds: float = 0.0,
     ) -> None:
         self.forward = forward
         self.cache = cache
@@ -182,8 +184,15 @@ class ModelDraft:
         self.pick = pick
         self.chunk = chunk
         self.cancel = cancel
-        self.step_seconds = 0.0
-        """Mean seconds per drafted token (what the adaptive k weighs against a target pass)."""
+        self.step_seconds = step_seconds
+        """Mean seconds per drafted token (what the adaptive k weighs against a target pass);
+        the engine carries it from one request to the next."""
+        self.catch_up_seconds = catch_up_seconds
+        """Mean seconds per token fed in a long catch-up (the draft model's prefill)."""
+
+    def behind(self, seq: Sequence[int]) -> int:
+        """Tokens of ``seq`` the draft model would have to be fed before it can draft."""
+        return len(seq) - common_prefix_length(self.in_cache, seq)
 
     def catch_up(self, seq: Sequence[int]) -> torch.Tensor | None:
         """Make the cache hold ``seq``; the logits after it (None if cancelled)."""
@@ -203,9 +212,11 @@ class ModelDraft:
 
     def propose(self, seq: Sequence[int], k: int) -> Draft | None:
         started = time.perf_counter()
+        behind = self.behind(seq)
         logits = self.catch_up(seq)
         if logits is None:
             return None
+        caught_up = time.perf_counter()
         ids: list[int] = []
         probs: list[torch.Tensor] = []
         for i in range(k):
@@ -216,8 +227,17 @@ class ModelDraft:
             if i < k - 1:
                 logits = self.forward([token], self.cache, 1)[-1]
                 self.in_cache.append(token)
-        seconds = (time.perf_counter() - started) / k
-        self.step_seconds = (
-            seconds if not self.step_seconds else 0.8 * self.step_seconds + 0.2 * seconds
-        )
+        ended = time.perf_counter()
+        # A long catch-up (the prompt, or tokens decoded without drafts) is not a draft cost.
+        if behind <= 8:
+            self.step_seconds = _ema(self.step_seconds, (ended - started) / k)
+        else:
+            per_token = (caught_up - started) / behind
+            self.catch_up_seconds = _ema(self.catch_up_seconds, per_token)
+            if k > 1:
+                self.step_seconds = _ema(self.step_seconds, (ended - caught_up) / (k - 1))
         return Draft(self.name, ids, torch.stack(probs) if probs else None)
+
+
+def _ema(old: float, new: float) -> float:
+    return new if not old else old + 0.2 * (new - old)

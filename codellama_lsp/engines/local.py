@@ -206,6 +206,8 @@ class LocalEngine:
         """Duration of the latest forward pass (a cancel waits for at most this one)."""
         self.draft_model: Any = None
         self.draft_kv = KVSlots(slots, settings.kv_cache_max_tokens)
+        self.draft_step_seconds = 0.0
+        self.draft_catch_up_seconds = 0.0
         self.draft_error = ""
         """Why the ``draft_model`` setting is not in use (empty when it is, or none is set)."""
         self.pass_costs = PassCosts()
@@ -440,6 +442,9 @@ class LocalEngine:
                 self.kv.put(request.session, in_cache, cache)
                 if model_draft is not None:
                     self.draft_kv.put(request.session, model_draft.in_cache, model_draft.cache)
+            if model_draft is not None:
+                self.draft_step_seconds = model_draft.step_seconds
+                self.draft_catch_up_seconds = model_draft.catch_up_seconds
         result.generated_tokens = len(generated)
         result.token_ids = generated
         if result.finish_reason != "stop":
@@ -557,8 +562,17 @@ class LocalEngine:
         room = request.max_new_tokens - len(generated)
         for source in sources:
             budget = self.budgets[source.name]
-            step = source.step_seconds if isinstance(source, ModelDraft) else 0.0
-            k = budget.choose(self.pass_costs, step) if self.adaptive_draft else budget.max_draft
+            step, setup = 0.0, 0.0
+            if isinstance(source, ModelDraft):
+                step = source.step_seconds
+                behind = source.behind(seq)
+                if behind > 8:  # its prefill, paid once, spread over the tokens still to come
+                    setup = behind * source.catch_up_seconds / room
+            k = (
+                budget.choose(self.pass_costs, step, setup)
+                if self.adaptive_draft
+                else budget.max_draft
+            )
             k = min(k, room)
             if k <= 0:
                 continue
@@ -602,4 +616,6 @@ class LocalEngine:
             pick,
             self.settings.prefill_chunk_tokens,
             cancel,
+            self.draft_step_seconds,
+            self.draft_catch_up_seconds,
         )
