@@ -13,6 +13,7 @@ import json
 import math
 import shutil
 import threading
+import time
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -305,3 +306,26 @@ def test_previous_suggestion_draft_follows_the_typing() -> None:
     assert typing.draft("a.py", "x = foo(") == "bar, baz)"
     typing.forget("a.py")
     assert typing.draft("a.py", "x = foo(") == ""
+
+
+@pytest.mark.timeout(180)
+def test_server_warns_about_a_draft_model_it_cannot_load_and_keeps_completing(
+    tmp_path: Path,
+) -> None:
+    from benchmarks.soak import DEMO, RawClient
+
+    client = RawClient()
+    try:
+        client.initialize({**DEMO, "draft_model": str(tmp_path / "my-draft")})
+        status = client.wait_state("ready", timeout=60)
+        assert "my-draft" in status["message"] and "not used" in status["message"]
+        deadline = time.monotonic() + 10
+        while not client.messages() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert any("my-draft" in m for m in client.messages())
+        client.open("file:///a.py", "import os\n\n\ndef list_files(root):\n    found = []\n    ")
+        params = RawClient.inline_params("file:///a.py", 5, 4)
+        result = client.result("textDocument/inlineCompletion", params, 60)
+        assert result and result["items"]
+    finally:
+        client.close()
