@@ -1,9 +1,12 @@
 """The in-process engine: a transformers causal LM loaded once, and a small generation loop.
 
 The loop is written out (as in gpt-fast) instead of calling ``model.generate`` because we need
-three things ``generate`` does not give together: prefill in chunks with a stop-flag check
-between them, a stop-flag check before every decode step, and KV-cache reuse across requests
-that share a prompt prefix (see :class:`KVSlots`).
+things ``generate`` does not give together: prefill in chunks with a stop-flag check between
+them, a stop-flag check before every decode step, KV-cache reuse across requests that share a
+prompt prefix (see :class:`KVSlots`), and speculative decoding with drafts from the editor's
+previous suggestion, the prompt and other documents, or a draft model. ``generate`` is the
+sequence take KV slot → ``prefill`` → decode steps (``decode_one_token`` or ``verify``, see
+:mod:`~codellama_lsp.engines.decoding`) → stop checks → put the slot back.
 """
 
 from __future__ import annotations
