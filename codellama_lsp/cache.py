@@ -56,10 +56,12 @@ class TypingThrough:
     def __init__(self, per_document: int = 4) -> None:
         self.per_document = per_document
         self._shown: dict[str, list[Shown]] = {}
+        self._last: dict[str, Shown] = {}
 
     def remember(self, uri: str, before: str, after: str, completion: str) -> None:
         if not completion:
             return
+        self._last[uri] = Shown(before, after, completion)
         entries = [e for e in self._shown.get(uri, []) if e.before != before]
         entries.append(Shown(before, after, completion))
         self._shown[uri] = entries[-self.per_document :]
@@ -83,8 +85,32 @@ class TypingThrough:
         self._shown[uri] = alive
         return found
 
+    def draft(self, uri: str, before: str, max_distance: int = 256) -> str:
+        """The last completion shown in ``uri`` as a speculative draft for a request at ``before``.
+
+        When the user typed on from where it was shown (or deleted back a little), the rest of
+        it is the likeliest continuation: after typing its first characters, exactly its rest;
+        after typing something else, the whole of it (the engine finds where the generation
+        rejoins it). '' when the cursor moved elsewhere. Kept even after :meth:`lookup` stops
+        serving it, because a draft only has to be likely, not right.
+        """
+        shown = self._last.get(uri)
+        if shown is None:
+            return ""
+        if before.startswith(shown.before):
+            typed = before[len(shown.before) :]
+            if len(typed) > max_distance:
+                return ""
+            if shown.completion.startswith(typed):
+                return shown.completion[len(typed) :]
+            return shown.completion
+        if shown.before.startswith(before) and len(shown.before) - len(before) <= max_distance:
+            return shown.before[len(before) :] + shown.completion
+        return ""
+
     def forget(self, uri: str) -> None:
         self._shown.pop(uri, None)
+        self._last.pop(uri, None)
 
     def __len__(self) -> int:
         return sum(len(v) for v in self._shown.values())

@@ -314,6 +314,8 @@ class Completer:
             stop_sequences=("\n",) if single else s.stop_sequences,
             is_done=block_done(ctx),
             session="" if s.naive else uri,
+            draft_text="" if s.naive else self.typing.draft(uri, ctx.prefix),
+            max_draft=s.speculative_max_draft if s.speculative and not s.naive else 0,
         )
         self.idle_prefill.stop_unless_prefix_of(prompt.ids)
         result = await self.scheduler.run(ticket, lambda _stop: self._run_engine(request, ticket))
@@ -348,6 +350,11 @@ class Completer:
         self.stats.add("prompt_tokens", result.prompt_tokens)
         self.stats.add("reused_prompt_tokens", result.reused_prompt_tokens)
         self.stats.add("generated_tokens", result.generated_tokens)
+        self.stats.add("decode_forward_passes", result.decode_passes)
+        for source, n in result.drafted.items():
+            self.stats.add(f"draft_tokens_{source}", n)
+            self.stats.add(f"draft_accepted_{source}", result.accepted_drafts.get(source, 0))
+            self.stats.add(f"verify_passes_{source}", result.verify_passes.get(source, 0))
         if result.cancelled:
             self.stats.add("generations_cancelled")
             self.stats.add("discarded_tokens", result.generated_tokens)
@@ -370,6 +377,7 @@ class Completer:
         new = result.prompt_tokens - result.reused_prompt_tokens
         if result.prefill_seconds and new > 0:
             self.stats.timing("prefill_chunk", result.prefill_seconds * 1000 / -(-new // chunk))
-        if result.decode_seconds and result.generated_tokens > 1:
-            steps = result.generated_tokens - 1  # the first token comes from the prefill
+        # The first token comes from the prefill; engines that count passes say how many.
+        steps = result.decode_passes or result.generated_tokens - 1
+        if result.decode_seconds and steps > 0:
             self.stats.timing("decode_step", result.decode_seconds * 1000 / steps)

@@ -60,6 +60,9 @@ class Settings:
     kv_cache_max_tokens: int = 16384
     prefetch_after_accept: bool = True
     context_other_documents: bool = True
+    speculative: bool = True
+    speculative_max_draft: int = 8
+    draft_model: str = ""
     log_level: str = "INFO"
     naive: bool = False
     """Benchmark baseline: no debounce, supersession, cache, typing-through or KV reuse."""
@@ -104,6 +107,10 @@ class Settings:
             (
                 self.log_level.upper() in LOG_LEVELS,
                 f"log_level must be one of {', '.join(LOG_LEVELS)} (got {self.log_level!r})",
+            ),
+            (
+                0 <= self.speculative_max_draft <= 32,
+                "speculative_max_draft must be between 0 and 32",
             ),
         ]
         for ok, message in checks:
@@ -230,6 +237,12 @@ HELP = {
     "kv_cache_max_tokens": "total tokens over all KV slots",
     "prefetch_after_accept": "compute the next completion when one is accepted",
     "context_other_documents": "add snippets and definitions from other open files",
+    "speculative": "local engine: draft tokens (from the prompt, the previous suggestion, "
+    "`draft_model`) and check several in one forward pass; same output, fewer passes",
+    "speculative_max_draft": "most tokens drafted per check (the engine picks fewer, or none, "
+    "from measured acceptance and pass cost)",
+    "draft_model": "small model drafting for `model` (same tokenizer), e.g. "
+    "`codellama/CodeLlama-7b-Python-hf` for the 70B; empty = none",
     "log_level": "stderr log level (document text is logged only at DEBUG)",
     "naive": "benchmark baseline: turn off debounce, supersession, caches and KV reuse",
 }

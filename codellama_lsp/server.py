@@ -61,6 +61,7 @@ ENGINE_SETTINGS = frozenset(
         "kv_cache_slots",
         "kv_cache_max_tokens",
         "prefill_chunk_tokens",
+        "draft_model",
         "naive",
     }
 )
@@ -365,6 +366,10 @@ class CodeLlamaServer(LanguageServer):
         self.state = "ready"
         self.message = f"{settings.model} ready ({self.load_seconds:.1f} s)"
         self._progress_end(progress, "Ready")
+        draft_error = str(getattr(engine, "draft_error", ""))
+        if draft_error:
+            self.message += f"; {draft_error}"
+            self.show(f"codellama-lsp: {draft_error}", types.MessageType.Warning)
         self.send_status()
 
     def connection_changed(self, engine: Engine, ok: bool, message: str) -> None:

@@ -28,6 +28,12 @@ COUNTERS = (
     "idle_prefills_completed",
     "idle_prefills_stopped",
     "idle_prefill_tokens",
+    "decode_forward_passes",
+    *(
+        f"{kind}_{source}"
+        for source in ("previous", "lookup", "draft_model")
+        for kind in ("draft_tokens", "draft_accepted", "verify_passes")
+    ),
 )
 TIMINGS = (
     "cancel_to_idle_prefill",

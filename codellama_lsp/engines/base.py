@@ -33,6 +33,11 @@ class GenerationRequest:
     session: str = ""
     """Who asked (document URI, client id): engines keep per-session state such as KV slots."""
     seed: int = 0
+    draft_text: str = ""
+    """Text the completion probably contains (the rest of the suggestion shown before here):
+    a speculative draft, never part of the output unless the model agrees token by token."""
+    max_draft: int | None = None
+    """Most tokens drafted per verification pass; 0 = no speculation, None = engine default."""
 
 
 @dataclass
@@ -45,6 +50,14 @@ class GenerationResult:
     prefill_seconds: float = 0.0
     decode_seconds: float = 0.0
     token_ids: list[int] = field(default_factory=list)
+    decode_passes: int = 0
+    """Target forward passes while decoding (plain steps and verifications)."""
+    drafted: dict[str, int] = field(default_factory=dict)
+    """Draft tokens proposed, per source (see ``engines.drafts.SOURCES``)."""
+    accepted_drafts: dict[str, int] = field(default_factory=dict)
+    """Draft tokens the target kept, per source."""
+    verify_passes: dict[str, int] = field(default_factory=dict)
+    """Verification passes, per source."""
 
     @property
     def cancelled(self) -> bool:

@@ -1,13 +1,17 @@
 """The in-process engine: a transformers causal LM loaded once, and a small generation loop.
 
 The loop is written out (as in gpt-fast) instead of calling ``model.generate`` because we need
-three things ``generate`` does not give together: prefill in chunks with a stop-flag check
-between them, a stop-flag check before every decode step, and KV-cache reuse across requests
-that share a prompt prefix (see :class:`KVSlots`).
+things ``generate`` does not give together: prefill in chunks with a stop-flag check between
+them, a stop-flag check before every decode step, KV-cache reuse across requests that share a
+prompt prefix (see :class:`KVSlots`), and speculative decoding with drafts from the editor's
+previous suggestion, the prompt and other documents, or a draft model. ``generate`` is the
+sequence take KV slot → ``prefill`` → decode steps (``decode_one_token`` or ``verify``, see
+:mod:`~codellama_lsp.engines.decoding`) → stop checks → put the slot back.
 """
 
 from __future__ import annotations
 
+import gc
 import logging
 import threading
 import time
@@ -23,10 +27,29 @@ from codellama_lsp.demo_model import resolve_model
 from codellama_lsp.engines.base import (
     EngineLoadError,
     EngineState,
+    FinishReason,
     GenerationRequest,
     GenerationResult,
     ProgressCallback,
     text_stop_index,
+)
+from codellama_lsp.engines.decoding import (
+    DraftBudget,
+    PassCosts,
+    Sampling,
+    decode_one_token,
+    prefill,
+    timed,
+    verify,
+)
+from codellama_lsp.engines.drafts import (
+    SOURCES,
+    Draft,
+    DraftSource,
+    LookupDraft,
+    ModelDraft,
+    SuggestionDraft,
+    common_prefix_length,
 )
 from codellama_lsp.tokenization import CodeTokens, load_tokenizer
 
@@ -39,14 +62,6 @@ class KVSlot:
 
     ids: list[int]
     cache: DynamicCache
-
-
-def common_prefix_length(a: list[int] | tuple[int, ...], b: list[int] | tuple[int, ...]) -> int:
-    n = min(len(a), len(b))
-    i = 0
-    while i < n and a[i] == b[i]:
-        i += 1
-    return i
 
 
 class KVSlots:
@@ -102,6 +117,11 @@ class KVSlots:
         with self._lock:
             self._slots.clear()
 
+    def token_ids(self) -> list[list[int]]:
+        """The ids of every slot held (other sessions' prompts: text to look drafts up in)."""
+        with self._lock:
+            return [slot.ids for slot in self._slots.values()]
+
     @property
     def total_tokens(self) -> int:
         return int(self._slots.currsize)
@@ -152,18 +172,24 @@ def quantization_config(kind: str) -> Any:
     return BitsAndBytesConfig(load_in_8bit=True)
 
 
-def sample_next(
-    logits: torch.Tensor, temperature: float, top_p: float, generator: torch.Generator
-) -> int:
-    """Greedy at temperature 0, otherwise temperature + nucleus (top-p) sampling."""
-    if temperature <= 0.0:
-        return int(torch.argmax(logits).item())
-    probs = torch.softmax(logits.float() / temperature, dim=-1)
-    sorted_probs, order = torch.sort(probs, descending=True)
-    outside = torch.cumsum(sorted_probs, dim=-1) - sorted_probs > top_p
-    sorted_probs[outside] = 0.0
-    choice = torch.multinomial(sorted_probs / sorted_probs.sum(), 1, generator=generator)
-    return int(order[choice].item())
+def vocabulary_mismatch(target: CodeTokens, draft: CodeTokens) -> str:
+    """Why ``draft``'s token ids do not mean the same text as ``target``'s ('' if they do).
+
+    Every id both vocabularies have must be the same piece, and the draft must cover the
+    target's ordinary tokens (it may lack the target's extra special ones, e.g. FIM tokens:
+    a draft never proposes those, the target still may).
+    """
+    mine = target.tokenizer.get_vocab()
+    theirs = draft.tokenizer.get_vocab()
+    by_id = {i: piece for piece, i in theirs.items()}
+    shared = min(target.vocab_size, draft.vocab_size)
+    ordinary = [i for i in range(target.vocab_size) if i not in target.special_ids]
+    if ordinary and max(ordinary) >= draft.vocab_size:
+        return f"{draft.vocab_size} tokens for {target.vocab_size}"
+    for piece, i in mine.items():
+        if i < shared and by_id.get(i) != piece:
+            return f"token {i} is {piece!r} in the model but {by_id.get(i)!r} in the draft"
+    return ""
 
 
 class LocalEngine:
@@ -181,6 +207,18 @@ class LocalEngine:
         self.load_seconds = 0.0
         self.last_forward_seconds = 0.0
         """Duration of the latest forward pass (a cancel waits for at most this one)."""
+        self.draft_model: Any = None
+        self.draft_kv = KVSlots(slots, settings.kv_cache_max_tokens)
+        self.draft_step_seconds = 0.0
+        self.draft_catch_up_seconds = 0.0
+        self.draft_error = ""
+        """Why the ``draft_model`` setting is not in use (empty when it is, or none is set)."""
+        self.pass_costs = PassCosts()
+        self.budgets = {name: DraftBudget(settings.speculative_max_draft) for name in SOURCES}
+        self.adaptive_draft = True
+        """False: always draft ``max_draft`` tokens (benchmarks that test the mechanics)."""
+        self.draft_sources: tuple[str, ...] = SOURCES
+        """Draft sources asked, in this order (benchmarks and tests narrow it down)."""
 
     @property
     def tokens(self) -> CodeTokens:
@@ -227,6 +265,9 @@ class LocalEngine:
             self.model.eval()
             progress("Warming up", 90)
             self._warm_up()
+            if self.settings.draft_model:
+                progress(f"Loading draft model {self.settings.draft_model}", 92)
+                self._load_draft_model()
         except EngineLoadError as exc:
             self._fail(str(exc))
         except MemoryError:
@@ -260,27 +301,100 @@ class LocalEngine:
         with torch.inference_mode():
             self.model(input_ids=torch.tensor([[bos]], device=self.device), use_cache=False)
 
+    def _load_draft_model(self) -> None:
+        """Load ``draft_model`` beside the target; on any failure serve without it and say why."""
+        name = self.settings.draft_model
+        self.draft_error = ""
+        try:
+            path = resolve_model(name)
+            draft_tokens = CodeTokens(
+                load_tokenizer(path, local_files_only=self.settings.local_files_only)
+            )
+            mismatch = vocabulary_mismatch(self.tokens, draft_tokens)
+            if mismatch:
+                raise ValueError(
+                    f"its tokenizer differs from {self.settings.model!r}'s: {mismatch}"
+                )
+            model = AutoModelForCausalLM.from_pretrained(
+                path,
+                dtype=pick_dtype(self.settings.dtype),
+                device_map=self.settings.device_map or None,
+                local_files_only=self.settings.local_files_only,
+                low_cpu_mem_usage=True,
+            )
+            model.eval()
+        except (
+            MemoryError,
+            EngineLoadError,
+            OSError,
+            ValueError,
+            RuntimeError,
+            ImportError,
+            KeyError,
+        ) as exc:
+            self.draft_error = (
+                f"Draft model {name!r} not used (completions still work, without it): {exc}"
+            )
+            log.warning("%s", self.draft_error)
+        if self.draft_error:
+            gc.collect()  # outside the except block: no traceback holds half-loaded weights
+            return
+        self.draft_model = model
+
     def close(self) -> None:
         self.kv.clear()
+        self.draft_kv.clear()
+        self.draft_model = None
         self.model = None
         self._tokens = None
         self.state = "idle"
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
 
-    def _forward(self, ids: list[int], cache: DynamicCache) -> torch.Tensor:
-        """Extend ``cache`` by ``ids``; logits of the last position only."""
+    def _forward(self, ids: list[int], cache: DynamicCache, keep: int = 1) -> torch.Tensor:
+        """Extend ``cache`` by ``ids``; logits of the last ``keep`` positions."""
         started = time.perf_counter()
         out = self.model(
             input_ids=torch.tensor([ids], device=self.device),
             cache=cache,
             use_cache=True,
-            logits_to_keep=1,
+            logits_to_keep=keep,
         )
         self.last_forward_seconds = time.perf_counter() - started
-        return out.logits[0, -1]
+        return out.logits[0, -keep:]
+
+    def _draft_forward(self, ids: list[int], cache: DynamicCache, keep: int = 1) -> torch.Tensor:
+        out = self.draft_model(
+            input_ids=torch.tensor([ids], device=self.draft_model.device),
+            cache=cache,
+            use_cache=True,
+            logits_to_keep=keep,
+        )
+        return out.logits[0, -keep:].to(self.device)
+
+    def _sampling(self, request: GenerationRequest) -> Sampling:
+        tokens = self.tokens
+        banned = [
+            i for i in tokens.special_ids if i not in self._stop_ids and i < tokens.vocab_size
+        ]
+        return Sampling(
+            temperature=request.temperature,
+            top_p=request.top_p,
+            vocab_size=tokens.vocab_size,
+            banned=torch.tensor(banned, dtype=torch.long, device=self.device),
+            generator=torch.Generator().manual_seed(request.seed),
+        )
+
+    @property
+    def _stop_ids(self) -> set[int]:
+        tokens = self.tokens
+        stop_ids = {i for i in (tokens.eos_id,) if i is not None}
+        if tokens.infill is not None:
+            stop_ids.add(tokens.infill.eot_id)
+        return stop_ids
 
     def generate(self, request: GenerationRequest, cancel: threading.Event) -> GenerationResult:
+        """Take a KV slot → prefill in chunks → decode → put the slot back."""
         if self.model is None:
             return GenerationResult("", "error")
         prompt = request.prompt_ids
@@ -288,76 +402,223 @@ class LocalEngine:
         if cancel.is_set():
             result.finish_reason = "cancelled"
             return result
-        tokens = self.tokens
         self.last_forward_seconds = 0.0
         cache, reused = self.kv.take(request.session, prompt)
         if cache is None:
             cache = DynamicCache(config=self.model.config)
         result.reused_prompt_tokens = reused
         in_cache = list(prompt[:reused])
-        chunk = self.settings.prefill_chunk_tokens
-        stop_ids = {i for i in (tokens.eos_id,) if i is not None}
-        if tokens.infill is not None:
-            stop_ids.add(tokens.infill.eot_id)
-        banned = torch.tensor(
-            [i for i in tokens.special_ids if i not in stop_ids and i < tokens.vocab_size],
-            dtype=torch.long,
-            device=self.device,
-        )
-        generator = torch.Generator().manual_seed(request.seed)
         generated: list[int] = []
+        sampling = self._sampling(request)
+        model_draft = self._take_model_draft(request, sampling, cancel)
         started = time.perf_counter()
         keep_cache = False
         try:
             with torch.inference_mode():
-                logits: torch.Tensor | None = None
-                for start in range(reused, len(prompt), chunk):
-                    if cancel.is_set():
-                        # Report the work done: the prompt tokens now in the cache.
-                        result.prompt_tokens = len(in_cache)
-                        result.finish_reason = "cancelled"
-                        return result
-                    piece = list(prompt[start : start + chunk])
-                    logits = self._forward(piece, cache)
-                    in_cache.extend(piece)
+                chunk = self.settings.prefill_chunk_tokens
+                logits = prefill(self._forward, prompt[reused:], cache, chunk, cancel, in_cache)
+                if logits is None:
+                    # Report the work done: the prompt tokens now in the cache.
+                    result.prompt_tokens = len(in_cache)
+                    result.finish_reason = "cancelled"
+                    return result
                 result.prefill_seconds = time.perf_counter() - started
                 decode_started = time.perf_counter()
-                assert logits is not None
-                for _ in range(request.max_new_tokens):
-                    if cancel.is_set():
-                        result.finish_reason = "cancelled"
-                        break
-                    logits = logits[: tokens.vocab_size]
-                    if len(banned):
-                        logits[banned] = float("-inf")
-                    token = sample_next(logits, request.temperature, request.top_p, generator)
-                    if token in stop_ids:
-                        result.finish_reason = "eot"
-                        break
-                    generated.append(token)
-                    text = tokens.decode_continuation(generated)
-                    cut = text_stop_index(text, request.stop_sequences)
-                    if cut is not None:
-                        result.text = text[:cut]
-                        result.finish_reason = "stop"
-                        break
-                    if request.is_done is not None and request.is_done(text):
-                        result.finish_reason = "stop"
-                        break
-                    if len(generated) == request.max_new_tokens:
-                        break
-                    logits = self._forward([token], cache)
-                    in_cache.append(token)
+                if request.max_new_tokens == 0 and model_draft is not None:
+                    model_draft.catch_up(prompt)  # background prefill: the draft's too
+                self._decode(
+                    request,
+                    logits,
+                    cache,
+                    in_cache,
+                    generated,
+                    sampling,
+                    model_draft,
+                    cancel,
+                    result,
+                )
                 result.decode_seconds = time.perf_counter() - decode_started
             keep_cache = True
         finally:
             # After an exception the cache may hold a half-written chunk: never reuse it.
             if keep_cache or result.finish_reason == "cancelled":
                 self.kv.put(request.session, in_cache, cache)
+                if model_draft is not None:
+                    self.draft_kv.put(request.session, model_draft.in_cache, model_draft.cache)
+            if model_draft is not None:
+                self.draft_step_seconds = model_draft.step_seconds
+                self.draft_catch_up_seconds = model_draft.catch_up_seconds
         result.generated_tokens = len(generated)
         result.token_ids = generated
         if result.finish_reason != "stop":
-            result.text = tokens.decode_continuation(generated)
+            result.text = self.tokens.decode_continuation(generated)
         if result.finish_reason == "cancelled":
             result.text = ""
         return result
+
+    def _decode(
+        self,
+        request: GenerationRequest,
+        logits: torch.Tensor,
+        cache: DynamicCache,
+        in_cache: list[int],
+        generated: list[int],
+        sampling: Sampling,
+        model_draft: ModelDraft | None,
+        cancel: threading.Event,
+        result: GenerationResult,
+    ) -> None:
+        """Choose a token → stop checks → draft → one forward pass (a plain step or a
+        verification) → … ; every token, drafted or not, passes the same stop checks."""
+        sources = self._draft_sources(request, model_draft)
+        forward = timed(self._forward, self.pass_costs)
+        prompt_length = len(request.prompt_ids)
+        next_probs: torch.Tensor | None = None
+        finish: FinishReason | None = None
+        while len(generated) < request.max_new_tokens:
+            if cancel.is_set():
+                result.finish_reason = "cancelled"
+                return
+            token = sampling.sample(logits) if next_probs is None else sampling.draw(next_probs)
+            finish = self._append(token, generated, request, result)
+            if finish is not None:
+                break
+            draft = self._draft([*request.prompt_ids, *generated], sources, request, generated)
+            result.decode_passes += 1
+            if draft is None:
+                logits, next_probs = decode_one_token(forward, token, cache, in_cache), None
+                continue
+            verified = verify(forward, token, draft, cache, in_cache, sampling)
+            self._count(result, draft, len(verified.tokens))
+            for kept in verified.tokens:
+                finish = self._append(kept, generated, request, result)
+                if finish is not None:
+                    break
+            if finish is not None:
+                break
+            logits, next_probs = verified.next_logits, verified.next_probs
+        if finish is not None:
+            result.finish_reason = finish
+        # Keep the KV cache exactly as plain decoding leaves it: every token fed but the last
+        # one appended (a stop token is never appended), so verified tokens past a stop go.
+        fed = prompt_length + len(generated) - (0 if finish == "eot" else 1)
+        drop = len(in_cache) - max(fed, prompt_length)
+        if drop > 0:
+            cache.crop(-drop)
+            del in_cache[-drop:]
+
+    def _append(
+        self,
+        token: int,
+        generated: list[int],
+        request: GenerationRequest,
+        result: GenerationResult,
+    ) -> FinishReason | None:
+        """Add one token and run the stop checks; the finish reason, or None to go on."""
+        if token in self._stop_ids:
+            return "eot"
+        generated.append(token)
+        text = self.tokens.decode_continuation(generated)
+        cut = text_stop_index(text, request.stop_sequences)
+        if cut is not None:
+            result.text = text[:cut]
+            return "stop"
+        if request.is_done is not None and request.is_done(text):
+            return "stop"
+        if len(generated) == request.max_new_tokens:
+            return "length"
+        return None
+
+    def _draft_sources(
+        self, request: GenerationRequest, model_draft: ModelDraft | None
+    ) -> list[DraftSource]:
+        """The draft sources of this request, cheapest first (none when speculation is off)."""
+        max_draft = self._max_draft(request)
+        if max_draft <= 0 or request.max_new_tokens <= 1:
+            return []
+        for budget in self.budgets.values():
+            budget.max_draft = max_draft
+        sources: list[DraftSource] = []
+        for name in self.draft_sources:
+            if name == "previous" and request.draft_text:
+                ids = self.tokens.encode(request.draft_text, leading_space=False)
+                sources.append(SuggestionDraft(ids, len(request.prompt_ids)))
+            elif name == "lookup":
+                sources.append(LookupDraft(self.kv.token_ids))
+            elif name == "draft_model" and model_draft is not None:
+                sources.append(model_draft)
+        return sources
+
+    def _max_draft(self, request: GenerationRequest) -> int:
+        if request.max_draft is not None:
+            return request.max_draft
+        return self.settings.speculative_max_draft if self.settings.speculative else 0
+
+    def _draft(
+        self,
+        seq: list[int],
+        sources: list[DraftSource],
+        request: GenerationRequest,
+        generated: list[int],
+    ) -> Draft | None:
+        """The first source's draft worth verifying, with k set by measured acceptance/cost."""
+        room = request.max_new_tokens - len(generated)
+        for source in sources:
+            budget = self.budgets[source.name]
+            step, setup = 0.0, 0.0
+            if isinstance(source, ModelDraft):
+                step = source.step_seconds
+                behind = source.behind(seq)
+                if behind > 8:  # its prefill, paid once, spread over the tokens still to come
+                    setup = behind * source.catch_up_seconds / room
+            k = (
+                budget.choose(self.pass_costs, step, setup)
+                if self.adaptive_draft
+                else budget.max_draft
+            )
+            k = min(k, room)
+            if k <= 0:
+                continue
+            draft = source.propose(seq, k)
+            if draft is not None and draft.ids:
+                return draft
+        return None
+
+    def _count(self, result: GenerationResult, draft: Draft, accepted: int) -> None:
+        self.budgets[draft.source].update(len(draft.ids), accepted)
+        for stats, amount in (
+            (result.drafted, len(draft.ids)),
+            (result.accepted_drafts, accepted),
+            (result.verify_passes, 1),
+        ):
+            stats[draft.source] = stats.get(draft.source, 0) + amount
+
+    def _take_model_draft(
+        self, request: GenerationRequest, sampling: Sampling, cancel: threading.Event
+    ) -> ModelDraft | None:
+        """The draft model with its KV slot for this session (None without a draft model)."""
+        if self.draft_model is None or self._max_draft(request) <= 0:
+            return None
+        cache, reused = self.draft_kv.take(request.session, request.prompt_ids)
+        if cache is None:
+            cache = DynamicCache(config=self.draft_model.config)
+
+        def pick(logits: torch.Tensor) -> tuple[int, torch.Tensor | None]:
+            vocab = sampling.vocab_size
+            if logits.shape[-1] < vocab:  # a draft without the target's extra (FIM) tokens
+                logits = torch.nn.functional.pad(logits, (0, vocab - logits.shape[-1]), value=-1e9)
+            if sampling.greedy:
+                return int(torch.argmax(sampling.clean(logits)).item()), None
+            probs = sampling.probs(logits)
+            return sampling.draw(probs), probs
+
+        return ModelDraft(
+            self._draft_forward,
+            cache,
+            list(request.prompt_ids[:reused]),
+            pick,
+            self.settings.prefill_chunk_tokens,
+            cancel,
+            self.draft_step_seconds,
+            self.draft_catch_up_seconds,
+        )

@@ -37,6 +37,9 @@ export const SERVER_SETTING_KEYS: Readonly<Record<string, string>> = {
   kvCacheMaxTokens: "kv_cache_max_tokens",
   prefetchAfterAccept: "prefetch_after_accept",
   contextOtherDocuments: "context_other_documents",
+  speculative: "speculative",
+  speculativeMaxDraft: "speculative_max_draft",
+  draftModel: "draft_model",
   localFilesOnly: "local_files_only",
   logLevel: "log_level",
 };

@@ -49,6 +49,9 @@ const PACKAGE_DEFAULTS: Record<string, unknown> = {
   kvCacheMaxTokens: null,
   prefetchAfterAccept: null,
   contextOtherDocuments: null,
+  speculative: null,
+  speculativeMaxDraft: null,
+  draftModel: "",
   localFilesOnly: null,
   logLevel: "",
 };

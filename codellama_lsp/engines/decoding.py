@@ -1,0 +1,281 @@
+"""The decode loop's steps, gpt-fast style: small functions a new way of decoding recombines.
+
+``prefill`` fills a KV cache in chunks, ``decode_one_token`` is one plain step,
+``speculative_step`` drafts k tokens, checks them in one forward pass with ``verify`` and crops
+the cache back to what was accepted. A decode step only ever *proposes* tokens: the caller
+(``LocalEngine.generate``) appends them one by one and runs its stop checks after each, so the
+output of every step is the same token-by-token stream plain decoding would give.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import torch
+from transformers import DynamicCache
+
+from codellama_lsp.engines.drafts import Draft, Forward
+
+
+def sample_next(
+    logits: torch.Tensor, temperature: float, top_p: float, generator: torch.Generator
+) -> int:
+    """Greedy at temperature 0, otherwise temperature + nucleus (top-p) sampling."""
+    if temperature <= 0.0:
+        return int(torch.argmax(logits).item())
+    probs = torch.softmax(logits.float() / temperature, dim=-1)
+    sorted_probs, order = torch.sort(probs, descending=True)
+    outside = torch.cumsum(sorted_probs, dim=-1) - sorted_probs > top_p
+    sorted_probs[outside] = 0.0
+    choice = torch.multinomial(sorted_probs / sorted_probs.sum(), 1, generator=generator)
+    return int(order[choice].item())
+
+
+def probs_of(logits: torch.Tensor, temperature: float, top_p: float) -> torch.Tensor:
+    """The distribution :func:`sample_next` draws from, in vocabulary order (rows: positions)."""
+    probs = torch.softmax(logits.float() / temperature, dim=-1)
+    sorted_probs, order = torch.sort(probs, descending=True, dim=-1)
+    outside = torch.cumsum(sorted_probs, dim=-1) - sorted_probs > top_p
+    sorted_probs[outside] = 0.0
+    sorted_probs = sorted_probs / sorted_probs.sum(dim=-1, keepdim=True)
+    return torch.zeros_like(probs).scatter_(-1, order, sorted_probs)
+
+
+@dataclass
+class Sampling:
+    """How one request turns logits into tokens: vocabulary crop, banned ids, temperature."""
+
+    temperature: float
+    top_p: float
+    vocab_size: int
+    banned: torch.Tensor
+    generator: torch.Generator
+
+    @property
+    def greedy(self) -> bool:
+        return self.temperature <= 0.0
+
+    def clean(self, logits: torch.Tensor) -> torch.Tensor:
+        """Logits (one row or several) cut to the real vocabulary, special ids banned."""
+        logits = logits[..., : self.vocab_size]
+        if len(self.banned):
+            logits[..., self.banned] = float("-inf")
+        return logits
+
+    def sample(self, logits: torch.Tensor) -> int:
+        return sample_next(self.clean(logits), self.temperature, self.top_p, self.generator)
+
+    def probs(self, logits: torch.Tensor) -> torch.Tensor:
+        return probs_of(self.clean(logits), self.temperature, self.top_p)
+
+    def draw(self, probs: torch.Tensor) -> int:
+        return int(torch.multinomial(probs, 1, generator=self.generator).item())
+
+    def uniform(self) -> float:
+        return float(torch.rand((), generator=self.generator).item())
+
+
+def prefill(
+    forward: Forward,
+    ids: Sequence[int],
+    cache: DynamicCache,
+    chunk: int,
+    cancel: threading.Event,
+    in_cache: list[int],
+) -> torch.Tensor | None:
+    """Feed ``ids`` in chunks (a stop flag is seen between chunks); last position's logits.
+
+    ``in_cache`` grows with every chunk fed, so a cancelled prefill still leaves a cache whose
+    ids are known (and reusable). None when cancelled or when ``ids`` is empty.
+    """
+    logits: torch.Tensor | None = None
+    for start in range(0, len(ids), chunk):
+        if cancel.is_set():
+            return None
+        piece = list(ids[start : start + chunk])
+        logits = forward(piece, cache, 1)[-1]
+        in_cache.extend(piece)
+    return logits
+
+
+def decode_one_token(
+    forward: Forward, token: int, cache: DynamicCache, in_cache: list[int]
+) -> torch.Tensor:
+    """One plain step: feed the token just chosen; logits for the next one."""
+    logits = forward([token], cache, 1)[-1]
+    in_cache.append(token)
+    return logits
+
+
+@dataclass
+class Verified:
+    """What one verification pass decided."""
+
+    tokens: list[int]
+    """The accepted draft tokens (a prefix of the draft)."""
+    next_logits: torch.Tensor
+    """Logits for the position after the last accepted token."""
+    next_probs: torch.Tensor | None = None
+    """When sampling and a draft token was rejected: the residual distribution to draw from."""
+
+
+def verify(
+    forward: Forward,
+    token: int,
+    draft: Draft,
+    cache: DynamicCache,
+    in_cache: list[int],
+    sampling: Sampling,
+) -> Verified:
+    """Check ``draft`` after ``token`` in one target forward pass; crop the cache to the result.
+
+    Greedy: a draft token is kept while it is the target's argmax, so the tokens are exactly
+    those plain decoding would pick. Sampling: speculative sampling (Leviathan et al. 2023;
+    gpt-fast, transformers' ``_speculative_sampling``): keep draft token x with probability
+    min(1, p(x)/q(x)); on the first rejection the next token is drawn from norm(max(p - q, 0)),
+    which leaves the output distribution exactly p. A draft without probabilities (lookup, the
+    previous suggestion) is a point mass: q(x) = 1.
+    """
+    fed = [token, *draft.ids]
+    logits = forward(fed, cache, len(fed))
+    in_cache.append(token)
+    accepted: list[int] = []
+    next_probs: torch.Tensor | None = None
+    for i, proposed in enumerate(draft.ids):
+        row = logits[i]
+        if sampling.greedy:
+            if int(torch.argmax(sampling.clean(row)).item()) != proposed:
+                break
+            accepted.append(proposed)
+            continue
+        p = sampling.probs(row)
+        if draft.probs is None:
+            q_x = 1.0
+            residual = p.clone()
+            residual[proposed] = 0.0
+        else:
+            q = draft.probs[i]
+            q_x = float(q[proposed].item())
+            residual = torch.clamp(p - q, min=0.0)
+        p_x = float(p[proposed].item())
+        if q_x > 0 and sampling.uniform() < min(1.0, p_x / q_x):
+            accepted.append(proposed)
+            continue
+        total = float(residual.sum().item())
+        next_probs = residual / total if total > 0 else p
+        break
+    drop = len(draft.ids) - len(accepted)
+    if drop:
+        cache.crop(-drop)
+    in_cache.extend(accepted)
+    return Verified(accepted, logits[len(accepted)], next_probs)
+
+
+@dataclass
+class PassCosts:
+    """Measured seconds of target forward passes: t(n) = one_token + per_extra * (n - 1).
+
+    On a GPU a pass over 5 tokens costs about one over 1 (weights are read once), so
+    ``per_extra`` is tiny; on a CPU it is not, and drafting then rarely pays.
+    """
+
+    one_token: float = 0.0
+    per_extra: float = 0.0
+    rate: float = 0.2
+    since_one_token: int = 0
+    """Multi-token passes since the last one-token pass: a one-token time measured while the
+    machine was busy must not keep drafting on for good, so it is re-measured now and then."""
+    refresh_every: int = 16
+
+    @property
+    def stale(self) -> bool:
+        return self.since_one_token >= self.refresh_every
+
+    def observe(self, tokens: int, seconds: float) -> None:
+        if tokens <= 1:
+            self.one_token = seconds if not self.one_token else self._ema(self.one_token, seconds)
+            self.since_one_token = 0
+            return
+        self.since_one_token += 1
+        if self.one_token:
+            extra = max(0.0, (seconds - self.one_token) / (tokens - 1))
+            self.per_extra = extra if not self.per_extra else self._ema(self.per_extra, extra)
+
+    def _ema(self, old: float, new: float) -> float:
+        return old + self.rate * (new - old)
+
+    def seconds(self, tokens: int) -> float:
+        return self.one_token + self.per_extra * (tokens - 1)
+
+
+@dataclass
+class DraftBudget:
+    """How many tokens to draft from one source: the k with most expected tokens per second.
+
+    Acceptance is modelled as each draft token being kept with probability ``alpha`` (given the
+    ones before it were), so a pass with k drafts yields 1 + alpha + ... + alpha^k tokens and
+    costs ``PassCosts.seconds(k + 1)`` plus k draft steps. k = 0 is plain decoding: when no k
+    beats it the source is not asked (except for a cheap probe every ``probe_every`` steps,
+    so that a source that starts paying again is noticed).
+    """
+
+    max_draft: int
+    kept: float = 1.0
+    tried: float = 2.0
+    decay: float = 0.95
+    probe_every: int = 64
+    idle: int = 0
+    drafted_total: int = field(default=0)
+
+    @property
+    def alpha(self) -> float:
+        return self.kept / self.tried
+
+    def update(self, drafted: int, accepted: int) -> None:
+        trials = accepted + (1 if accepted < drafted else 0)
+        self.kept = self.kept * self.decay**trials + accepted
+        self.tried = self.tried * self.decay**trials + trials
+        self.drafted_total += drafted
+
+    def choose(
+        self, costs: PassCosts, draft_step_seconds: float = 0.0, setup_per_token: float = 0.0
+    ) -> int:
+        """The best k now; ``setup_per_token`` is a one-off cost of using the source at all
+        (a draft model's prefill of the prompt), spread over the tokens still to generate."""
+        if self.max_draft <= 0:
+            return 0
+        base = costs.one_token
+        if base <= 0 or costs.stale:
+            return 0  # a plain step (first, then now and then): the baseline k is weighed against
+        alpha = min(self.alpha, 0.999)
+        best_k, best_rate = 0, 1.0 / base
+        expected = 1.0
+        for k in range(1, self.max_draft + 1):
+            expected += alpha**k
+            per_token = (costs.seconds(k + 1) + k * draft_step_seconds) / expected
+            rate = 1.0 / (per_token + setup_per_token)
+            if rate > best_rate * 1.1:  # a clear gain only: the measurements are noisy
+                best_k, best_rate = k, rate
+        if best_k == 0:
+            self.idle += 1
+            if self.idle >= self.probe_every and not setup_per_token:
+                self.idle = 0
+                return 1
+        else:
+            self.idle = 0
+        return best_k
+
+
+def timed(forward: Forward, costs: PassCosts) -> Forward:
+    """``forward`` that records its duration in ``costs`` (decode passes only)."""
+
+    def run(ids: list[int], cache: DynamicCache, keep: int) -> torch.Tensor:
+        started = time.perf_counter()
+        out = forward(ids, cache, keep)
+        costs.observe(len(ids), time.perf_counter() - started)
+        return out
+
+    return run
