@@ -17,7 +17,8 @@ The same trace runs against three servers, in the same invocation, per model (``
 
 - after: the default settings (adaptive debounce, idle-time prefill, supersession, cache,
   typing-through, KV reuse);
-- before: the same with the former fixed 60 ms debounce and no idle-time prefill;
+- before: the same with the former fixed 60 ms debounce, no idle-time prefill and no
+  speculative decoding (issue 4's server);
 - naive: ``naive`` + ``debounce_ms=0, cache_size=0, kv_cache_slots=0``: every request runs its
   own fresh generation to the end, in arrival order.
 
@@ -72,7 +73,8 @@ MODELS: dict[str, dict[str, Any]] = {
 NAIVE = {"naive": True, "debounce_ms": 0, "cache_size": 0, "kv_cache_slots": 0}
 MODES: dict[str, dict[str, Any]] = {
     "after": {},
-    "before": {"debounce_ms": 60, "idle_prefill": False},  # the fixed debounce of issue 4
+    # Issue 4's server: fixed debounce, no idle prefill, one token per forward pass.
+    "before": {"debounce_ms": 60, "idle_prefill": False, "speculative": False},
     "naive": NAIVE,
 }
 
