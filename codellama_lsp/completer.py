@@ -29,13 +29,16 @@ Source = Literal["model", "cache", "typing-through"]
 
 
 class ContextProvider(Protocol):
-    """Extra prompt text from other documents (see :mod:`codellama_lsp.context`)."""
+    """Extra prompt text from other files (see :mod:`codellama_lsp.context_sources`)."""
 
     def fingerprint(self, uri: str) -> Hashable:
-        """Changes whenever the text :meth:`context` would build for ``uri`` may change."""
+        """Changes whenever the text :meth:`prepare` would build for ``uri`` may change."""
         ...
 
-    def context(self, uri: str, ctx: CursorContext, budget: int) -> str: ...
+    def prepare(self, uri: str) -> Callable[[CursorContext, int], str]:
+        """On the event loop: a snapshot, and the function that builds the text from it on a
+        worker thread (from ``(cursor, token budget)``)."""
+        ...
 
 
 _LONE_SURROGATE = re.compile("[\ud800-\udfff]")
@@ -197,7 +200,7 @@ class Completer:
     def _cache_key(self, uri: str, ctx: CursorContext, before: str, after: str) -> Hashable:
         s = self.settings
         context_fp: Hashable = ()
-        if self.context_provider is not None and s.context_other_documents:
+        if self.context_provider is not None:
             context_fp = self.context_provider.fingerprint(uri)
         return (
             self.engine.name if self.engine else "",
@@ -215,7 +218,13 @@ class Completer:
             context_fp,
         )
 
-    def build_prompt(self, uri: str, ctx: CursorContext) -> Prompt:
+    def build_prompt(
+        self,
+        uri: str,
+        ctx: CursorContext,
+        context: Callable[[CursorContext, int], str] | None = None,
+    ) -> Prompt:
+        """The prompt; ``context`` is the provider's builder, prepared on the event loop."""
         engine = self.engine
         assert engine is not None
         s = self.settings
@@ -230,10 +239,10 @@ class Completer:
         limit = min(s.max_context_tokens, engine.context_limit)
         budget = max(16, limit - new_tokens)
         extra = ""
-        if self.context_provider is not None and s.context_other_documents:
-            extra = _LONE_SURROGATE.sub(
-                "\ufffd", self.context_provider.context(uri, ctx, budget // 4)
-            )
+        if context is None and self.context_provider is not None:
+            context = self.context_provider.prepare(uri)
+        if context is not None:
+            extra = _LONE_SURROGATE.sub("\ufffd", context(ctx, budget // 4))
         return build_prompt(
             ctx,
             engine.tokens,
@@ -257,7 +266,9 @@ class Completer:
         assert engine is not None
         if debounce:
             await self.scheduler.debounce(ticket, self.settings.debounce_ms / 1000)
-        prompt = await asyncio.to_thread(self.build_prompt, uri, ctx)
+        # The context's snapshot is taken here, on the event loop that edits the documents.
+        context = self.context_provider.prepare(uri) if self.context_provider else None
+        prompt = await asyncio.to_thread(self.build_prompt, uri, ctx, context)
         if not ticket.live:
             raise Superseded
         s = self.settings

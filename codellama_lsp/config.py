@@ -58,6 +58,8 @@ class Settings:
     kv_cache_max_tokens: int = 16384
     prefetch_after_accept: bool = True
     context_other_documents: bool = True
+    context_workspace: bool = True
+    context_workspace_max_files: int = 10000
     log_level: str = "INFO"
     naive: bool = False
     """Benchmark baseline: no debounce, supersession, cache, typing-through or KV reuse."""
@@ -96,6 +98,10 @@ class Settings:
             (self.cache_size >= 0, "cache_size must not be negative"),
             (self.cache_ttl_s > 0, "cache_ttl_s must be positive"),
             (self.kv_cache_slots >= 0, "kv_cache_slots must not be negative"),
+            (
+                self.context_workspace_max_files >= 0,
+                "context_workspace_max_files must not be negative",
+            ),
         ]
         for ok, message in checks:
             if not ok:
@@ -216,7 +222,10 @@ HELP = {
     "kv_cache_slots": "KV caches of recent prompts kept for prefix reuse",
     "kv_cache_max_tokens": "total tokens over all KV slots",
     "prefetch_after_accept": "compute the next completion when one is accepted",
-    "context_other_documents": "add snippets and definitions from other open files",
+    "context_other_documents": "add snippets, definitions and recent edits from other open files",
+    "context_workspace": "index the workspace's Python files and add the definitions the code "
+    "near the cursor uses or imports",
+    "context_workspace_max_files": "most Python files the workspace index reads",
     "log_level": "stderr log level (document text is logged only at DEBUG)",
     "naive": "benchmark baseline: turn off debounce, supersession, caches and KV reuse",
 }

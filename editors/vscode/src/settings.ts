@@ -36,6 +36,8 @@ export const SERVER_SETTING_KEYS: Readonly<Record<string, string>> = {
   kvCacheMaxTokens: "kv_cache_max_tokens",
   prefetchAfterAccept: "prefetch_after_accept",
   contextOtherDocuments: "context_other_documents",
+  contextWorkspace: "context_workspace",
+  contextWorkspaceMaxFiles: "context_workspace_max_files",
   localFilesOnly: "local_files_only",
   logLevel: "log_level",
 };
