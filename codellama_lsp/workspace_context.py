@@ -4,11 +4,11 @@ For the cursor, the names the nearby code uses are resolved through the file's o
 first (``from pkg.headers import parse_header`` → that function in ``pkg/headers.py``,
 following re-exports), then by name anywhere in the workspace; then come the names the file
 imports but the nearby code has not used yet (the next line often uses one). The chosen
-definitions are cut to the budget and written as comments, the most relevant last (next to
-the code).
+definitions are cut to the budget and written as comments, grouped by file.
 
-The text depends only on the complete lines (not the one being typed) and on the index, so
-it stays the same while the user types on a line, and the KV cache keeps the prompt's start.
+The text depends only on the complete lines (not the one being typed), on distances from a
+line that moves in steps, and on the index, so it stays the same while the user types, and
+the KV cache keeps the prompt's start.
 """
 
 from __future__ import annotations
@@ -37,6 +37,7 @@ _DOTTED = re.compile(r"\b[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)?")
 _CALL = re.compile(r"\b([A-Za-z_]\w*)\s*\(")
 MAX_IMPORT_LINES = 40
 SCAN_LINES = 200
+ANCHOR_STEP = 8
 FULL = 4
 BRIEF = 8
 BRIEF_CHARS = 120
@@ -74,21 +75,27 @@ def import_statements(lines: list[str], skip: int) -> tuple[list[ast.stmt], set[
     return found, taken
 
 
-def distances(lines: list[str], cursor: int, skip: set[int]) -> dict[str, float]:
-    """How far from the cursor's line each identifier (and ``a.b`` pair) is used.
+def distances(lines: list[str], cursor: int, skip: set[int]) -> dict[str, int]:
+    """How far from the cursor each identifier (and ``a.b`` pair) is used, in lines.
 
-    Lines above count their distance, lines below twice theirs (the code above says more
-    about what comes next); only ``SCAN_LINES`` either side are read, and never the cursor's
-    own line (it changes on every keystroke) nor the ``skip`` lines (imports).
+    Distances are counted from an anchor, the cursor's line rounded down to ``ANCHOR_STEP``
+    lines, so that moving down a line or two does not reorder everything (the lines between
+    the anchor and the cursor count as distance 0). Lines below count twice their distance
+    (the code above says more about what comes next). Only ``SCAN_LINES`` either side are
+    read, and never the cursor's own line (it changes on every keystroke) nor the ``skip``
+    lines (imports).
     """
-    found: dict[str, float] = {}
-    below = range(cursor + 1, min(len(lines), cursor + SCAN_LINES))
-    above = range(cursor - 1, max(-1, cursor - SCAN_LINES - 1), -1)
+    anchor = cursor - cursor % ANCHOR_STEP
+    found: dict[str, int] = {}
+    first = max(0, anchor - SCAN_LINES)
+    last = min(len(lines), anchor + ANCHOR_STEP + SCAN_LINES)
+    order = sorted(
+        (anchor - i if i < anchor else 0 if i < cursor else 2 * (i - anchor), i)
+        for i in range(first, last)
+        if i != cursor and i not in skip
+    )
     # Nearest lines first: the first distance seen for a word is its smallest.
-    order = sorted([(cursor - i, i) for i in above] + [(2 * (i - cursor), i) for i in below])
     for distance, i in order:
-        if i in skip:
-            continue
         for word in set(_DOTTED.findall(lines[i])):
             if word not in found:
                 found[word] = distance
@@ -214,5 +221,6 @@ class WorkspaceContext:
                     chosen.append((info, Symbol(symbol.name, symbol.kind, lines)))
                     used += cost
                     break
-        # The most relevant last, next to the code.
-        return render(chosen[::-1])
+        # In a fixed order (by file, then name), not by rank: the text then changes only
+        # when the chosen set does, and the KV cache keeps more of the prompt.
+        return render(sorted(chosen, key=lambda hit: (hit[0].relative, hit[1].name)))
