@@ -19,6 +19,7 @@ at the end is counted as generations it would run, then dropped (the process is 
 
     python benchmarks/typing_replay.py            # full run, ~8.5 min on 2 busy cores
     python benchmarks/typing_replay.py --quick    # smoke run, ~3 min
+    python benchmarks/typing_replay.py --quick --workspace   # with the workspace index
 
 Results and their reading: docs/benchmarks.md, "Typing speed".
 """
@@ -92,8 +93,13 @@ def _count_tokens() -> Any:
     return CodeTokens(load_tokenizer(str(demo_model_dir()))).count
 
 
-def build_traces(n_files: int, sites: int, chars: int, seed: int) -> list[FileTrace]:
-    """Files cut to ~1,800 tokens; ``sites`` places per file where ``chars`` are retyped."""
+def build_traces(
+    n_files: int, sites: int, chars: int, seed: int, in_workspace: bool = False
+) -> list[FileTrace]:
+    """Files cut to ~1,800 tokens; ``sites`` places per file where ``chars`` are retyped.
+
+    ``in_workspace``: the documents' URIs are the files' own, inside the standard library
+    folder (which the server then indexes as its workspace)."""
     rng = random.Random(seed)
     count = _count_tokens()
     stdlib = Path(sysconfig.get_paths()["stdlib"])
@@ -139,7 +145,7 @@ def build_traces(n_files: int, sites: int, chars: int, seed: int) -> list[FileTr
         doc_lines += lines[last:end]
         traces.append(
             FileTrace(
-                f"file:///bench/{name}",
+                path.as_uri() if in_workspace else f"file:///bench/{name}",
                 "\n".join(doc_lines),
                 steps,
                 [starts[c] for c in chosen],
@@ -284,7 +290,12 @@ class RunResult:
 
 
 async def replay(
-    traces: list[FileTrace], options: dict[str, Any], *, naive: bool, max_wait: float
+    traces: list[FileTrace],
+    options: dict[str, Any],
+    *,
+    naive: bool,
+    max_wait: float,
+    workspace: Path | None = None,
 ) -> RunResult:
     options = {**options, **(NAIVE if naive else {})}
     command = [sys.executable, "-m", "codellama_lsp.cli"]
@@ -300,8 +311,27 @@ async def replay(
                 )
             ),
             initialization_options=options,
+            root_uri=workspace.as_uri() if workspace else None,
+            workspace_folders=(
+                [types.WorkspaceFolder(uri=workspace.as_uri(), name=workspace.name)]
+                if workspace
+                else None
+            ),
         )
     )
+    if workspace is not None:
+        # Replay once the index is built, as a user who has had the project open a while.
+        deadline = time.monotonic() + 600
+        while time.monotonic() < deadline:
+            stats = await client.workspace_execute_command_async(
+                types.ExecuteCommandParams(command="codellama.stats")
+            )
+            index = dict(stats)["workspace_index"]
+            built = index["last_build"] if isinstance(index, dict) else index.last_build
+            if built:
+                print(f"workspace index: {index}", flush=True)
+                break
+            await asyncio.sleep(0.5)
 
     async def command_(name: str, *args: Any) -> Any:
         return await client.workspace_execute_command_async(
@@ -554,7 +584,8 @@ async def main_async(args: argparse.Namespace) -> int:
         n_files, sites, chars = 1, 2, 40
     else:
         n_files, sites, chars = 2, 3, 90
-    traces = build_traces(n_files, sites, chars, args.seed)
+    workspace = Path(sysconfig.get_paths()["stdlib"]) if args.workspace else None
+    traces = build_traces(n_files, sites, chars, args.seed, in_workspace=workspace is not None)
     print(
         f"trace: {len(traces)} files, {sum(len(t.steps) for t in traces)} steps, "
         f"tokens before the edit sites: {[t.prompt_tokens for t in traces]}",
@@ -568,7 +599,13 @@ async def main_async(args: argparse.Namespace) -> int:
         results = {}
         for mode in ("tuned", "naive"):
             t0 = time.perf_counter()
-            run = await replay(traces, options, naive=mode == "naive", max_wait=args.max_wait)
+            run = await replay(
+                traces,
+                options,
+                naive=mode == "naive",
+                max_wait=args.max_wait,
+                workspace=workspace,
+            )
             results[mode] = summarize(run, args.max_wait, mode == "naive")
             print(f"[{name}] {mode}: {time.perf_counter() - t0:.0f} s", flush=True)
         tuned, naive = results["tuned"], results["naive"]
@@ -591,6 +628,11 @@ def main() -> int:
     )
     parser.add_argument("--max-wait", type=float, default=5.0, help="seconds a user waits")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--workspace",
+        action="store_true",
+        help="open the standard library as the workspace (the index adds context)",
+    )
     parser.add_argument("--json", help="also write the results here")
     parser.add_argument("--strict", action="store_true", help="exit 1 when a target fails")
     args = parser.parse_args()
