@@ -72,6 +72,8 @@ class IndexKeeper:
         self._cancel = threading.Event()
         self._task: asyncio.Task[None] | None = None
         self.last_build: dict[str, Any] = {}
+        self.watching = False
+        """Whether the client was asked for ``workspace/didChangeWatchedFiles``."""
 
     def start(self, roots: list[Path], max_files: int) -> asyncio.Task[None]:
         """(Re)build the index of ``roots`` in the background."""

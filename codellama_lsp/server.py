@@ -368,6 +368,7 @@ class CodeLlamaServer(LanguageServer):
         return take_snapshot(unquote(uri), self.workspace.text_documents, self.workspace.root_uri)
 
     def start_indexing(self) -> None:
+        """(Re)index the workspace folders; the first time, ask the client for file events."""
         if not self.settings.context_workspace:
             return
         self.indexer.start(
@@ -375,7 +376,8 @@ class CodeLlamaServer(LanguageServer):
         )
         watched = self.client_capabilities.workspace
         watched_files = watched.did_change_watched_files if watched else None
-        if watched_files and watched_files.dynamic_registration:
+        if watched_files and watched_files.dynamic_registration and not self.indexer.watching:
+            self.indexer.watching = True
             self.spawn(self.client_register_capability_async(watch_registration()))
 
     def index_settings_changed(self, old: Settings, new: Settings) -> None:
@@ -497,6 +499,13 @@ def create_server(settings: Settings) -> CodeLlamaServer:
     ) -> None:
         if ls.settings.context_workspace:
             await ls.indexer.files_changed([change.uri for change in params.changes])
+
+    @server.feature(types.WORKSPACE_DID_CHANGE_WORKSPACE_FOLDERS)
+    def did_change_workspace_folders(
+        ls: CodeLlamaServer, params: types.DidChangeWorkspaceFoldersParams
+    ) -> None:
+        # pygls has updated the folders already: index the new set.
+        ls.start_indexing()
 
     @server.feature(types.TEXT_DOCUMENT_INLINE_COMPLETION, types.InlineCompletionOptions())
     async def inline_completion(

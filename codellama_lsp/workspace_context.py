@@ -212,12 +212,18 @@ class WorkspaceContext:
         chosen: list[tuple[ModuleInfo, Symbol]] = []
         used = 0
         for rank, (info, symbol) in enumerate(self.candidates(uri, ctx)):
-            shapes = (symbol.lines, symbol.lines[:2]) if rank < FULL else (symbol.lines[:2],)
-            if rank >= BRIEF:
-                shapes = ((cut(symbol.lines[0], BRIEF_CHARS),),)
+            brief = (cut(symbol.lines[0], BRIEF_CHARS),)
+            if rank < FULL:
+                shapes = [symbol.lines, symbol.lines[:2], brief]
+            elif rank < BRIEF:
+                shapes = [symbol.lines[:2], brief]
+            else:
+                shapes = [brief]
             for lines in shapes:
                 cost = sum(len(line) + 3 for line in lines) + len(info.relative) + 3
-                if used + cost <= chars:
+                # No definition takes more than a quarter of the budget (a big class would
+                # push out everything after it), unless in its shortest form.
+                if used + cost <= chars and (cost <= chars // 4 or lines is brief):
                     chosen.append((info, Symbol(symbol.name, symbol.kind, lines)))
                     used += cost
                     break
