@@ -7,8 +7,9 @@ imports but the nearby code has not used yet (the next line often uses one). The
 definitions are cut to the budget and written as comments, grouped by file.
 
 The text depends only on the complete lines (not the one being typed), on distances from a
-line that moves in steps, and on the index, so it stays the same while the user types, and
-the KV cache keeps the prompt's start.
+line that moves in steps, and on the index; and the last text of a document is kept while the
+definitions that matter most are all in it. So it stays the same while the user types and
+moves about, and the KV cache keeps the prompt's start.
 """
 
 from __future__ import annotations
@@ -16,7 +17,10 @@ from __future__ import annotations
 import ast
 import contextlib
 import re
+import threading
+from collections import OrderedDict
 from collections.abc import Hashable
+from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
@@ -41,6 +45,9 @@ ANCHOR_STEP = 8
 FULL = 4
 BRIEF = 8
 BRIEF_CHARS = 120
+KEEP_IF_SHOWN = FULL
+"""The last text for a document is kept while its top candidates are all shown in it."""
+REMEMBERED = 64
 """The first ``FULL`` definitions are shown whole (a class with its members), up to
 ``BRIEF`` by their first two lines (signature and docstring line), the rest by their
 signature: more names fit, and a signature is most of what the next line needs."""
@@ -127,6 +134,29 @@ def render(chosen: list[tuple[ModuleInfo, Symbol]]) -> str:
     return "".join(out)
 
 
+@dataclass(frozen=True)
+class _Shown:
+    """The text last built for a document, and the definitions in it."""
+
+    budget: int
+    shown: dict[tuple[str, str], tuple[str, ...]]
+    """(path, name) → the definition's lines when it was shown."""
+    text: str
+
+    def still_good(self, candidates: list[tuple[ModuleInfo, Symbol]], budget: int) -> bool:
+        """The text can stay: the most relevant definitions are all in it, and nothing in
+        it changed. A new name used near the cursor changes it; moving around does not."""
+        if budget != self.budget:
+            return False
+        for info, symbol in candidates[:KEEP_IF_SHOWN]:
+            if (info.path, symbol.name) not in self.shown:
+                return False
+        return all(
+            self.shown.get((info.path, symbol.name), symbol.lines) == symbol.lines
+            for info, symbol in candidates
+        )
+
+
 class WorkspaceContext:
     """The ``context_workspace`` source."""
 
@@ -135,6 +165,8 @@ class WorkspaceContext:
 
     def __init__(self, index: WorkspaceIndex) -> None:
         self.index = index
+        self._last: OrderedDict[str, _Shown] = OrderedDict()
+        self._lock = threading.Lock()
 
     def fingerprint(self, snapshot: Snapshot) -> Hashable:
         return self.index.generation
@@ -209,9 +241,26 @@ class WorkspaceContext:
         chars = budget * CHARS_PER_TOKEN
         if chars <= 0 or not len(self.index):
             return ""
+        candidates = self.candidates(uri, ctx)
+        with self._lock:
+            last = self._last.get(uri)
+        if last is not None and last.still_good(candidates, budget):
+            return last.text
+        text, shown = self._choose(candidates, chars)
+        with self._lock:
+            self._last[uri] = _Shown(budget, shown, text)
+            self._last.move_to_end(uri)
+            while len(self._last) > REMEMBERED:
+                self._last.popitem(last=False)
+        return text
+
+    def _choose(
+        self, candidates: list[tuple[ModuleInfo, Symbol]], chars: int
+    ) -> tuple[str, dict[tuple[str, str], tuple[str, ...]]]:
         chosen: list[tuple[ModuleInfo, Symbol]] = []
+        shown: dict[tuple[str, str], tuple[str, ...]] = {}
         used = 0
-        for rank, (info, symbol) in enumerate(self.candidates(uri, ctx)):
+        for rank, (info, symbol) in enumerate(candidates):
             brief = (cut(symbol.lines[0], BRIEF_CHARS),)
             if rank < FULL:
                 shapes = [symbol.lines, symbol.lines[:2], brief]
@@ -225,8 +274,10 @@ class WorkspaceContext:
                 # push out everything after it), unless in its shortest form.
                 if used + cost <= chars and (cost <= chars // 4 or lines is brief):
                     chosen.append((info, Symbol(symbol.name, symbol.kind, lines)))
+                    shown[(info.path, symbol.name)] = symbol.lines
                     used += cost
                     break
         # In a fixed order (by file, then name), not by rank: the text then changes only
         # when the chosen set does, and the KV cache keeps more of the prompt.
-        return render(sorted(chosen, key=lambda hit: (hit[0].relative, hit[1].name)))
+        text = render(sorted(chosen, key=lambda hit: (hit[0].relative, hit[1].name)))
+        return text, shown

@@ -123,6 +123,22 @@ def test_context_is_stable_while_typing_on_a_line(tmp_path: Path) -> None:
     assert len(texts) == 1 and "parse_header" in texts.pop()
 
 
+def test_context_stays_while_moving_and_changes_for_a_new_name(tmp_path: Path) -> None:
+    root = make_workspace(tmp_path)
+    (root / "pkg" / "tables.py").write_text("def build_table(rows: int) -> list[str]: ...\n")
+    index = WorkspaceIndex()
+    index.build([root])
+    source = WorkspaceContext(index)
+    uri = (root / "main.py").as_uri()
+    first = source.context(uri, cursor_at_end(MAIN + "name\n    "), budget=200)
+    moved = source.context(uri, cursor_at_end(MAIN + "name\n    count = 1\n    "), budget=200)
+    assert moved == first and "build_table" not in first
+    # A name defined elsewhere in the workspace, used on a line just finished.
+    used = MAIN + "name\n    count = 1\n    table = build_table(count)\n    "
+    changed = source.context(uri, cursor_at_end(used), budget=200)
+    assert "# pkg/tables.py\n# def build_table(rows: int) -> list[str]\n" in changed
+
+
 def test_budget_is_respected(tmp_path: Path) -> None:
     root = make_workspace(tmp_path)
     index = WorkspaceIndex()
