@@ -181,7 +181,7 @@ def provider(index: WorkspaceIndex, source: str, snapshot: Snapshot) -> ContextS
     elif source == "index":
         chosen = [WorkspaceContext(index)]
     elif source == "all":
-        chosen = [WorkspaceContext(index), RecentEdits(), OpenDocumentsContext()]
+        chosen = [WorkspaceContext(index), OpenDocumentsContext(), RecentEdits()]
     if not chosen:
         return None
     return ContextSources(lambda _uri: snapshot, Settings, chosen)

@@ -133,7 +133,7 @@ class OpenDocumentsContext:
     """Definitions and similar snippets from the other open documents."""
 
     setting = "context_other_documents"
-    share = 1.0
+    share = 0.35
 
     def __init__(self, definition_share: float = 0.4) -> None:
         self.definition_share = definition_share

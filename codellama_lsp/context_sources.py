@@ -44,7 +44,7 @@ class ContextSource(Protocol):
     setting: str
     """The boolean :class:`Settings` field that turns this source on."""
     share: float
-    """Its share of the context budget (what it leaves unused goes to the next source)."""
+    """Its share of the context budget; 1 = whatever the others leave."""
 
     def fingerprint(self, snapshot: Snapshot) -> Hashable:
         """Changes whenever the text this source would build may change (a cache key part)."""
@@ -67,8 +67,9 @@ def take_snapshot(uri: str, documents: Mapping[str, Any], root_uri: str | None) 
 class ContextSources:
     """All enabled sources as one ``ContextProvider`` for the completer.
 
-    Sources come in priority order; each gets its share of the budget, within what the
-    ones before it left. Their texts are joined in the same order.
+    Sources with a share under 1 get that share first; a source with share 1 then takes
+    what they left, and what it leaves goes back to them. Texts are joined in list order:
+    the most stable first, so that a change in a later one keeps the KV cache of the start.
     """
 
     def __init__(
@@ -94,13 +95,22 @@ class ContextSources:
         parts = [(source.share, source.prepare(snapshot)) for source in self._enabled()]
 
         def build(ctx: CursorContext, budget: int) -> str:
-            texts: list[str] = []
+            texts = [""] * len(parts)
             left = budget
-            for share, builder in parts:
+            fixed = [i for i, (share, _) in enumerate(parts) if share < 1]
+            rest = [i for i, (share, _) in enumerate(parts) if share >= 1]
+            for i in fixed + rest:
+                share, builder = parts[i]
                 allowed = min(left, int(budget * share))
-                text = builder(ctx, allowed) if allowed > 0 else ""
-                left -= estimate_tokens(text)
-                texts.append(text)
+                texts[i] = builder(ctx, allowed) if allowed > 0 else ""
+                left -= estimate_tokens(texts[i])
+            # What the others left (no workspace, nothing found) goes back to the fixed ones.
+            for i in fixed:
+                if left <= 0:
+                    break
+                used = estimate_tokens(texts[i])
+                texts[i] = parts[i][1](ctx, used + left)
+                left -= estimate_tokens(texts[i]) - used
             return "".join(texts)
 
         return build

@@ -52,7 +52,7 @@ class RecentEdits:
     """The ``context_other_documents`` source of recent edits in other files."""
 
     setting = "context_other_documents"
-    share = 0.2
+    share = 0.15
 
     def __init__(self) -> None:
         self._seen: OrderedDict[str, tuple[int | None, str]] = OrderedDict()

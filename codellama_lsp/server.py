@@ -189,7 +189,7 @@ class CodeLlamaServer(LanguageServer):
         self.context = ContextSources(
             self.context_snapshot,
             lambda: self.settings,
-            [WorkspaceContext(self.index), RecentEdits(), OpenDocumentsContext()],
+            [WorkspaceContext(self.index), OpenDocumentsContext(), RecentEdits()],
         )
         self.completer.context_provider = self.context
         self.completer.on_result = self.send_status

@@ -161,7 +161,7 @@ class WorkspaceContext:
     """The ``context_workspace`` source."""
 
     setting = "context_workspace"
-    share = 0.6
+    share = 1.0
 
     def __init__(self, index: WorkspaceIndex) -> None:
         self.index = index

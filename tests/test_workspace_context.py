@@ -204,7 +204,7 @@ def test_sources_share_the_budget_and_follow_their_settings(tmp_path: Path) -> N
     sources = ContextSources(
         lambda _uri: snapshot,
         lambda: settings,
-        [WorkspaceContext(index), RecentEdits(), OpenDocumentsContext()],
+        [WorkspaceContext(index), OpenDocumentsContext(), RecentEdits()],
     )
     ctx = cursor_at_end(MAIN + "\n    parse_header_loose(line)\n    ")
     text = sources.context(snapshot.uri, ctx, 300)
