@@ -275,3 +275,15 @@ async def test_server_puts_workspace_definitions_in_the_prompt(tmp_path: Path) -
             prompt = _prompts(settings["server_url"])[-1]
             assert "# def parse_header(line: str, strict: bool=False)" in prompt
             assert "# def fresh_helper(n: int) -> str\n#     New." in prompt
+
+            # A second workspace folder: indexed too.
+            second = tmp_path / "second"
+            second.mkdir()
+            (second / "extra.py").write_text("def extra_helper(): ...\n")
+            folder = types.WorkspaceFolder(uri=second.as_uri(), name="second")
+            s.client.workspace_did_change_workspace_folders(
+                types.DidChangeWorkspaceFoldersParams(
+                    event=types.WorkspaceFoldersChangeEvent(added=[folder], removed=[])
+                )
+            )
+            await _wait_indexed(s, 5)
