@@ -20,8 +20,8 @@ Then, on a workspace of at least 1,000 files (``--big``), the index build time a
 (tracemalloc) and the time to build one prompt (context + ``build_prompt``) at the same kind
 of positions.
 
-    python benchmarks/context_recall.py                     # ~2 min on 2 busy cores
-    python benchmarks/context_recall.py --positions 40 --big ''   # quick
+    python benchmarks/context_recall.py        # 4 projects + transformers: ~7 min on 2 busy cores
+    python benchmarks/context_recall.py --positions 40 --big ''   # quick: ~40 s
 
 Results: docs/benchmarks.md, "Workspace context".
 """
