@@ -222,9 +222,13 @@ def _prompts(url: str) -> list[str]:
 
 
 async def _wait_indexed(session, files: int) -> None:  # type: ignore[no-untyped-def]
+    """Until the index holds ``files`` files and its build has ended."""
     deadline = time.monotonic() + 30
-    while (await session.stats())["workspace_index"]["files"] != files:
-        assert time.monotonic() < deadline, await session.stats()
+    while True:
+        index = (await session.stats())["workspace_index"]
+        if index["files"] == files and index["last_build"]:
+            return
+        assert time.monotonic() < deadline, index
         await asyncio.sleep(0.05)
 
 
@@ -235,6 +239,13 @@ async def test_server_puts_workspace_definitions_in_the_prompt(tmp_path: Path) -
         options = {**settings, "context_workspace": True}
         async with lsp_session(options, root=root) as s:
             await _wait_indexed(s, 2)
+            # The build was shown as work-done progress, from begin to end.
+            reports = [
+                r
+                for r in s.client.progress_reports.values()
+                if getattr(r[0], "title", "") == "codellama: indexing the workspace"
+            ]
+            assert reports and getattr(reports[0][-1], "message", "") == "2 files indexed"
             uri = (root / "main.py").as_uri()
             s.open(uri, MAIN)
             await s.inline(uri, 6, 11)
