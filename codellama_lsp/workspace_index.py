@@ -341,6 +341,10 @@ class WorkspaceIndex:
     def __len__(self) -> int:
         return len(self._files)
 
+    def paths(self) -> list[str]:
+        with self._lock:
+            return sorted(self._files)
+
     # --- building -------------------------------------------------------------------
     def discover(self, roots: Iterable[Path]) -> list[tuple[Path, Path]]:
         """(root, file) for every Python file to index, in a stable order, at most

@@ -83,7 +83,7 @@ def cursor_at_end(text: str) -> CursorContext:
 def test_index_skips_ignored_virtualenv_build_huge_and_binary_files(tmp_path: Path) -> None:
     index = WorkspaceIndex()
     report = index.build([make_workspace(tmp_path)])
-    indexed = sorted(Path(p).relative_to(tmp_path).as_posix() for p in index._files)
+    indexed = [Path(p).relative_to(tmp_path).as_posix() for p in index.paths()]
     assert indexed == ["pkg/__init__.py", "pkg/headers.py"]
     assert report.skipped == 2  # huge.py and blob.py: found, not read
     for name in ("secret_helper", "generated_table", "venv_helper", "built_helper"):
@@ -298,3 +298,9 @@ async def test_server_puts_workspace_definitions_in_the_prompt(tmp_path: Path) -
                 )
             )
             await _wait_indexed(s, 5)
+
+            # Turned off: the index is dropped.
+            s.client.workspace_did_change_configuration(
+                types.DidChangeConfigurationParams(settings={"context_workspace": False})
+            )
+            await _wait_indexed(s, 0)
