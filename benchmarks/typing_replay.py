@@ -29,6 +29,7 @@ at the end is counted as generations it would run, then dropped (the process is 
     python benchmarks/typing_replay.py                   # fast typist, all modes
     python benchmarks/typing_replay.py --trace person    # a person's speed
     python benchmarks/typing_replay.py --quick           # smoke run
+    python benchmarks/typing_replay.py --quick --workspace   # with the workspace index
 
 Results and their reading: docs/benchmarks.md, "Typing speed".
 """
@@ -145,9 +146,12 @@ def source_files(trace: str) -> list[tuple[str, Path]]:
 
 
 def build_traces(
-    n_files: int, sites: int, chars: int, seed: int, trace: str = "fast"
+    n_files: int, sites: int, chars: int, seed: int, trace: str = "fast", in_workspace: bool = False
 ) -> list[FileTrace]:
-    """Files cut to ``file_tokens``; ``sites`` places per file where ``chars`` are retyped."""
+    """Files cut to ``file_tokens``; ``sites`` places per file where ``chars`` are retyped.
+
+    ``in_workspace``: the documents' URIs are the files' own (for ``--trace fast`` inside the
+    standard library folder, which the server then indexes as its workspace)."""
     rng = random.Random(seed)
     speed = SPEEDS[trace]
     count = _count_tokens()
@@ -193,7 +197,7 @@ def build_traces(
         doc_lines += lines[last:end]
         traces.append(
             FileTrace(
-                f"file:///bench/{name}",
+                path.as_uri() if in_workspace else f"file:///bench/{name}",
                 "\n".join(doc_lines),
                 steps,
                 [starts[c] for c in chosen],
@@ -340,7 +344,12 @@ class RunResult:
 
 
 async def replay(
-    traces: list[FileTrace], options: dict[str, Any], *, mode: str, max_wait: float
+    traces: list[FileTrace],
+    options: dict[str, Any],
+    *,
+    mode: str,
+    max_wait: float,
+    workspace: Path | None = None,
 ) -> RunResult:
     options = {**options, **MODES[mode]}
     command = [sys.executable, "-m", "codellama_lsp.cli"]
@@ -356,8 +365,27 @@ async def replay(
                 )
             ),
             initialization_options=options,
+            root_uri=workspace.as_uri() if workspace else None,
+            workspace_folders=(
+                [types.WorkspaceFolder(uri=workspace.as_uri(), name=workspace.name)]
+                if workspace
+                else None
+            ),
         )
     )
+    if workspace is not None:
+        # Replay once the index is built, as a user who has had the project open a while.
+        deadline = time.monotonic() + 600
+        while time.monotonic() < deadline:
+            stats = await client.workspace_execute_command_async(
+                types.ExecuteCommandParams(command="codellama.stats")
+            )
+            index = dict(stats)["workspace_index"]
+            built = index["last_build"] if isinstance(index, dict) else index.last_build
+            if built:
+                print(f"workspace index: {index}", flush=True)
+                break
+            await asyncio.sleep(0.5)
 
     async def command_(name: str, *args: Any) -> Any:
         return await client.workspace_execute_command_async(
@@ -658,7 +686,8 @@ async def main_async(args: argparse.Namespace) -> int:
         n_files, sites, chars = 1, 2, 40
     else:
         n_files, sites, chars = 2, 3, 90
-    traces = build_traces(n_files, sites, chars, args.seed, args.trace)
+    workspace = Path(sysconfig.get_paths()["stdlib"]) if args.workspace else None
+    traces = build_traces(n_files, sites, chars, args.seed, args.trace, workspace is not None)
     print(
         f"trace: {len(traces)} files, {sum(len(t.steps) for t in traces)} steps, "
         f"tokens before the edit sites: {[t.prompt_tokens for t in traces]}",
@@ -672,7 +701,9 @@ async def main_async(args: argparse.Namespace) -> int:
         results = {}
         for mode in args.modes.split(","):
             t0 = time.perf_counter()
-            run = await replay(traces, options, mode=mode, max_wait=args.max_wait)
+            run = await replay(
+                traces, options, mode=mode, max_wait=args.max_wait, workspace=workspace
+            )
             results[mode] = summarize(run, args.max_wait, mode == "naive")
             print(f"[{name}] {mode}: {time.perf_counter() - t0:.0f} s", flush=True)
         checks = []
@@ -703,6 +734,11 @@ def main() -> int:
     )
     parser.add_argument("--max-wait", type=float, default=5.0, help="seconds a user waits")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--workspace",
+        action="store_true",
+        help="open the standard library as the workspace (the index adds context)",
+    )
     parser.add_argument("--json", help="also write the results here")
     parser.add_argument("--strict", action="store_true", help="exit 1 when a target fails")
     args = parser.parse_args()

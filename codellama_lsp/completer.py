@@ -31,14 +31,21 @@ log = logging.getLogger(__name__)
 Source = Literal["model", "cache", "typing-through"]
 
 
+ContextBuilder = Callable[[CursorContext, int], str]
+"""Builds the context text from (cursor, token budget), on a worker thread."""
+
+
 class ContextProvider(Protocol):
-    """Extra prompt text from other documents (see :mod:`codellama_lsp.context`)."""
+    """Extra prompt text from other files (see :mod:`codellama_lsp.context_sources`)."""
 
     def fingerprint(self, uri: str) -> Hashable:
-        """Changes whenever the text :meth:`context` would build for ``uri`` may change."""
+        """Changes whenever the text :meth:`prepare` would build for ``uri`` may change."""
         ...
 
-    def context(self, uri: str, ctx: CursorContext, budget: int) -> str: ...
+    def prepare(self, uri: str) -> ContextBuilder:
+        """On the event loop: a snapshot, and the function that builds the text from it on a
+        worker thread (from ``(cursor, token budget)``)."""
+        ...
 
 
 _LONE_SURROGATE = re.compile("[\ud800-\udfff]")
@@ -128,9 +135,12 @@ class Completer:
             return
         assert engine is not None
 
+        # The same context as the request will get (a snapshot, taken on the event loop).
+        context = self.context_provider.prepare(uri) if self.context_provider else None
+
         def build() -> tuple[int, ...]:
             ctx = cursor()
-            prompt = self._locked_prompt(uri, ctx)
+            prompt = self._locked_prompt(uri, ctx, context)
             return line_prefix_ids(prompt, engine.tokens, ctx.line_prefix)
 
         self.idle_prefill.start(engine, uri, line, build)
@@ -235,7 +245,7 @@ class Completer:
     def _cache_key(self, uri: str, ctx: CursorContext, before: str, after: str) -> Hashable:
         s = self.settings
         context_fp: Hashable = ()
-        if self.context_provider is not None and s.context_other_documents:
+        if self.context_provider is not None:
             context_fp = self.context_provider.fingerprint(uri)
         return (
             self.engine.name if self.engine else "",
@@ -253,12 +263,17 @@ class Completer:
             context_fp,
         )
 
-    def _locked_prompt(self, uri: str, ctx: CursorContext) -> Prompt:
+    def _locked_prompt(
+        self, uri: str, ctx: CursorContext, context: ContextBuilder | None = None
+    ) -> Prompt:
         """:meth:`build_prompt` from a worker thread (its line-count memo is not thread-safe)."""
         with self._prompt_lock:
-            return self.build_prompt(uri, ctx)
+            return self.build_prompt(uri, ctx, context)
 
-    def build_prompt(self, uri: str, ctx: CursorContext) -> Prompt:
+    def build_prompt(
+        self, uri: str, ctx: CursorContext, context: ContextBuilder | None = None
+    ) -> Prompt:
+        """The prompt; ``context`` is the provider's builder, prepared on the event loop."""
         engine = self.engine
         assert engine is not None
         s = self.settings
@@ -273,10 +288,10 @@ class Completer:
         limit = min(s.max_context_tokens, engine.context_limit)
         budget = max(16, limit - new_tokens)
         extra = ""
-        if self.context_provider is not None and s.context_other_documents:
-            extra = _LONE_SURROGATE.sub(
-                "\ufffd", self.context_provider.context(uri, ctx, budget // 4)
-            )
+        if context is None and self.context_provider is not None:
+            context = self.context_provider.prepare(uri)
+        if context is not None:
+            extra = _LONE_SURROGATE.sub("\ufffd", context(ctx, budget // 4))
         return build_prompt(
             ctx,
             engine.tokens,
@@ -301,7 +316,9 @@ class Completer:
         if debounce:
             self._prefill_when_idle(uri, ctx.line, lambda: ctx)  # the cursor moved, no edit yet
             await self.scheduler.debounce(ticket, self.debounce_s())
-        prompt = await asyncio.to_thread(self._locked_prompt, uri, ctx)
+        # The context's snapshot is taken here, on the event loop that edits the documents.
+        context = self.context_provider.prepare(uri) if self.context_provider else None
+        prompt = await asyncio.to_thread(self._locked_prompt, uri, ctx, context)
         if not ticket.live:
             raise Superseded
         s = self.settings

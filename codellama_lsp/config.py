@@ -63,6 +63,8 @@ class Settings:
     speculative: bool = True
     speculative_max_draft: int = 8
     draft_model: str = ""
+    context_workspace: bool = True
+    context_workspace_max_files: int = 10000
     log_level: str = "INFO"
     naive: bool = False
     """Benchmark baseline: no debounce, supersession, cache, typing-through or KV reuse."""
@@ -111,6 +113,10 @@ class Settings:
             (
                 0 <= self.speculative_max_draft <= 32,
                 "speculative_max_draft must be between 0 and 32",
+            ),
+            (
+                self.context_workspace_max_files >= 0,
+                "context_workspace_max_files must not be negative",
             ),
         ]
         for ok, message in checks:
@@ -236,13 +242,16 @@ HELP = {
     "kv_cache_slots": "KV caches of recent prompts kept for prefix reuse",
     "kv_cache_max_tokens": "total tokens over all KV slots",
     "prefetch_after_accept": "compute the next completion when one is accepted",
-    "context_other_documents": "add snippets and definitions from other open files",
+    "context_other_documents": "add snippets, definitions and recent edits from other open files",
     "speculative": "local engine: draft tokens (from the prompt, the previous suggestion, "
     "`draft_model`) and check several in one forward pass; same output, fewer passes",
     "speculative_max_draft": "most tokens drafted per check (the engine picks fewer, or none, "
     "from measured acceptance and pass cost)",
     "draft_model": "small model drafting for `model` (same tokenizer), e.g. "
     "`codellama/CodeLlama-7b-Python-hf` for the 70B; empty = none",
+    "context_workspace": "index the workspace's Python files and add the definitions the code "
+    "near the cursor uses or imports",
+    "context_workspace_max_files": "most Python files the workspace index reads",
     "log_level": "stderr log level (document text is logged only at DEBUG)",
     "naive": "benchmark baseline: turn off debounce, supersession, caches and KV reuse",
 }

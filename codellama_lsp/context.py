@@ -15,12 +15,11 @@ from __future__ import annotations
 import re
 from collections.abc import Hashable, Iterable
 from dataclasses import dataclass
-from typing import Any, Protocol
 from urllib.parse import unquote, urlparse
 
-from codellama_lsp.cursor import CursorContext
+from codellama_lsp.context_sources import CHARS_PER_TOKEN, Builder, Snapshot
+from codellama_lsp.cursor import CursorContext, lsp_lines
 
-CHARS_PER_TOKEN = 3  # a cautious estimate for code; build_prompt measures the real cost
 SNIPPET_LINES = 16
 NEAR_LINES = 20
 FAR_ABOVE_LINES = 80
@@ -66,11 +65,6 @@ _KEYWORDS = frozenset(
         "self",
     ]
 )
-
-
-class _Documents(Protocol):
-    @property
-    def workspace(self) -> Any: ...
 
 
 @dataclass(frozen=True)
@@ -126,28 +120,37 @@ def as_comments(path: str, body: Iterable[str]) -> str:
     return f"# {path}\n" + "".join(f"# {line}\n" if line else "#\n" for line in body)
 
 
-class OpenDocumentsContext:
-    """Builds the extra context from the server's open documents."""
+def nearby_names(ctx: CursorContext, lines: int = NEAR_LINES) -> set[str]:
+    """Identifiers of the ``lines`` complete lines above the cursor.
 
-    def __init__(self, server: _Documents, definition_share: float = 0.4) -> None:
-        self.server = server
+    The cursor's own line is left out: it changes on every keystroke, and the context must
+    stay the same while the user types on one line (the KV cache reuses the prompt's start).
+    """
+    return identifiers("\n".join(ctx.lines[max(0, ctx.line - lines) : ctx.line]))
+
+
+class OpenDocumentsContext:
+    """Definitions and similar snippets from the other open documents."""
+
+    setting = "context_other_documents"
+    share = 0.35
+
+    def __init__(self, definition_share: float = 0.4) -> None:
         self.definition_share = definition_share
 
-    def _others(self, uri: str) -> list[Any]:
-        docs = self.server.workspace.text_documents
-        return [d for u, d in sorted(docs.items()) if u != uri and u.endswith((".py", ".pyi"))]
+    def fingerprint(self, snapshot: Snapshot) -> Hashable:
+        return tuple((d.uri, d.version) for d in snapshot.others)
 
-    def fingerprint(self, uri: str) -> Hashable:
-        return tuple((d.uri, d.version) for d in self._others(uri))
+    def prepare(self, snapshot: Snapshot) -> Builder:
+        return lambda ctx, budget: self.context(snapshot, ctx, budget)
 
-    def context(self, uri: str, ctx: CursorContext, budget: int) -> str:
-        others = self._others(uri)
+    def context(self, snapshot: Snapshot, ctx: CursorContext, budget: int) -> str:
+        others = snapshot.others
         chars = budget * CHARS_PER_TOKEN
         if chars <= 0:
             return ""
-        root = getattr(self.server.workspace, "root_uri", None)
-        near = "\n".join(ctx.lines[max(0, ctx.line - NEAR_LINES) : ctx.line + 1])
-        wanted = identifiers(near)
+        root = snapshot.root_uri
+        wanted = nearby_names(ctx)
         parts: list[str] = []
         used = 0
 
@@ -161,25 +164,26 @@ class OpenDocumentsContext:
 
         # Definitions first: the most information per token.
         def_limit = int(chars * self.definition_share)
+        uri = snapshot.uri
+        other_lines = [(d, lsp_lines(d.source)) for d in others]
         sources = [(relative_path(uri, root), ctx.lines[: max(0, ctx.line - FAR_ABOVE_LINES)])]
-        sources += [(relative_path(d.uri, root), d.source.splitlines()) for d in others]
+        sources += [(relative_path(d.uri, root), lines) for d, lines in other_lines]
         seen: set[str] = set()
         for path, lines in sources:
-            for d in definitions(lines):
-                if d.name in wanted and d.name not in seen:
-                    seen.add(d.name)
-                    body = [d.signature] + ([f"    {d.doc}"] if d.doc else [])
+            for found in definitions(lines):
+                if found.name in wanted and found.name not in seen:
+                    seen.add(found.name)
+                    body = [found.signature] + ([f"    {found.doc}"] if found.doc else [])
                     add(as_comments(path, body), def_limit)
 
         # Then the most similar snippets of other documents.
         scored: list[tuple[float, str, list[str]]] = []
-        for d in others:
-            lines = d.source.splitlines()
+        for doc, lines in other_lines:
             for start in range(0, max(1, len(lines)), SNIPPET_LINES // 2):
                 window = lines[start : start + SNIPPET_LINES]
                 score = jaccard(wanted, identifiers("\n".join(window)))
                 if score > 0.05:
-                    scored.append((score, relative_path(d.uri, root), window))
+                    scored.append((score, relative_path(doc.uri, root), window))
         scored.sort(key=lambda item: -item[0])
         for _score, path, window in scored[:3]:
             if not add(as_comments(path, window), chars):

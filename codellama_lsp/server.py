@@ -32,13 +32,18 @@ from codellama_lsp import __version__
 from codellama_lsp.completer import Completer, Completion
 from codellama_lsp.config import Settings, SettingsError, client_overrides
 from codellama_lsp.context import OpenDocumentsContext
+from codellama_lsp.context_sources import ContextSources, Snapshot, take_snapshot
 from codellama_lsp.cursor import CursorContext, lsp_lines
 from codellama_lsp.engines.base import Engine, EngineLoadError
 from codellama_lsp.engines.factory import create_engine
 from codellama_lsp.engines.http import HttpEngine
 from codellama_lsp.framing import read_messages
+from codellama_lsp.indexing import IndexKeeper, watch_registration, workspace_roots
 from codellama_lsp.postprocess import line_edit
 from codellama_lsp.protocol import CodeLlamaProtocol, strict_converter, strict_int
+from codellama_lsp.recent_edits import RecentEdits
+from codellama_lsp.workspace_context import WorkspaceContext
+from codellama_lsp.workspace_index import WorkspaceIndex
 
 log = logging.getLogger(__name__)
 
@@ -171,7 +176,15 @@ class CodeLlamaServer(LanguageServer):
         """The process's exit status: 1 after ``exit`` without ``shutdown`` (LSP)."""
         self.settings = settings
         self.completer = Completer(settings)
-        self.context = OpenDocumentsContext(self)
+        self.index = WorkspaceIndex(settings.context_workspace_max_files)
+        self.indexer = IndexKeeper(
+            self.index, (self._progress_begin, self._index_progress, self._progress_end)
+        )
+        self.context = ContextSources(
+            self.context_snapshot,
+            lambda: self.settings,
+            [WorkspaceContext(self.index), OpenDocumentsContext(), RecentEdits()],
+        )
         self.completer.context_provider = self.context
         self.completer.on_result = self.send_status
         self.state = "loading"
@@ -293,6 +306,7 @@ class CodeLlamaServer(LanguageServer):
         self.settings = new
         self.completer.apply_settings(new)
         logging.getLogger("codellama_lsp").setLevel(new.log_level.upper())
+        self.index_settings_changed(old, new)
         changed = {name for name in ENGINE_SETTINGS if getattr(old, name) != getattr(new, name)}
         if changed and self._load_task is not None:
             self.start_loading()
@@ -409,6 +423,42 @@ class CodeLlamaServer(LanguageServer):
         if token is not None:
             self.work_done_progress.end(token, types.WorkDoneProgressEnd(message=message))
 
+    # --- workspace context ---------------------------------------------------------------
+    def context_snapshot(self, uri: str) -> Snapshot:
+        """On the event loop: the open documents as the context sources may read them."""
+        return take_snapshot(unquote(uri), self.workspace.text_documents, self.workspace.root_uri)
+
+    def start_indexing(self) -> None:
+        """(Re)index the workspace folders; the first time, ask the client for file events."""
+        if not self.settings.context_workspace:
+            return
+        self.indexer.start(
+            workspace_roots(self.workspace), self.settings.context_workspace_max_files
+        )
+        watched = self.client_capabilities.workspace
+        watched_files = watched.did_change_watched_files if watched else None
+        if watched_files and watched_files.dynamic_registration and not self.indexer.watching:
+            self.indexer.watching = True
+            self.spawn(self.client_register_capability_async(watch_registration()))
+
+    def index_settings_changed(self, old: Settings, new: Settings) -> None:
+        if self._load_task is None:
+            return  # not initialized yet: `initialized` starts the index
+        if not new.context_workspace:
+            if old.context_workspace:
+                self.indexer.stop()
+        elif (
+            not old.context_workspace
+            or old.context_workspace_max_files != new.context_workspace_max_files
+        ):
+            self.start_indexing()
+
+    def _index_progress(self, token: str | None, message: str, percent: int) -> None:
+        if token is not None:
+            self.work_done_progress.report(
+                token, types.WorkDoneProgressReport(message=message, percentage=percent)
+            )
+
     # --- completions -----------------------------------------------------------------
     def cursor(
         self, uri: str, position: types.Position
@@ -503,6 +553,7 @@ def create_server(settings: Settings) -> CodeLlamaServer:
     @server.feature(types.INITIALIZED)
     def initialized(ls: CodeLlamaServer, params: types.InitializedParams) -> None:
         ls.start_loading()
+        ls.start_indexing()
 
     @server.feature(types.WORKSPACE_DID_CHANGE_CONFIGURATION)
     def did_change_configuration(
@@ -533,6 +584,25 @@ def create_server(settings: Settings) -> CodeLlamaServer:
         ls.completer.scheduler.cancel_key(uri)
         ls.completer.typing.forget(uri)
         ls.completer.idle_prefill.forget(uri)
+
+    @server.feature(types.TEXT_DOCUMENT_DID_SAVE)
+    async def did_save(ls: CodeLlamaServer, params: types.DidSaveTextDocumentParams) -> None:
+        if ls.settings.context_workspace:
+            await ls.indexer.files_changed([params.text_document.uri])
+
+    @server.feature(types.WORKSPACE_DID_CHANGE_WATCHED_FILES)
+    async def did_change_watched_files(
+        ls: CodeLlamaServer, params: types.DidChangeWatchedFilesParams
+    ) -> None:
+        if ls.settings.context_workspace:
+            await ls.indexer.files_changed([change.uri for change in params.changes])
+
+    @server.feature(types.WORKSPACE_DID_CHANGE_WORKSPACE_FOLDERS)
+    def did_change_workspace_folders(
+        ls: CodeLlamaServer, params: types.DidChangeWorkspaceFoldersParams
+    ) -> None:
+        # pygls has updated the folders already: index the new set.
+        ls.start_indexing()
 
     @server.feature(types.TEXT_DOCUMENT_INLINE_COMPLETION, types.InlineCompletionOptions())
     async def inline_completion(
@@ -635,6 +705,7 @@ def create_server(settings: Settings) -> CodeLlamaServer:
             "background_tasks": len(ls._background),
             "inflight": len(completer._inflight),
             "open_documents": len(ls.workspace.text_documents),
+            "workspace_index": {"files": len(ls.index), "last_build": ls.indexer.last_build},
         }
         kv = getattr(engine, "kv", None)
         if kv is not None:

@@ -159,7 +159,9 @@ async def lsp_session(
     env: dict[str, str] | None = None,
     caps: types.ClientCapabilities | None = None,
     wait_ready: bool = True,
+    root: Path | None = None,
 ) -> AsyncIterator[Session]:
+    """A session; ``root``: the workspace folder the client opens."""
     client = make_test_lsp_client()
     session = Session(client)
 
@@ -173,6 +175,10 @@ async def lsp_session(
             types.InitializeParams(
                 capabilities=caps or capabilities(),
                 initialization_options=GREEDY if options is None else options,
+                root_uri=root.as_uri() if root else None,
+                workspace_folders=(
+                    [types.WorkspaceFolder(uri=root.as_uri(), name=root.name)] if root else None
+                ),
             )
         )
         session.capabilities = result.capabilities

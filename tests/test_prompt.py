@@ -12,6 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from codellama_lsp.context import OpenDocumentsContext, definitions
+from codellama_lsp.context_sources import take_snapshot
 from codellama_lsp.cursor import CursorContext
 from codellama_lsp.demo_model import resolve_model
 from codellama_lsp.prompt import LineCounter, build_prompt, choose_format, window_start
@@ -173,13 +174,12 @@ def test_other_documents_give_definitions_and_snippets() -> None:
         ),
     )
     current = SimpleNamespace(uri="file:///ws/main.py", version=1, source="")
-    workspace = SimpleNamespace(
-        text_documents={other.uri: other, current.uri: current}, root_uri="file:///ws"
-    )
-    provider = OpenDocumentsContext(SimpleNamespace(workspace=workspace))
+    documents = {other.uri: other, current.uri: current}
+    snapshot = take_snapshot(current.uri, documents, "file:///ws")
+    provider = OpenDocumentsContext()
     ctx = CursorContext("from pkg.geometry import distance\n\nd = distance(", 2, 13)
-    text = provider.context(current.uri, ctx, budget=200)
+    text = provider.context(snapshot, ctx, budget=200)
     assert "# pkg/geometry.py\n# def distance(a, b)\n#     Euclidean distance" in text
-    assert provider.fingerprint(current.uri) == ((other.uri, 3),)
+    assert provider.fingerprint(snapshot) == ((other.uri, 3),)
     prompt = build_prompt(ctx, tokens(), fmt="prefix", budget=400, extra_context=text)
     assert prompt.prefix_text.startswith("# pkg/geometry.py")

@@ -40,6 +40,8 @@ export const SERVER_SETTING_KEYS: Readonly<Record<string, string>> = {
   speculative: "speculative",
   speculativeMaxDraft: "speculative_max_draft",
   draftModel: "draft_model",
+  contextWorkspace: "context_workspace",
+  contextWorkspaceMaxFiles: "context_workspace_max_files",
   localFilesOnly: "local_files_only",
   logLevel: "log_level",
 };

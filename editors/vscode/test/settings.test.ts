@@ -52,6 +52,8 @@ const PACKAGE_DEFAULTS: Record<string, unknown> = {
   speculative: null,
   speculativeMaxDraft: null,
   draftModel: "",
+  contextWorkspace: null,
+  contextWorkspaceMaxFiles: null,
   localFilesOnly: null,
   logLevel: "",
 };
