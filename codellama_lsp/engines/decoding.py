@@ -20,22 +20,8 @@ from transformers import DynamicCache
 from codellama_lsp.engines.drafts import Draft, Forward
 
 
-def sample_next(
-    logits: torch.Tensor, temperature: float, top_p: float, generator: torch.Generator
-) -> int:
-    """Greedy at temperature 0, otherwise temperature + nucleus (top-p) sampling."""
-    if temperature <= 0.0:
-        return int(torch.argmax(logits).item())
-    probs = torch.softmax(logits.float() / temperature, dim=-1)
-    sorted_probs, order = torch.sort(probs, descending=True)
-    outside = torch.cumsum(sorted_probs, dim=-1) - sorted_probs > top_p
-    sorted_probs[outside] = 0.0
-    choice = torch.multinomial(sorted_probs / sorted_probs.sum(), 1, generator=generator)
-    return int(order[choice].item())
-
-
 def probs_of(logits: torch.Tensor, temperature: float, top_p: float) -> torch.Tensor:
-    """The distribution :func:`sample_next` draws from, in vocabulary order (rows: positions)."""
+    """Temperature + nucleus (top-p) distribution, in vocabulary order (rows: positions)."""
     probs = torch.softmax(logits.float() / temperature, dim=-1)
     sorted_probs, order = torch.sort(probs, descending=True, dim=-1)
     outside = torch.cumsum(sorted_probs, dim=-1) - sorted_probs > top_p
@@ -44,15 +30,32 @@ def probs_of(logits: torch.Tensor, temperature: float, top_p: float) -> torch.Te
     return torch.zeros_like(probs).scatter_(-1, order, sorted_probs)
 
 
+def inverse_cdf(probs: torch.Tensor, u: float) -> int:
+    """The token whose slice of [0, 1) holds ``u`` (tokens of probability 0 have none)."""
+    cumulative = torch.cumsum(probs, dim=-1)
+    index = int(torch.searchsorted(cumulative, torch.tensor([u]), right=True).item())
+    if index >= probs.shape[-1]:  # u above a total a hair under 1 (rounding)
+        index = int(torch.nonzero(probs).max().item())
+    return index
+
+
 @dataclass
 class Sampling:
-    """How one request turns logits into tokens: vocabulary crop, banned ids, temperature."""
+    """How one request turns logits into tokens: vocabulary crop, banned ids, temperature.
+
+    Sampling is *coupled*: the token at generated position n is the inverse CDF of the model's
+    distribution at one uniform number u(seed, n). A drafted token is kept when it is the token
+    the target would sample there (for greedy: its argmax), so speculative decoding gives the
+    same tokens as plain decoding for the same seed, whatever was drafted and whatever k the
+    engine chose; and the distribution is the model's own. A draft model samples its guesses
+    with the same u(n), so it agrees with the target wherever their distributions are close.
+    """
 
     temperature: float
     top_p: float
     vocab_size: int
     banned: torch.Tensor
-    generator: torch.Generator
+    seed: int
 
     @property
     def greedy(self) -> bool:
@@ -65,17 +68,18 @@ class Sampling:
             logits[..., self.banned] = float("-inf")
         return logits
 
-    def sample(self, logits: torch.Tensor) -> int:
-        return sample_next(self.clean(logits), self.temperature, self.top_p, self.generator)
+    def sample(self, logits: torch.Tensor, position: int) -> int:
+        """The token at generated position ``position`` (0 = the first new token)."""
+        if self.greedy:
+            return int(torch.argmax(self.clean(logits)).item())
+        return inverse_cdf(self.probs(logits), self.uniform(position))
 
     def probs(self, logits: torch.Tensor) -> torch.Tensor:
         return probs_of(self.clean(logits), self.temperature, self.top_p)
 
-    def draw(self, probs: torch.Tensor) -> int:
-        return int(torch.multinomial(probs, 1, generator=self.generator).item())
-
-    def uniform(self) -> float:
-        return float(torch.rand((), generator=self.generator).item())
+    def uniform(self, position: int) -> float:
+        generator = torch.Generator().manual_seed(self.seed * 1_000_003 + position)
+        return float(torch.rand((), generator=generator).item())
 
 
 def prefill(
@@ -118,8 +122,6 @@ class Verified:
     """The accepted draft tokens (a prefix of the draft)."""
     next_logits: torch.Tensor
     """Logits for the position after the last accepted token."""
-    next_probs: torch.Tensor | None = None
-    """When sampling and a draft token was rejected: the residual distribution to draw from."""
 
 
 def verify(
@@ -129,49 +131,27 @@ def verify(
     cache: DynamicCache,
     in_cache: list[int],
     sampling: Sampling,
+    position: int,
 ) -> Verified:
     """Check ``draft`` after ``token`` in one target forward pass; crop the cache to the result.
 
-    Greedy: a draft token is kept while it is the target's argmax, so the tokens are exactly
-    those plain decoding would pick. Sampling: speculative sampling (Leviathan et al. 2023;
-    gpt-fast, transformers' ``_speculative_sampling``): keep draft token x with probability
-    min(1, p(x)/q(x)); on the first rejection the next token is drawn from norm(max(p - q, 0)),
-    which leaves the output distribution exactly p. A draft without probabilities (lookup, the
-    previous suggestion) is a point mass: q(x) = 1.
+    Draft token i stands at generated position ``position + i``; it is kept while it is the
+    token the target samples there (:class:`Sampling`: the argmax when greedy, the coupled
+    sample otherwise), so the tokens are exactly those plain decoding would pick.
     """
     fed = [token, *draft.ids]
     logits = forward(fed, cache, len(fed))
     in_cache.append(token)
     accepted: list[int] = []
-    next_probs: torch.Tensor | None = None
     for i, proposed in enumerate(draft.ids):
-        row = logits[i]
-        if sampling.greedy:
-            if int(torch.argmax(sampling.clean(row)).item()) != proposed:
-                break
-            accepted.append(proposed)
-            continue
-        p = sampling.probs(row)
-        if draft.probs is None:
-            q_x = 1.0
-            residual = p.clone()
-            residual[proposed] = 0.0
-        else:
-            q = draft.probs[i]
-            q_x = float(q[proposed].item())
-            residual = torch.clamp(p - q, min=0.0)
-        p_x = float(p[proposed].item())
-        if q_x > 0 and sampling.uniform() < min(1.0, p_x / q_x):
-            accepted.append(proposed)
-            continue
-        total = float(residual.sum().item())
-        next_probs = residual / total if total > 0 else p
-        break
+        if sampling.sample(logits[i], position + i) != proposed:
+            break
+        accepted.append(proposed)
     drop = len(draft.ids) - len(accepted)
     if drop:
         cache.crop(-drop)
     in_cache.extend(accepted)
-    return Verified(accepted, logits[len(accepted)], next_probs)
+    return Verified(accepted, logits[len(accepted)])
 
 
 @dataclass

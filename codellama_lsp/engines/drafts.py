@@ -34,8 +34,6 @@ SOURCES = ("previous", "lookup", "draft_model")
 class Draft:
     source: str
     ids: list[int]
-    probs: torch.Tensor | None = None
-    """Per drafted token, the distribution it was sampled from (None: a deterministic guess)."""
 
 
 class DraftSource(Protocol):
@@ -172,7 +170,7 @@ class ModelDraft:
         forward: Forward,
         cache: DynamicCache,
         in_cache: list[int],
-        pick: Callable[[torch.Tensor], tuple[int, torch.Tensor | None]],
+        pick: Callable[[torch.Tensor, int], int],
         chunk: int,
         cancel: threading.Event,
         step_seconds: float = 0.0,
@@ -218,12 +216,9 @@ class ModelDraft:
             return None
         caught_up = time.perf_counter()
         ids: list[int] = []
-        probs: list[torch.Tensor] = []
         for i in range(k):
-            token, dist = self.pick(logits)
+            token = self.pick(logits, len(seq) + i)
             ids.append(token)
-            if dist is not None:
-                probs.append(dist)
             if i < k - 1:
                 logits = self.forward([token], self.cache, 1)[-1]
                 self.in_cache.append(token)
@@ -236,7 +231,7 @@ class ModelDraft:
             self.catch_up_seconds = _ema(self.catch_up_seconds, per_token)
             if k > 1:
                 self.step_seconds = _ema(self.step_seconds, (ended - caught_up) / (k - 1))
-        return Draft(self.name, ids, torch.stack(probs) if probs else None)
+        return Draft(self.name, ids)
 
 
 def _ema(old: float, new: float) -> float:

@@ -382,7 +382,7 @@ class LocalEngine:
             top_p=request.top_p,
             vocab_size=tokens.vocab_size,
             banned=torch.tensor(banned, dtype=torch.long, device=self.device),
-            generator=torch.Generator().manual_seed(request.seed),
+            seed=request.seed,
         )
 
     @property
@@ -473,22 +473,21 @@ class LocalEngine:
         sources = self._draft_sources(request, model_draft)
         forward = timed(self._forward, self.pass_costs)
         prompt_length = len(request.prompt_ids)
-        next_probs: torch.Tensor | None = None
         finish: FinishReason | None = None
         while len(generated) < request.max_new_tokens:
             if cancel.is_set():
                 result.finish_reason = "cancelled"
                 return
-            token = sampling.sample(logits) if next_probs is None else sampling.draw(next_probs)
+            token = sampling.sample(logits, len(generated))
             finish = self._append(token, generated, request, result)
             if finish is not None:
                 break
             draft = self._draft([*request.prompt_ids, *generated], sources, request, generated)
             result.decode_passes += 1
             if draft is None:
-                logits, next_probs = decode_one_token(forward, token, cache, in_cache), None
+                logits = decode_one_token(forward, token, cache, in_cache)
                 continue
-            verified = verify(forward, token, draft, cache, in_cache, sampling)
+            verified = verify(forward, token, draft, cache, in_cache, sampling, len(generated))
             self._count(result, draft, len(verified.tokens))
             for kept in verified.tokens:
                 finish = self._append(kept, generated, request, result)
@@ -496,7 +495,7 @@ class LocalEngine:
                     break
             if finish is not None:
                 break
-            logits, next_probs = verified.next_logits, verified.next_probs
+            logits = verified.next_logits
         if finish is not None:
             result.finish_reason = finish
         # Keep the KV cache exactly as plain decoding leaves it: every token fed but the last
@@ -603,14 +602,12 @@ class LocalEngine:
         if cache is None:
             cache = DynamicCache(config=self.draft_model.config)
 
-        def pick(logits: torch.Tensor) -> tuple[int, torch.Tensor | None]:
+        def pick(logits: torch.Tensor, index: int) -> int:
+            """The draft model's guess at sequence index ``index``, coupled to the target."""
             vocab = sampling.vocab_size
             if logits.shape[-1] < vocab:  # a draft without the target's extra (FIM) tokens
                 logits = torch.nn.functional.pad(logits, (0, vocab - logits.shape[-1]), value=-1e9)
-            if sampling.greedy:
-                return int(torch.argmax(sampling.clean(logits)).item()), None
-            probs = sampling.probs(logits)
-            return sampling.draw(probs), probs
+            return sampling.sample(logits, index - len(request.prompt_ids))
 
         return ModelDraft(
             self._draft_forward,
