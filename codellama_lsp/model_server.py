@@ -476,6 +476,11 @@ class ModelServer:
         if self.worker.state == "error":
             raise ApiError(503, f"model failed to load: {self.worker.error}", "server_error")
 
+    @property
+    def context_limit(self) -> int:
+        """Prompt + new tokens: the model's own limit under ``--max-context-tokens``."""
+        return min(self.settings.max_context_tokens, self.worker.engine.context_limit)
+
     def _model_names(self) -> set[str]:
         from codellama_lsp.demo_model import resolve_model
 
@@ -510,14 +515,15 @@ class ModelServer:
         if len(stop) > self.limits.max_stop_sequences:
             raise ApiError(400, f"at most {self.limits.max_stop_sequences} stop sequences")
         engine = self.worker.engine
-        limit = self.limits.max_prompt_tokens or engine.context_limit
-        budget = min(limit, engine.context_limit - max_tokens)
+        context_limit = self.context_limit
+        limit = self.limits.max_prompt_tokens or context_limit
+        budget = min(limit, context_limit - max_tokens)
 
         def too_long(what: str) -> ApiError:
             return ApiError(
                 400,
                 f"the prompt has {what} tokens and asks for {max_tokens} more; "
-                f"this server allows {limit} prompt tokens and {engine.context_limit} in all",
+                f"this server allows {limit} prompt tokens and {context_limit} in all",
             )
 
         fewest = self._fewest_tokens(body.prompt, body.suffix)
@@ -668,7 +674,7 @@ class ModelServer:
             "owned_by": "codellama-lsp",
         }
         if self.worker.state == "ready":
-            data["max_model_len"] = self.worker.engine.context_limit
+            data["max_model_len"] = self.context_limit
         return web.json_response({"object": "list", "data": [data]})
 
     async def score(self, request: web.Request) -> web.Response:

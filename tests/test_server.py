@@ -265,3 +265,38 @@ async def test_auto_closed_bracket_is_replaced_not_doubled() -> None:
         inserted = str(item.insert_text)
         assert "\n" not in inserted
         assert inserted.count("(") - inserted.count(")") <= 0  # the line is closed
+
+
+async def test_raising_max_context_tokens_live_takes_effect() -> None:
+    """``max_context_tokens`` needs no reload: a live raise lengthens the next prompt (the
+    engines used to keep the value they were loaded with and cap every prompt by it)."""
+    import inspect
+    import textwrap
+
+    options = {
+        **GREEDY,
+        "max_context_tokens": 64,
+        "max_new_tokens": 4,
+        "max_new_tokens_single_line": 4,
+        "context_other_documents": False,
+        "context_workspace": False,
+        "prefetch_after_accept": False,
+    }
+    source = inspect.getsource(textwrap)[:6000]
+    async with lsp_session(options) as s:
+        uri = "file:///long.py"
+        s.open(uri, source)
+        line, col = end_of(source)
+        before = (await s.stats())["prompt_tokens"]
+        await s.inline(uri, line, col)
+        small = (await s.stats())["prompt_tokens"] - before
+        assert 0 < small <= 64
+        s.client.workspace_did_change_configuration(
+            types.DidChangeConfigurationParams(settings={"codellama": {"max_context_tokens": 1024}})
+        )
+        await asyncio.sleep(0.3)
+        assert (await s.command("codellama.status"))["state"] == "ready"  # no reload
+        before = (await s.stats())["prompt_tokens"]
+        await s.inline(uri, line, col)
+        large = (await s.stats())["prompt_tokens"] - before
+        assert 64 < large <= 1024

@@ -15,6 +15,8 @@ from codellama_lsp.tokenization import CodeTokens
 
 EngineState = Literal["idle", "loading", "ready", "error"]
 FinishReason = Literal["eot", "stop", "length", "cancelled", "error"]
+UNKNOWN_CONTEXT_LIMIT = 1 << 30
+"""An engine's ``context_limit`` when the model does not state one."""
 ProgressCallback = Callable[[str, int], None]
 """Called while loading with a message and a percentage (0–100)."""
 
@@ -81,7 +83,8 @@ class Engine(Protocol):
 
     @property
     def context_limit(self) -> int:
-        """The most prompt + new tokens the model accepts."""
+        """The most prompt + new tokens the model itself accepts (callers also apply the live
+        ``max_context_tokens``); :data:`UNKNOWN_CONTEXT_LIMIT` when the model does not say."""
         ...
 
     def load(self, progress: ProgressCallback) -> None:

@@ -33,6 +33,7 @@ from urllib.parse import urlsplit
 
 from codellama_lsp.config import Settings
 from codellama_lsp.engines.base import (
+    UNKNOWN_CONTEXT_LIMIT,
     EngineLoadError,
     EngineState,
     GenerationRequest,
@@ -173,7 +174,7 @@ class HttpEngine:
         self.read_timeout_s = read_timeout_s
         self._client = uuid.uuid4().hex[:8]
         self._tokens: CodeTokens | None = None
-        self._context_limit = settings.max_context_tokens
+        self._context_limit = UNKNOWN_CONTEXT_LIMIT  # until /v1/models says
         self._closed = threading.Event()
 
     # --- Engine protocol ---------------------------------------------------------------------
@@ -308,7 +309,7 @@ class HttpEngine:
         for model in models if isinstance(models, list) else []:
             limit = model.get("max_model_len") if isinstance(model, dict) else None
             if isinstance(limit, int) and limit > 0:
-                self._context_limit = min(self.settings.max_context_tokens, limit)
+                self._context_limit = limit
             if isinstance(model, dict) and model.get("id") not in (None, self.model_name):
                 log.warning("%s serves %s, not %s", self.url, model.get("id"), self.model_name)
 

@@ -25,6 +25,7 @@ from transformers import AutoModelForCausalLM, DynamicCache
 from codellama_lsp.config import Settings
 from codellama_lsp.demo_model import resolve_model
 from codellama_lsp.engines.base import (
+    UNKNOWN_CONTEXT_LIMIT,
     EngineLoadError,
     EngineState,
     FinishReason,
@@ -232,12 +233,10 @@ class LocalEngine:
 
     @property
     def context_limit(self) -> int:
+        """The model's own limit; ``max_context_tokens`` is applied per request by the caller
+        (from the live settings, so raising it takes effect without a reload)."""
         limit = int(getattr(self.model.config, "max_position_embeddings", 0) or 0)
-        return (
-            min(self.settings.max_context_tokens, limit)
-            if limit
-            else self.settings.max_context_tokens
-        )
+        return limit or UNKNOWN_CONTEXT_LIMIT
 
     @property
     def device(self) -> torch.device:
