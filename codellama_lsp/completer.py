@@ -133,6 +133,8 @@ class Completer:
         engine = self.engine
         if not (s.idle_prefill and self.ready and not s.naive and keeps_kv_cache(engine)):
             return
+        if not self.idle_prefill.wanted(uri, line):
+            return  # before the context snapshot: this runs on every edit
         assert engine is not None
 
         # The same context as the request will get (a snapshot, taken on the event loop).

@@ -90,14 +90,18 @@ class IdlePrefill:
         self.stop()
         self._done.clear()
 
+    def wanted(self, uri: str, line: int) -> bool:
+        """The model is idle and ``line`` of ``uri`` is not prefilled yet: worth a prompt."""
+        if self.running or not self._scheduler.idle:
+            return False
+        done = self._done.get(uri)
+        return done is None or done[0] != line
+
     def start(
         self, engine: Engine, uri: str, line: int, build: Callable[[], tuple[int, ...]]
     ) -> None:
         """Prefill ``build()`` (run off the loop) for ``line`` of ``uri`` if the model is idle."""
-        if self.running or not self._scheduler.idle:
-            return
-        done = self._done.get(uri)
-        if done is not None and done[0] == line:
+        if not self.wanted(uri, line):
             return
         self._task = asyncio.ensure_future(self._run(engine, uri, line, build))
 

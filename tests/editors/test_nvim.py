@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import json
 import subprocess
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -148,13 +149,15 @@ def require_build(build: Build) -> None:
     assert out.stdout.startswith(build.version_prefix), out.stdout[:200]
 
 
-@pytest.fixture(params=BUILDS, ids=[b.id for b in BUILDS])
-def nvim(request: pytest.FixtureRequest, tmp_path: Path):
-    build: Build = request.param
+@contextlib.contextmanager
+def running_nvim(
+    build: Build, tmp_path: Path, name: str, text: str, settings: dict[str, Any]
+) -> Iterator[Nvim]:
+    """Neovim editing ``name`` (written with ``text``); its output printed when it closes."""
     require_build(build)
-    file = tmp_path / "geometry.py"
-    file.write_text(SOURCE)
-    editor = Nvim(build, tmp_path, file, SETTINGS)
+    file = tmp_path / name
+    file.write_text(text)
+    editor = Nvim(build, tmp_path, file, settings)
     try:
         yield editor
     finally:
@@ -162,6 +165,12 @@ def nvim(request: pytest.FixtureRequest, tmp_path: Path):
         log = editor.log.read_text(errors="replace")
         if log.strip():
             print(f"--- nvim output ({build.id}) ---\n{log}")
+
+
+@pytest.fixture(params=BUILDS, ids=[b.id for b in BUILDS])
+def nvim(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Nvim]:
+    with running_nvim(request.param, tmp_path, "geometry.py", SOURCE, SETTINGS) as editor:
+        yield editor
 
 
 def wait_ready(nvim: Nvim) -> dict[str, Any]:
@@ -283,21 +292,13 @@ def test_checkhealth(nvim: Nvim) -> None:
 
 
 @pytest.fixture(params=BUILDS, ids=[b.id for b in BUILDS])
-def scripted_nvim(request: pytest.FixtureRequest, tmp_path: Path):
+def scripted_nvim(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Nvim]:
     """Neovim whose language server asks the scripted model server (known answers)."""
-    build: Build = request.param
-    require_build(build)
-    file = tmp_path / "count.py"
-    file.write_text(SCRIPTED_START)
-    with scripted_model_server(TYPING_TARGET, tmp_path) as settings:
-        editor = Nvim(build, tmp_path, file, settings)
-        try:
-            yield editor
-        finally:
-            editor.close()
-            log = editor.log.read_text(errors="replace")
-            if log.strip():
-                print(f"--- nvim output ({build.id}) ---\n{log}")
+    with (
+        scripted_model_server(TYPING_TARGET, tmp_path) as settings,
+        running_nvim(request.param, tmp_path, "count.py", SCRIPTED_START, settings) as editor,
+    ):
+        yield editor
 
 
 def test_ghost_text_while_typing_a_word(scripted_nvim: Nvim) -> None:
