@@ -75,7 +75,12 @@ NAIVE = {"naive": True, "debounce_ms": 0, "cache_size": 0, "kv_cache_slots": 0}
 MODES: dict[str, dict[str, Any]] = {
     "after": {},
     # Issue 4's server: fixed debounce, no idle prefill, one token per forward pass.
-    "before": {"debounce_ms": 60, "idle_prefill": False, "speculative": False},
+    "before": {
+        "debounce_ms": 60,
+        "idle_prefill": False,
+        "speculative": False,
+        "keep_matching_generations": False,
+    },
     "naive": NAIVE,
 }
 
@@ -525,6 +530,8 @@ def summarize(run: RunResult, max_wait: float, naive: bool) -> dict[str, Any]:
         "completed_per_100_keys": round(100 * st["generations_completed"] / keys, 1),
         "cancelled_per_100_keys": round(100 * st["generations_cancelled"] / keys, 1),
         "completed_share": round(st["generations_completed"] / max(1, started), 3),
+        "kept_per_100_keys": round(100 * st.get("generations_kept", 0) / keys, 1),
+        "kept_hits": st.get("kept_generation_hits", 0),
         "idle_prefills_per_100_keys": round(100 * st.get("idle_prefills_started", 0) / keys, 1),
         "idle_prefill_tokens": st.get("idle_prefill_tokens", 0),
         "debounce_wait_p50_ms": timing("debounce_wait", "p50"),
@@ -621,6 +628,8 @@ ROWS = [
     ("generations completed per 100 keys", "completed_per_100_keys"),
     ("generations cancelled per 100 keys", "cancelled_per_100_keys"),
     ("share of started generations completed", "completed_share"),
+    ("generations kept running by matching keys per 100 keys", "kept_per_100_keys"),
+    ("  answers a kept generation gave at a pause", "kept_hits"),
     ("idle-time prefills per 100 keys", "idle_prefills_per_100_keys"),
     ("  tokens they prefilled", "idle_prefill_tokens"),
     ("debounce wait p50 / max (ms)", "debounce_wait"),

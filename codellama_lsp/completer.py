@@ -72,6 +72,17 @@ class BoundedLineCounter(LineCounter):
         return super().__call__(line)
 
 
+def recording_text(ticket: Ticket, is_done: Callable[[str], bool]) -> Callable[[str], bool]:
+    """``is_done`` that also writes the text so far to ``ticket.made``: engines call it after
+    every token, and the scheduler reads it to decide whether the generation is still wanted."""
+
+    def check(text: str) -> bool:
+        ticket.made = text
+        return is_done(text)
+
+    return check
+
+
 @dataclass(frozen=True)
 class Completion:
     text: str
@@ -95,6 +106,8 @@ class Completer:
         self._counter: LineCounter | None = None
         self._inflight: dict[Hashable, asyncio.Future[Completion | None]] = {}
         self.scheduler.on_superseded = lambda _ticket: self.stats.add("requests_superseded")
+        self.scheduler.on_kept = lambda _ticket: self.stats.add("generations_kept")
+        self.scheduler.keep_matching = self.settings.keep_matching_generations
         self._naive_requests: dict[str, int] = {}
         self.debounce = AdaptiveDebounce()
         self._prompt_lock = threading.Lock()
@@ -114,6 +127,7 @@ class Completer:
         ):
             self.cache = CompletionCache(settings.cache_size, settings.cache_ttl_s)
         self.settings = settings
+        self.scheduler.keep_matching = settings.keep_matching_generations
 
     @property
     def ready(self) -> bool:
@@ -174,7 +188,7 @@ class Completer:
             result = await asyncio.shield(joined)
             return self._finish(result, started)
 
-        ticket = self.scheduler.ticket(uri)
+        ticket = self.scheduler.ticket(uri, before, after)
         rest = self.typing.lookup(uri, before, after)
         if rest is not None:
             self.stats.add("typing_through_hits")
@@ -223,7 +237,7 @@ class Completer:
             return  # the user already asked for something newer: never supersede it
         future: asyncio.Future[Completion | None] = asyncio.get_running_loop().create_future()
         self._inflight[key] = future
-        ticket = self.scheduler.ticket(uri)
+        ticket = self.scheduler.ticket(uri, ctx.prefix, ctx.suffix)
         try:
             future.set_result(await self._generate(uri, ctx, key, ticket, debounce=False))
         except BaseException:
@@ -318,6 +332,15 @@ class Completer:
         if debounce:
             self._prefill_when_idle(uri, ctx.line, lambda: ctx)  # the cursor moved, no edit yet
             await self.scheduler.debounce(ticket, self.debounce_s())
+        await self.scheduler.settle(ticket)
+        if not ticket.live:
+            raise Superseded
+        # A generation kept running for an earlier keystroke may have answered this one.
+        rest = self.typing.lookup(uri, ctx.prefix, ctx.suffix)
+        if rest is not None:
+            self.stats.add("typing_through_hits")
+            self.stats.add("kept_generation_hits")
+            return Completion(rest, replace_range_end(ctx), "typing-through")
         # The context's snapshot is taken here, on the event loop that edits the documents.
         context = self.context_provider.prepare(uri) if self.context_provider else None
         prompt = await asyncio.to_thread(self._locked_prompt, uri, ctx, context)
@@ -331,7 +354,7 @@ class Completer:
             temperature=s.temperature,
             top_p=s.top_p,
             stop_sequences=("\n",) if single else s.stop_sequences,
-            is_done=block_done(ctx),
+            is_done=recording_text(ticket, block_done(ctx)),
             session="" if s.naive else uri,
             draft_text="" if s.naive else self.typing.draft(uri, ctx.prefix),
             max_draft=s.speculative_max_draft if s.speculative and not s.naive else 0,

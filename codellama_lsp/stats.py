@@ -18,6 +18,8 @@ COUNTERS = (
     "generation_errors",
     "cache_hits",
     "typing_through_hits",
+    "generations_kept",
+    "kept_generation_hits",
     "prompt_tokens",
     "reused_prompt_tokens",
     "generated_tokens",

@@ -29,6 +29,9 @@ import {
   serverSettings,
 } from "./settings";
 import { parseServerLogLine } from "./serverLog";
+
+/** A token never cancelled: see the inline-completion middleware. */
+const NOT_FORWARDED = new vscode.CancellationTokenSource();
 import {
   formatLatency,
   formatStats,
@@ -101,8 +104,14 @@ class CodeLlamaClient implements vscode.Disposable {
       initializationOptions: () => serverSettings(this.config()),
       middleware: {
         // Client-side switch too, so that "off" is instant even while the server is busy.
-        provideInlineCompletionItems: (document, position, context, token, next) =>
-          this.config().get<boolean>("enabled", true) ? next(document, position, context, token) : undefined,
+        // VS Code cancels the inline request at every key. The server supersedes a document's
+        // older request by itself and lets a generation run on while what is typed matches it
+        // (its answer then serves the next pause), so the cancel is not forwarded: VS Code drops
+        // a stale answer here instead of the server stopping the work there.
+        provideInlineCompletionItems: (document, position, context, _token, next) =>
+          this.config().get<boolean>("enabled", true)
+            ? next(document, position, context, NOT_FORWARDED.token)
+            : undefined,
       },
     };
     const client = new LanguageClient("codellama", "Code Llama", serverOptions, clientOptions);

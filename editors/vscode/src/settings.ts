@@ -29,6 +29,7 @@ export const SERVER_SETTING_KEYS: Readonly<Record<string, string>> = {
   fimSuffixShare: "fim_suffix_share",
   stopSequences: "stop_sequences",
   debounceMs: "debounce_ms",
+  keepMatchingGenerations: "keep_matching_generations",
   idlePrefill: "idle_prefill",
   prefillChunkTokens: "prefill_chunk_tokens",
   cacheSize: "cache_size",

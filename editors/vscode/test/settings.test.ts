@@ -38,6 +38,7 @@ const PACKAGE_DEFAULTS: Record<string, unknown> = {
   topP: null,
   promptFormat: "",
   debounceMs: null,
+  keepMatchingGenerations: null,
   idlePrefill: null,
   httpModelName: "",
   fimSuffixShare: null,
