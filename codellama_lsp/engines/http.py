@@ -5,9 +5,11 @@ llama.cpp's server. It runs on the language server's model worker thread, so it 
 and uses the standard library's ``http.client``: no event loop, no extra dependency.
 
 * Prompts are built here with the model's own tokenizer (same prompt as in-process) and sent as
-  token ids, which ``codellama-lsp serve``, vLLM and llama.cpp accept. A server that rejects ids
-  (TGI) gets text instead (FIM as ``<PRE> prefix <SUF>suffix <MID>``), decided once, on the
-  first 400/422 answer.
+  token ids, which ``codellama-lsp serve``, vLLM and llama.cpp's ``llama-server`` accept. A
+  server that rejects ids (TGI, llama-cpp-python's server) gets text instead (FIM as
+  ``<PRE> prefix <SUF>suffix <MID>``), decided once, on the first 400/422 answer. A
+  left-to-right prompt as text tokenizes back to the same ids; FIM text needs a server that
+  reads those markers (ours and TGI do, llama-cpp-python does not: ``prompt_format = prefix``).
 * Streaming: text arrives token by token; stop sequences and ``is_done`` are applied here.
   Cancelling (the stop flag) closes the connection at once, which is how the server learns to
   stop generating (ours stops within one decode step).
@@ -220,7 +222,13 @@ class HttpEngine:
                 if not (self.send_token_ids and exc.status in (400, 422)) or cancel.is_set():
                     raise
                 # The server does not take token ids (TGI): send text from now on.
-                log.warning("%s rejected token ids (%s); sending text prompts", self.url, exc)
+                log.warning(
+                    "%s rejected token ids (%s); sending text prompts (infill prompts as "
+                    "'<PRE> … <SUF>… <MID>' text: if this server does not read those markers, "
+                    "set prompt_format to prefix)",
+                    self.url,
+                    exc,
+                )
                 self.send_token_ids = False
                 self._stream(request, cancel, result)
         except (OSError, http.client.HTTPException, ServerError, ValueError) as exc:
