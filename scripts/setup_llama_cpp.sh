@@ -44,8 +44,9 @@ if [ ! -f "$DEST/venv/.installed-$VERSION" ]; then
 fi
 
 # The converter runs on the project's interpreter (torch, transformers, numpy) with the sdist's
-# own gguf-py; it also imports sentencepiece, kept here rather than in the project's venv.
-if [ ! -d "$DEST/converter-packages/sentencepiece" ]; then
-  "$PY" -m pip install --quiet --target "$DEST/converter-packages" sentencepiece
+# own gguf-py; it also imports sentencepiece (and protobuf, to write a tokenizer.model), kept
+# here rather than in the project's venv.
+if [ ! -d "$DEST/converter-packages/google/protobuf" ]; then
+  "$PY" -m pip install --quiet --target "$DEST/converter-packages" sentencepiece protobuf
 fi
 PYTHONPATH="$ROOT" "$PY" "$ROOT/scripts/demo_gguf.py" "$DEST"
