@@ -1,0 +1,280 @@
+"""What people do with suggestions: shown, accepted (wholly or in part), dismissed, and kept.
+
+Counts stay in the server's memory and are only read through ``codellama.stats``; nothing
+leaves the machine.
+
+* A **suggestion** is one completion at one place. While the user types it through or accepts
+  it a word at a time, the server answers with the rest of it: that is the same suggestion, not
+  a new one (see :meth:`Acceptance.offered`).
+* **Shown** counts suggestions the server answered with, or, once a client reports what it
+  really showed (Copilot's ``textDocument/didShowCompletion``), the ones it reports.
+* **Dismissed** counts suggestions replaced by another one (or by nothing) before any of it
+  was accepted.
+* **Retention**: the accepted text is followed through the document's edits (``didChange``);
+  after :data:`RETENTION_SECONDS` and after :data:`RETENTION_EDITS` edits, the characters of it
+  still there are counted (a character-level diff of the accepted text and its span now).
+"""
+
+from __future__ import annotations
+
+import difflib
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+RETENTION_SECONDS = 30.0
+RETENTION_EDITS = 20
+PENDING_EDITS = 4
+"""An accept whose text is not in the document after this many edits is not followed (the
+client applied something else, or its ``didChange`` never came)."""
+MAX_FOLLOWED = 200
+"""Accepts followed at once; the oldest are let go (a long session in an idle document)."""
+
+Position = tuple[int, int]
+"""(line, character) in the client's units, as LSP positions are."""
+
+
+@dataclass(frozen=True)
+class Change:
+    """One ``didChange`` content change: the range it replaced and the end of the new text."""
+
+    start: Position
+    end: Position
+    new_end: Position
+
+    @classmethod
+    def of(cls, start: Position, end: Position, text: str, units: Callable[[str], int]) -> Change:
+        *lines, last = text.split("\n")
+        if lines:
+            return cls(start, end, (start[0] + len(lines), units(last)))
+        return cls(start, end, (start[0], start[1] + units(last)))
+
+
+def moved(pos: Position, change: Change, *, after_insert: bool) -> Position:
+    """Where ``pos`` is after ``change``.
+
+    Text inserted exactly at ``pos`` lands before it when ``after_insert`` (the start of a
+    span: typing in front of accepted text is not part of it), else after it (the end of a
+    span: typing on after accepted text is not part of it). A position inside the replaced
+    range moves to the end of the new text when ``after_insert``, else to its start.
+    """
+    start, end = change.start, change.end
+    if pos < start or (pos == start and not after_insert):
+        return pos
+    if pos < end:
+        return change.new_end if after_insert else start
+    if pos[0] == end[0]:
+        return (change.new_end[0], change.new_end[1] + pos[1] - end[1])
+    return (pos[0] + change.new_end[0] - end[0], pos[1])
+
+
+def kept_characters(accepted: str, now: str) -> int:
+    """How many characters of ``accepted`` are still in ``now`` (its span in the document)."""
+    matcher = difflib.SequenceMatcher(None, accepted, now, autojunk=False)
+    return sum(block.size for block in matcher.get_matching_blocks())
+
+
+@dataclass
+class Suggestion:
+    """The suggestion on screen in a document: where it started and its whole text."""
+
+    before: str
+    text: str
+    used: bool = False
+
+
+@dataclass
+class Followed:
+    """Accepted text being followed through the document's edits."""
+
+    uri: str
+    text: str
+    start: Position
+    end: Position
+    accepted_at: float
+    pending: bool = True
+    """Until the document is seen to hold the text (the client's ``didChange`` may come later)."""
+    edits: int = 0
+    measured_time: bool = False
+    measured_edits: bool = False
+
+    @property
+    def done(self) -> bool:
+        if self.pending:
+            return self.measured_time or self.edits >= PENDING_EDITS
+        return self.measured_time and self.measured_edits
+
+
+@dataclass
+class Retention:
+    """Accepted characters measured at one point, and how many of them were still there."""
+
+    accepted_chars: int = 0
+    kept_chars: int = 0
+
+    def add(self, accepted: int, kept: int) -> None:
+        self.accepted_chars += accepted
+        self.kept_chars += kept
+
+    def snapshot(self) -> dict[str, Any]:
+        share = self.kept_chars / self.accepted_chars if self.accepted_chars else None
+        return {
+            "accepted_chars": self.accepted_chars,
+            "kept_chars": self.kept_chars,
+            "kept_share": round(share, 3) if share is not None else None,
+        }
+
+
+TextAt = Callable[[str, Position, Position], str | None]
+"""The document's text between two positions, or None when the document is not open."""
+
+
+@dataclass
+class Acceptance:
+    """Counts per session; the server calls it from its handlers (all on the event loop)."""
+
+    clock: Callable[[], float] = time.monotonic
+    shown: int = 0
+    accepted: int = 0
+    accepted_chars: int = 0
+    partially_accepted: int = 0
+    partially_accepted_chars: int = 0
+    dismissed: int = 0
+    used: int = 0
+    client_reports_shown: bool = False
+    after_time: Retention = field(default_factory=Retention)
+    after_edits: Retention = field(default_factory=Retention)
+    _current: dict[str, Suggestion] = field(default_factory=dict)
+    _followed: list[Followed] = field(default_factory=list)
+
+    # --- shown and dismissed ------------------------------------------------------------
+    def offered(self, uri: str, before: str, text: str) -> None:
+        """The server answered with ``text`` at a cursor with ``before`` in front of it."""
+        if not self.client_reports_shown:
+            self._show(uri, before, text)
+
+    def reported_shown(self, uri: str, before: str, text: str) -> None:
+        """The client says it showed ``text`` (from then on, only its reports count)."""
+        self.client_reports_shown = True
+        self._show(uri, before, text)
+
+    def _show(self, uri: str, before: str, text: str) -> None:
+        current = self._current.get(uri)
+        if current is not None and continues(current, before, text):
+            return
+        self._end(uri)
+        if text:
+            self._current[uri] = Suggestion(before, text)
+            self.shown += 1
+
+    def nothing_offered(self, uri: str) -> None:
+        """The server answered with nothing: the suggestion on screen is gone."""
+        if not self.client_reports_shown:
+            self._end(uri)
+
+    def _end(self, uri: str) -> None:
+        current = self._current.pop(uri, None)
+        if current is not None and not current.used:
+            self.dismissed += 1
+
+    def closed(self, uri: str) -> None:
+        self._end(uri)
+        self._followed = [f for f in self._followed if f.uri != uri]
+
+    def _use(self, uri: str) -> None:
+        current = self._current.get(uri)
+        if current is not None and not current.used:
+            current.used = True
+            self.used += 1
+        elif current is None:
+            self.used += 1  # accepted without our knowing it was shown (another client)
+            self.shown += 1
+
+    # --- accepts ------------------------------------------------------------------------
+    def accepted_whole(self, uri: str, start: Position, text: str, units: int) -> None:
+        """The client inserted all of ``text`` at ``start`` (``units`` long in its units)."""
+        self.accepted += 1
+        self.accepted_chars += len(text)
+        self._use(uri)
+        self._current.pop(uri, None)
+        self._follow(uri, start, text, units)
+
+    def accepted_part(self, uri: str, start: Position, text: str, units: int) -> None:
+        """The client inserted ``text``, the beginning of the suggestion, at ``start``."""
+        if not text:
+            return
+        self.partially_accepted += 1
+        self.partially_accepted_chars += len(text)
+        self._use(uri)
+        self._follow(uri, start, text, units)
+
+    def _follow(self, uri: str, start: Position, text: str, units: int) -> None:
+        newlines = text.count("\n")
+        end = (start[0] + newlines, (0 if newlines else start[1]) + units)
+        self._followed.append(Followed(uri, text, start, end, self.clock()))
+        del self._followed[:-MAX_FOLLOWED]
+
+    # --- retention ----------------------------------------------------------------------
+    def edited(self, uri: str, changes: list[Change], text_at: TextAt) -> None:
+        """``didChange`` (after the document took it): move spans, measure the 20th edit."""
+        for followed in self._followed:
+            if followed.uri != uri:
+                continue
+            if followed.pending:
+                # The accept's own edit inserts at the span's start: keep the start in place.
+                for change in changes:
+                    followed.start = moved(followed.start, change, after_insert=False)
+                    followed.end = moved(followed.end, change, after_insert=False)
+                followed.edits += len(changes)
+                if text_at(uri, followed.start, followed.end) == followed.text:
+                    followed.pending, followed.edits = False, 0
+                continue
+            for change in changes:
+                followed.start = moved(followed.start, change, after_insert=True)
+                followed.end = moved(followed.end, change, after_insert=False)
+            followed.edits += len(changes)
+            if followed.edits >= RETENTION_EDITS and not followed.measured_edits:
+                followed.measured_edits = True
+                self.after_edits.add(len(followed.text), self._kept(followed, text_at))
+        self.measure_due(text_at)
+
+    def measure_due(self, text_at: TextAt) -> None:
+        """Measure the accepts that are :data:`RETENTION_SECONDS` old (a timer calls this)."""
+        now = self.clock()
+        for followed in self._followed:
+            if followed.measured_time or now - followed.accepted_at < RETENTION_SECONDS:
+                continue
+            followed.measured_time = True
+            if not followed.pending:
+                self.after_time.add(len(followed.text), self._kept(followed, text_at))
+        self._followed = [f for f in self._followed if not f.done]
+
+    def _kept(self, followed: Followed, text_at: TextAt) -> int:
+        now = text_at(followed.uri, followed.start, followed.end)
+        return 0 if now is None else kept_characters(followed.text, now)
+
+    # --- report -------------------------------------------------------------------------
+    def snapshot(self) -> dict[str, Any]:
+        rate = self.used / self.shown if self.shown else None
+        return {
+            "shown": self.shown,
+            "accepted": self.accepted,
+            "accepted_chars": self.accepted_chars,
+            "partially_accepted": self.partially_accepted,
+            "partially_accepted_chars": self.partially_accepted_chars,
+            "dismissed": self.dismissed,
+            "acceptance_rate": round(rate, 3) if rate is not None else None,
+            f"retained_after_{RETENTION_SECONDS:g}s": self.after_time.snapshot(),
+            f"retained_after_{RETENTION_EDITS}_edits": self.after_edits.snapshot(),
+            "followed": len(self._followed),
+        }
+
+
+def continues(current: Suggestion, before: str, text: str) -> bool:
+    """Whether ``text`` at ``before`` is the rest of ``current`` (typed through or partly
+    accepted), or ``current`` itself again."""
+    if not before.startswith(current.before):
+        return False
+    typed = before[len(current.before) :]
+    return current.text == typed + text
