@@ -33,6 +33,15 @@ MAX_FOLLOWED = 200
 
 Position = tuple[int, int]
 """(line, character) in the client's units, as LSP positions are."""
+Units = Callable[[str], int]
+"""The length of a line of text in the client's units (UTF-16 by default)."""
+
+
+def end_of(start: Position, text: str, units: Units) -> Position:
+    """Where ``text`` inserted at ``start`` ends."""
+    newlines = text.count("\n")
+    last = text.rsplit("\n", 1)[-1]
+    return (start[0] + newlines, (0 if newlines else start[1]) + units(last))
 
 
 @dataclass(frozen=True)
@@ -44,11 +53,8 @@ class Change:
     new_end: Position
 
     @classmethod
-    def of(cls, start: Position, end: Position, text: str, units: Callable[[str], int]) -> Change:
-        *lines, last = text.split("\n")
-        if lines:
-            return cls(start, end, (start[0] + len(lines), units(last)))
-        return cls(start, end, (start[0], start[1] + units(last)))
+    def of(cls, start: Position, end: Position, text: str, units: Units) -> Change:
+        return cls(start, end, end_of(start, text, units))
 
 
 def moved(pos: Position, change: Change, *, after_insert: bool) -> Position:
@@ -147,6 +153,7 @@ class Acceptance:
     after_edits: Retention = field(default_factory=Retention)
     _current: dict[str, Suggestion] = field(default_factory=dict)
     _followed: list[Followed] = field(default_factory=list)
+    _last_part: dict[str, tuple[Position, str]] = field(default_factory=dict)
 
     # --- shown and dismissed ------------------------------------------------------------
     def offered(self, uri: str, before: str, text: str) -> None:
@@ -174,6 +181,7 @@ class Acceptance:
             self._end(uri)
 
     def _end(self, uri: str) -> None:
+        self._last_part.pop(uri, None)
         current = self._current.pop(uri, None)
         if current is not None and not current.used:
             self.dismissed += 1
@@ -192,26 +200,41 @@ class Acceptance:
             self.shown += 1
 
     # --- accepts ------------------------------------------------------------------------
-    def accepted_whole(self, uri: str, start: Position, text: str, units: int) -> None:
-        """The client inserted all of ``text`` at ``start`` (``units`` long in its units)."""
+    def accepted_whole(self, uri: str, start: Position, text: str, units: Units) -> None:
+        """The client inserted all of the item ``text`` at ``start``."""
         self.accepted += 1
+        start, text = self._new_part(uri, start, text, units)
+        self._last_part.pop(uri, None)
         self.accepted_chars += len(text)
         self._use(uri)
         self._current.pop(uri, None)
         self._follow(uri, start, text, units)
 
-    def accepted_part(self, uri: str, start: Position, text: str, units: int) -> None:
-        """The client inserted ``text``, the beginning of the suggestion, at ``start``."""
-        if not text:
+    def accepted_part(self, uri: str, start: Position, text: str, units: Units) -> None:
+        """The client inserted ``text``, the beginning of the item that starts at ``start``."""
+        new_start, new = self._new_part(uri, start, text, units)
+        if not new:
             return
+        self._last_part[uri] = (start, text)
         self.partially_accepted += 1
-        self.partially_accepted_chars += len(text)
+        self.partially_accepted_chars += len(new)
         self._use(uri)
-        self._follow(uri, start, text, units)
+        self._follow(uri, new_start, new, units)
 
-    def _follow(self, uri: str, start: Position, text: str, units: int) -> None:
-        newlines = text.count("\n")
-        end = (start[0] + newlines, (0 if newlines else start[1]) + units)
+    def _new_part(self, uri: str, start: Position, text: str, units: Units) -> tuple[Position, str]:
+        """Where the part of an accept not counted yet starts, and its text.
+
+        Copilot's ``acceptedLength`` counts from the item's start: a second partial accept of
+        one item (VS Code keeps the item and shows its rest), or the accept of its end,
+        includes the parts accepted before.
+        """
+        last = self._last_part.get(uri)
+        if last is None or last[0] != start or not text.startswith(last[1]):
+            return start, text
+        return end_of(start, last[1], units), text[len(last[1]) :]
+
+    def _follow(self, uri: str, start: Position, text: str, units: Units) -> None:
+        end = end_of(start, text, units)
         self._followed.append(Followed(uri, text, start, end, self.clock()))
         del self._followed[:-MAX_FOLLOWED]
 

@@ -923,7 +923,10 @@ def _accepted(ls: CodeLlamaServer, info: Mapping[str, Any] | None, length: int |
             taken.append(line)
             left -= size + (1 if index < len(lines) - 1 else 0)
         text = "\n".join(taken)
-    units = int(codec.client_num_units(text.rsplit("\n", 1)[-1]))
+
+    def units(line: str) -> int:
+        return int(codec.client_num_units(line))
+
     if length is None:
         ls.acceptance.accepted_whole(item.uri, item.start, text, units)
     else:
@@ -938,13 +941,16 @@ async def _measure_retention_later(ls: CodeLlamaServer) -> None:
 
 def _changes(doc: TextDocument, changes: Sequence[Any]) -> list[Change]:
     """``didChange``'s incremental changes as :class:`Change` (in the client's units)."""
-    units = doc.position_codec.client_num_units
+
+    def units(line: str) -> int:
+        return int(doc.position_codec.client_num_units(line))
+
     return [
         Change.of(
             (c.range.start.line, c.range.start.character),
             (c.range.end.line, c.range.end.character),
             c.text,
-            lambda text: int(units(text)),
+            units,
         )
         for c in changes
         if isinstance(c, types.TextDocumentContentChangePartial)

@@ -194,7 +194,7 @@ def test_retention_after_thirty_seconds_uses_the_text_then() -> None:
         return document["text"][start[1] : end[1]]
 
     figures.offered("u", "x = ", "compute(1)")
-    figures.accepted_whole("u", (0, 4), "compute(1)", 10)
+    figures.accepted_whole("u", (0, 4), "compute(1)", len)
     figures.edited("u", [], text_at)  # the document already holds it
     document["text"] = "x = compute(2)"
     figures.edited("u", [Change((0, 12), (0, 13), (0, 13))], text_at)
@@ -205,3 +205,16 @@ def test_retention_after_thirty_seconds_uses_the_text_then() -> None:
     assert (figures.after_time.accepted_chars, figures.after_time.kept_chars) == (10, 9)
     figures.measure_due(text_at)
     assert figures.after_time.accepted_chars == 10  # measured once
+
+
+def test_partial_accepts_of_one_item_count_each_character_once() -> None:
+    """VS Code keeps the item after a partial accept: Copilot's ``acceptedLength`` counts from
+    the item's start each time, and the accept of its end runs the item's command."""
+    figures = Acceptance()
+    figures.offered("u", "x = ", "compute(1) + 2")
+    figures.accepted_part("u", (0, 4), "compute", len)
+    figures.accepted_part("u", (0, 4), "compute(1)", len)
+    figures.accepted_whole("u", (0, 4), "compute(1) + 2", len)
+    assert (figures.partially_accepted, figures.partially_accepted_chars) == (2, 10)
+    assert (figures.accepted, figures.accepted_chars) == (1, 4)
+    assert (figures.shown, figures.snapshot()["acceptance_rate"]) == (1, 1.0)
