@@ -162,4 +162,13 @@ test("0.12 accept of the next line", function()
   eq(accept_in("a = 1", 5, native_item("a = 1\nb = 2", 0, 0, 0), "line"), { { "a = 1", "b = 2" }, { 2, 5 } })
 end)
 
+test(":help codellama lists every key with its default", function()
+  local doc = table.concat(vim.fn.readfile(_G.arg[1] .. "/doc/codellama.txt"), "\n")
+  for name, lhs in pairs(codellama.config.keymaps) do
+    if not doc:find("`" .. name .. "`", 1, true) or not doc:find(lhs, 1, true) then
+      error("doc/codellama.txt does not list " .. name .. " (" .. lhs .. ")")
+    end
+  end
+end)
+
 io.stdout:write(string.format("%d passed, 0 failed\n", passed))
