@@ -273,6 +273,11 @@ class Acceptance:
                 self.after_time.add(len(followed.text), self._kept(followed, text_at))
         self._followed = [f for f in self._followed if not f.done]
 
+    def next_due_s(self) -> float | None:
+        """Seconds until :meth:`measure_due` has something to measure; None: nothing left."""
+        times = [f.accepted_at for f in self._followed if not f.measured_time]
+        return max(0.0, min(times) + RETENTION_SECONDS - self.clock()) if times else None
+
     def _kept(self, followed: Followed, text_at: TextAt) -> int:
         now = text_at(followed.uri, followed.start, followed.end)
         return 0 if now is None else kept_characters(followed.text, now)

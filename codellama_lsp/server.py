@@ -30,7 +30,7 @@ from pygls.lsp.server import LanguageServer
 from pygls.workspace import PositionCodec, TextDocument, Workspace
 
 from codellama_lsp import __version__
-from codellama_lsp.acceptance import RETENTION_SECONDS, Acceptance, Change, Position
+from codellama_lsp.acceptance import Acceptance, Change, Position
 from codellama_lsp.client_timing import client_wait_ms
 from codellama_lsp.completer import Completer, Completion
 from codellama_lsp.config import Settings, SettingsError, client_overrides
@@ -194,6 +194,7 @@ class CodeLlamaServer(LanguageServer):
         self.completer.context_provider = self.context
         self.completer.on_result = self.send_status
         self.acceptance = Acceptance()
+        self.retention_timer: asyncio.Task[None] | None = None
         self.state = "loading"
         self.message = "Starting"
         self.load_seconds: float | None = None
@@ -931,12 +932,15 @@ def _accepted(ls: CodeLlamaServer, info: Mapping[str, Any] | None, length: int |
         ls.acceptance.accepted_whole(item.uri, item.start, text, units)
     else:
         ls.acceptance.accepted_part(item.uri, item.start, text, units)
-    ls.spawn(_measure_retention_later(ls))
+    if ls.retention_timer is None or ls.retention_timer.done():
+        ls.retention_timer = ls.spawn(_measure_retention(ls))
 
 
-async def _measure_retention_later(ls: CodeLlamaServer) -> None:
-    await asyncio.sleep(RETENTION_SECONDS + 0.1)
-    ls.acceptance.measure_due(_text_at(ls))
+async def _measure_retention(ls: CodeLlamaServer) -> None:
+    """One timer for all accepts: measure each :data:`RETENTION_SECONDS` after it."""
+    while (wait := ls.acceptance.next_due_s()) is not None:
+        await asyncio.sleep(wait + 0.05)
+        ls.acceptance.measure_due(_text_at(ls))
 
 
 def _changes(doc: TextDocument, changes: Sequence[Any]) -> list[Change]:

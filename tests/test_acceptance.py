@@ -200,11 +200,13 @@ def test_retention_after_thirty_seconds_uses_the_text_then() -> None:
     figures.edited("u", [Change((0, 12), (0, 13), (0, 13))], text_at)
     figures.measure_due(text_at)
     assert figures.after_time.accepted_chars == 0  # not 30 s yet
+    assert figures.next_due_s() == 30.0
     now[0] = 31.0
     figures.measure_due(text_at)
     assert (figures.after_time.accepted_chars, figures.after_time.kept_chars) == (10, 9)
     figures.measure_due(text_at)
     assert figures.after_time.accepted_chars == 10  # measured once
+    assert figures.next_due_s() is None
 
 
 def test_partial_accepts_of_one_item_count_each_character_once() -> None:
