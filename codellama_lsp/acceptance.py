@@ -8,8 +8,8 @@ leaves the machine.
   a new one (see :meth:`Acceptance.offered`).
 * **Shown** counts suggestions the server answered with, or, once a client reports what it
   really showed (Copilot's ``textDocument/didShowCompletion``), the ones it reports.
-* **Dismissed** counts suggestions replaced by another one (or by nothing) before any of it
-  was accepted.
+* **Dismissed** counts suggestions replaced by another one before any of it was accepted (an
+  empty answer says nothing: it may be a request the user typed past).
 * **Retention**: the accepted text is followed through the document's edits (``didChange``);
   after :data:`RETENTION_SECONDS` and after :data:`RETENTION_EDITS` edits, the characters of it
   still there are counted (a character-level diff of the accepted text and its span now).
@@ -55,6 +55,19 @@ class Change:
     @classmethod
     def of(cls, start: Position, end: Position, text: str, units: Units) -> Change:
         return cls(start, end, end_of(start, text, units))
+
+
+def leading(text: str, length: int, units: Units) -> str:
+    """The beginning of ``text`` that is ``length`` client units long (LSP's
+    ``acceptedLength``); a character cut in two is left out."""
+    if text.isascii():
+        return text[:length]
+    count = 0
+    for index, ch in enumerate(text):
+        count += units(ch)
+        if count > length:
+            return text[:index]
+    return text
 
 
 def moved(pos: Position, change: Change, *, after_insert: bool) -> Position:
@@ -175,11 +188,6 @@ class Acceptance:
             self._current[uri] = Suggestion(before, text)
             self.shown += 1
 
-    def nothing_offered(self, uri: str) -> None:
-        """The server answered with nothing: the suggestion on screen is gone."""
-        if not self.client_reports_shown:
-            self._end(uri)
-
     def _end(self, uri: str) -> None:
         self._last_part.pop(uri, None)
         current = self._current.pop(uri, None)
@@ -189,6 +197,10 @@ class Acceptance:
     def closed(self, uri: str) -> None:
         self._end(uri)
         self._followed = [f for f in self._followed if f.uri != uri]
+
+    def accepted_unknown(self) -> None:
+        """An accept whose item the server cannot place (its document is not open)."""
+        self.accepted += 1
 
     def _use(self, uri: str) -> None:
         current = self._current.get(uri)
@@ -250,8 +262,7 @@ class Acceptance:
                     followed.start = moved(followed.start, change, after_insert=False)
                     followed.end = moved(followed.end, change, after_insert=False)
                 followed.edits += len(changes)
-                if text_at(uri, followed.start, followed.end) == followed.text:
-                    followed.pending, followed.edits = False, 0
+                self._confirm(followed, text_at)
                 continue
             for change in changes:
                 followed.start = moved(followed.start, change, after_insert=True)
@@ -261,6 +272,16 @@ class Acceptance:
                 followed.measured_edits = True
                 self.after_edits.add(len(followed.text), self._kept(followed, text_at))
         self.measure_due(text_at)
+
+    def look(self, uri: str, text_at: TextAt) -> None:
+        """After an accept: the client may have sent its edit before (VS Code) or not yet."""
+        for followed in self._followed:
+            if followed.uri == uri and followed.pending:
+                self._confirm(followed, text_at)
+
+    def _confirm(self, followed: Followed, text_at: TextAt) -> None:
+        if text_at(followed.uri, followed.start, followed.end) == followed.text:
+            followed.pending, followed.edits = False, 0
 
     def measure_due(self, text_at: TextAt) -> None:
         """Measure the accepts that are :data:`RETENTION_SECONDS` old (a timer calls this)."""

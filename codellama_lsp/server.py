@@ -30,7 +30,7 @@ from pygls.lsp.server import LanguageServer
 from pygls.workspace import PositionCodec, TextDocument, Workspace
 
 from codellama_lsp import __version__
-from codellama_lsp.acceptance import Acceptance, Change, Position
+from codellama_lsp.acceptance import Acceptance, Change, Position, leading
 from codellama_lsp.client_timing import client_wait_ms
 from codellama_lsp.completer import Completer, Completion
 from codellama_lsp.config import Settings, SettingsError, client_overrides
@@ -643,7 +643,6 @@ def create_server(settings: Settings) -> CodeLlamaServer:
             )
         completion = await _complete(ls, uri, ctx)
         if completion is None:
-            ls.acceptance.nothing_offered(uri)
             return types.InlineCompletionList(items=[])
         ls.acceptance.offered(uri, ctx.prefix, completion.text)
         # Always a range, starting at the cursor as the server read it (see `line_edit`).
@@ -908,30 +907,19 @@ def _accepted(ls: CodeLlamaServer, info: Mapping[str, Any] | None, length: int |
     item = _item_info_of(ls, info)
     if item is None:
         if length is None:
-            ls.acceptance.accepted += 1
+            ls.acceptance.accepted_unknown()
         return
     codec = item.doc.position_codec
+
+    def units(text: str) -> int:
+        return int(codec.client_num_units(text))
+
     text = item.text.replace("\r\n", "\n")
-    if length is not None:
-        lines = text.split("\n")
-        taken: list[str] = []
-        left = length
-        for index, line in enumerate(lines):
-            size = int(codec.client_num_units(line))
-            if left <= size:
-                taken.append(line[: column_of(line, left, codec)])
-                break
-            taken.append(line)
-            left -= size + (1 if index < len(lines) - 1 else 0)
-        text = "\n".join(taken)
-
-    def units(line: str) -> int:
-        return int(codec.client_num_units(line))
-
     if length is None:
         ls.acceptance.accepted_whole(item.uri, item.start, text, units)
     else:
-        ls.acceptance.accepted_part(item.uri, item.start, text, units)
+        ls.acceptance.accepted_part(item.uri, item.start, leading(text, length, units), units)
+    ls.acceptance.look(item.uri, _text_at(ls))
     if ls.retention_timer is None or ls.retention_timer.done():
         ls.retention_timer = ls.spawn(_measure_retention(ls))
 
