@@ -890,16 +890,20 @@ def _command_info(item: Any) -> Mapping[str, Any] | None:
 def _item_info_of(ls: CodeLlamaServer, info: Mapping[str, Any] | None) -> ItemInfo | None:
     if info is None:
         return None
+    uri, text = info.get("uri"), info.get("text")
+    if not (isinstance(uri, str) and isinstance(text, str)):
+        return None
     try:
-        uri, text = str(info["uri"]), str(info["text"])
-        start = (strict_int(info["line"]), strict_int(info["character"]))
+        position = types.Position(
+            line=strict_int(info["line"]), character=strict_int(info["character"])
+        )
     except (KeyError, TypeError, ValueError):
         return None
     doc = ls.workspace.text_documents.get(unquote(uri))
     if doc is None:
         return None
-    before = cursor_at(doc, types.Position(line=start[0], character=start[1])).prefix
-    return ItemInfo(uri, start, text, before, doc)
+    before = cursor_at(doc, position).prefix
+    return ItemInfo(uri, (position.line, position.character), text, before, doc)
 
 
 def _accepted(ls: CodeLlamaServer, info: Mapping[str, Any] | None, length: int | None) -> None:
