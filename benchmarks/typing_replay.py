@@ -9,7 +9,9 @@ Two traces (``--trace``):
 
 In both the user fixes typos with backspace, pauses at line ends where they wait for the
 completion, then accept it (the item's text is applied and its ``codellama.accepted`` command
-sent), type its first characters, ask again at the same place, or ignore it. Every edit sends
+sent), type its first characters, ask again at the same place, accept its next word (Copilot's
+``textDocument/didPartiallyAcceptCompletion``), or ignore it; the server's acceptance figures
+are checked against what the simulated user did (``acceptance_matches``). Every edit sends
 ``didChange`` and an inline completion request, and like Neovim the client never sends
 ``$/cancelRequest``: the server must supersede stale requests itself.
 
@@ -43,6 +45,7 @@ import importlib.util
 import json
 import os
 import random
+import re
 import sys
 import sysconfig
 import time
@@ -346,6 +349,11 @@ class RunResult:
     censored: int
     stats: dict[str, Any]
     wall_s: float
+    did: dict[str, int]
+    """What the simulated user accepted: whole items, partial accepts and their characters."""
+
+
+NEXT_WORD = re.compile(r"\s*(?:\w+|[^\w\s]+)")
 
 
 async def replay(
@@ -403,6 +411,7 @@ async def replay(
     rng = random.Random(1)
     background: set[asyncio.Future[Any]] = set()
     censored = 0
+    did = dict.fromkeys(("accepted", "partially_accepted", "partially_accepted_chars"), 0)
     started = time.perf_counter()
     for trace in traces:
         ed = Editor(client, trace.uri, trace.text)
@@ -433,6 +442,7 @@ async def replay(
                         end = (item.range.end.line, ed.column(item.range.end))
                     ed.keystrokes += 1
                     ed.replace((ed.line, ed.col), end, shown)
+                    did["accepted"] += 1
                     if item.command is not None:
                         arguments = item.command.arguments or []
                         background.add(
@@ -449,6 +459,21 @@ async def replay(
                 elif step.choice < 0.7:  # the editor asks again at the same place
                     last = ed.request("repeat", shown)
                     censored += await wait(ed.sent[-1], last, max_wait)
+                elif step.choice < 0.85 and (word := NEXT_WORD.match(shown)) and word[0] != shown:
+                    # Accept its next word (the rest then comes by typing-through).
+                    command = ed.sent[-1].items[0].command
+                    ed.keystrokes += 1
+                    ed.replace((ed.line, ed.col), (ed.line, ed.col), word[0])
+                    arguments = command.arguments if command is not None else None
+                    item = {"insertText": shown, "command": {"arguments": arguments}}
+                    length = len(word[0].encode("utf-16-le")) // 2
+                    client.protocol.notify(
+                        "textDocument/didPartiallyAcceptCompletion",
+                        {"item": item, "acceptedLength": length},
+                    )
+                    did["partially_accepted"] += 1
+                    did["partially_accepted_chars"] += len(word[0])
+                    last = ed.request("typing-through", shown[len(word[0]) :])
         if last is not None:
             censored += await wait(ed.sent[-1], last, max_wait)
     wall = time.perf_counter() - started
@@ -460,7 +485,7 @@ async def replay(
         server.terminate()
     await client.stop()
     sent = [s for ed in editors for s in ed.sent]
-    return RunResult(sent, sum(ed.keystrokes for ed in editors), censored, stats, wall)
+    return RunResult(sent, sum(ed.keystrokes for ed in editors), censored, stats, wall, did)
 
 
 async def wait(sent: Sent, future: asyncio.Future[Any], max_wait: float) -> int:
@@ -511,7 +536,10 @@ def summarize(run: RunResult, max_wait: float, naive: bool) -> dict[str, Any]:
         value = timings.get(name, {})
         return value.get(key) if value.get("count") else None
 
+    acceptance = st.get("acceptance", {})
     return {
+        "partial_accepts": run.did["partially_accepted"],
+        "acceptance_matches": all(acceptance.get(k) == v for k, v in run.did.items()),
         "keystrokes": run.keystrokes,
         "requests": st["requests"],
         "wall_s": round(run.wall_s, 1),
@@ -650,6 +678,8 @@ ROWS = [
     ("one decode step p50 / max (ms, mean per generation)", "decode_step"),
     ("keystrokes / requests", "keys"),
     ("replay wall time (s)", "wall_s"),
+    ("partial accepts by the user", "partial_accepts"),
+    ("server's acceptance figures = what the user did", "acceptance_matches"),
 ]
 
 

@@ -99,6 +99,8 @@ class Completer:
     engine: Engine | None = None
     context_provider: ContextProvider | None = None
     on_result: Callable[[], None] | None = None
+    client_wait_ms: float = 0.0
+    """What the editor already waited after the last key (see :mod:`client_timing`)."""
 
     def __post_init__(self) -> None:
         self.cache = CompletionCache(self.settings.cache_size, self.settings.cache_ttl_s)
@@ -164,7 +166,8 @@ class Completer:
     def debounce_s(self) -> float:
         """How long a request waits for more keys: ``debounce_ms``, or adaptive when -1."""
         fixed = self.settings.debounce_ms
-        ms = self.debounce.wait_ms() if fixed < 0 else float(fixed)
+        adaptive = max(0.0, self.debounce.wait_ms() - self.client_wait_ms)
+        ms = adaptive if fixed < 0 else float(fixed)
         self.stats.timing("debounce_wait", ms)
         return ms / 1000
 

@@ -24,7 +24,6 @@ COUNTERS = (
     "reused_prompt_tokens",
     "generated_tokens",
     "discarded_tokens",
-    "accepted",
     "prefetches",
     "idle_prefills_started",
     "idle_prefills_completed",

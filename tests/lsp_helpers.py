@@ -164,6 +164,7 @@ async def lsp_session(
     caps: types.ClientCapabilities | None = None,
     wait_ready: bool = True,
     root: Path | None = None,
+    client_info: types.ClientInfo | None = None,
 ) -> AsyncIterator[Session]:
     """A session; ``root``: the workspace folder the client opens."""
     client = make_test_lsp_client()
@@ -178,6 +179,7 @@ async def lsp_session(
         result = await client.initialize_session(
             types.InitializeParams(
                 capabilities=caps or capabilities(),
+                client_info=client_info,
                 initialization_options=GREEDY if options is None else options,
                 root_uri=root.as_uri() if root else None,
                 workspace_folders=(
