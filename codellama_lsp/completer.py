@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
 from codellama_lsp.cache import CompletionCache, TypingThrough
-from codellama_lsp.config import Settings
+from codellama_lsp.config import Settings, cache_key_values
 from codellama_lsp.cursor import CursorContext
 from codellama_lsp.debounce import AdaptiveDebounce
 from codellama_lsp.engines.base import Engine, GenerationRequest, GenerationResult
@@ -167,7 +167,7 @@ class Completer:
         before, after = ctx.prefix, ctx.suffix
         if self.settings.naive:
             return self._finish(await self._naive(uri, ctx), started)
-        key = self._cache_key(uri, ctx, before, after)
+        key = self.cache_key(uri, ctx)
         joined = self._inflight.get(key)
         if joined is not None:
             # The same place is already being computed (prefetch, or a repeated request).
@@ -216,7 +216,7 @@ class Completer:
         if not (self.ready and self.settings.prefetch_after_accept) or self.settings.naive:
             return
         self.stats.add("prefetches")
-        key = self._cache_key(uri, ctx, ctx.prefix, ctx.suffix)
+        key = self.cache_key(uri, ctx)
         if key in self._inflight or self.cache.get(key) is not None:
             return
         if self.scheduler.busy(uri):
@@ -244,21 +244,15 @@ class Completer:
             self.on_result()
         return completion
 
-    def _cache_key(self, uri: str, ctx: CursorContext, before: str, after: str) -> Hashable:
-        s = self.settings
+    def cache_key(self, uri: str, ctx: CursorContext) -> Hashable:
+        """Equal keys give the same completion: text, model, settings and context agree."""
+        before, after = ctx.prefix, ctx.suffix
         context_fp: Hashable = ()
         if self.context_provider is not None:
             context_fp = self.context_provider.fingerprint(uri)
         return (
             self.engine.name if self.engine else "",
-            s.prompt_format,
-            s.max_context_tokens,
-            s.max_new_tokens,
-            s.max_new_tokens_single_line,
-            s.temperature,
-            s.top_p,
-            s.fim_suffix_share,
-            s.stop_sequences,
+            cache_key_values(self.settings),
             hash(before),
             hash(after),
             len(before),

@@ -30,7 +30,7 @@ from pygls.workspace import PositionCodec, TextDocument, Workspace
 
 from codellama_lsp import __version__
 from codellama_lsp.completer import Completer, Completion
-from codellama_lsp.config import Settings, SettingsError, client_overrides
+from codellama_lsp.config import Settings, SettingsError, client_overrides, needs_reload
 from codellama_lsp.context import OpenDocumentsContext
 from codellama_lsp.context_sources import ContextSources, Snapshot, take_snapshot
 from codellama_lsp.cursor import CursorContext, lsp_lines
@@ -51,26 +51,6 @@ STATUS_NOTIFICATION = "codellama/status"
 ACCEPTED_COMMAND = "codellama.accepted"
 DEBUG_COMMANDS_ENV = "CODELLAMA_LSP_DEBUG_COMMANDS"
 """Set to 1 to register ``codellama.debugDocument`` (tests read the server's copy of a file)."""
-# Settings whose change needs a new engine (a reload); the rest apply at once.
-ENGINE_SETTINGS = frozenset(
-    {
-        "model",
-        "backend",
-        "server_url",
-        "api_key",
-        "http_model_name",
-        "dtype",
-        "device_map",
-        "quantization",
-        "local_files_only",
-        "kv_cache_slots",
-        "kv_cache_max_tokens",
-        "prefill_chunk_tokens",
-        "draft_model",
-        "naive",
-    }
-)
-
 
 _ODD_LINE_BREAKS = re.compile("[\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029]")
 _LSP_LINE = re.compile(r"[^\r\n]*(?:\r\n|\r|\n)|[^\r\n]+")
@@ -307,8 +287,7 @@ class CodeLlamaServer(LanguageServer):
         self.completer.apply_settings(new)
         logging.getLogger("codellama_lsp").setLevel(new.log_level.upper())
         self.index_settings_changed(old, new)
-        changed = {name for name in ENGINE_SETTINGS if getattr(old, name) != getattr(new, name)}
-        if changed and self._load_task is not None:
+        if needs_reload(old, new) and self._load_task is not None:
             self.start_loading()
         self.send_status()
         return True
@@ -371,9 +350,7 @@ class CodeLlamaServer(LanguageServer):
             self.show(f"codellama-lsp: {failure}")
             self.send_status()
             return
-        if self.settings is not settings and any(
-            getattr(self.settings, n) != getattr(settings, n) for n in ENGINE_SETTINGS
-        ):
+        if needs_reload(settings, self.settings):
             return  # a newer load is on its way
         self.load_seconds = round(time.perf_counter() - started, 3)
         self.completer.set_engine(engine)
