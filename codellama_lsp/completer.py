@@ -154,9 +154,6 @@ class Completer:
         self.stats.timing("debounce_wait", ms)
         return ms / 1000
 
-    def single_line(self, ctx: CursorContext) -> bool:
-        return ctx.single_line
-
     async def complete(self, uri: str, ctx: CursorContext) -> Completion | None:
         """The completion at ``ctx``, or None (not ready, superseded, cancelled, empty)."""
         started = time.perf_counter()
@@ -280,7 +277,7 @@ class Completer:
         ctx = ctx.with_line_window(max_chars)
         if _LONE_SURROGATE.search(ctx.text):
             ctx = CursorContext(_LONE_SURROGATE.sub("\ufffd", ctx.text), ctx.line, ctx.character)
-        new_tokens = s.max_new_tokens_single_line if self.single_line(ctx) else s.max_new_tokens
+        new_tokens = s.max_new_tokens_single_line if ctx.single_line else s.max_new_tokens
         limit = min(s.max_context_tokens, engine.context_limit)
         budget = max(16, limit - new_tokens)
         extra = ""
@@ -318,7 +315,7 @@ class Completer:
         if not ticket.live:
             raise Superseded
         s = self.settings
-        single = self.single_line(ctx)
+        single = ctx.single_line
         request = GenerationRequest(
             prompt_ids=prompt.ids,
             max_new_tokens=s.max_new_tokens_single_line if single else s.max_new_tokens,

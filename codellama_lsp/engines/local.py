@@ -205,7 +205,6 @@ class LocalEngine:
         self._tokens: CodeTokens | None = None
         slots = 0 if settings.naive else settings.kv_cache_slots
         self.kv = KVSlots(slots, settings.kv_cache_max_tokens)
-        self.load_seconds = 0.0
         self.last_forward_seconds = 0.0
         """Duration of the latest forward pass (a cancel waits for at most this one)."""
         self.draft_model: Any = None
@@ -244,7 +243,6 @@ class LocalEngine:
 
     def load(self, progress: ProgressCallback) -> None:
         self.state = "loading"
-        started = time.perf_counter()
         try:
             hub_offline(self.settings.local_files_only)
             path = resolve_model(self.settings.model)
@@ -285,7 +283,6 @@ class LocalEngine:
                     f"`hf download {self.settings.model}`, or set local_files_only=false)"
                 )
             self._fail(f"Could not load model {self.settings.model!r}: {exc}{hint}")
-        self.load_seconds = time.perf_counter() - started
         self.state = "ready"
         progress("Ready", 100)
 
