@@ -12,7 +12,7 @@ import threading
 import time
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
 
 from codellama_lsp.cache import CompletionCache, TypingThrough
 from codellama_lsp.config import Settings, cache_key_values
@@ -114,6 +114,23 @@ class Completer:
         ):
             self.cache = CompletionCache(settings.cache_size, settings.cache_ttl_s)
         self.settings = settings
+
+    def forget(self, uri: str) -> None:
+        """The document was closed: stop its work and drop what was kept for it."""
+        self.scheduler.cancel_key(uri)
+        self.typing.forget(uri)
+        self.idle_prefill.forget(uri)
+
+    def snapshot(self, **extra: Any) -> dict[str, Any]:
+        """The counters and timings, with the sizes of what is kept (for leak checks)."""
+        engine = self.engine.cache_stats() if self.engine is not None else {}
+        return self.stats.snapshot(
+            cache_entries=len(self.cache),
+            typing_through_entries=len(self.typing),
+            inflight=len(self._inflight),
+            **engine,
+            **extra,
+        )
 
     @property
     def ready(self) -> bool:
@@ -372,7 +389,7 @@ class Completer:
                 phase = "decode" if result.prefill_seconds else "prefill"
                 idle_ms = (time.perf_counter() - ticket.cancelled_at) * 1000
                 self.stats.timing(f"cancel_to_idle_{phase}", idle_ms)
-                step_s = float(getattr(engine, "last_forward_seconds", 0.0))
+                step_s = engine.last_step_seconds
                 self.stats.timing(f"interrupted_step_{phase}", step_s * 1000)
         elif result.finish_reason == "error":
             self.stats.add("generation_errors")

@@ -60,7 +60,7 @@ def test_load_reports_progress_and_gives_the_same_text_as_in_process(
     engine = HttpEngine(settings_for(server))
     engine.load(lambda message, percent: progress.append((message, percent)))
     assert engine.state == "ready" and progress[-1] == ("Ready", 100)
-    assert engine.supports_infill and engine.context_limit == 4096
+    assert engine.tokens.infill is not None and engine.context_limit == 4096
 
     remote = engine.generate(request_for(engine), threading.Event())
     expected = local.generate(request_for(local), threading.Event())
