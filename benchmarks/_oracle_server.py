@@ -17,7 +17,6 @@ from pathlib import Path
 
 from codellama_lsp import loading
 from codellama_lsp.config import Settings
-from codellama_lsp.demo_model import resolve_model
 from codellama_lsp.engines.base import (
     ConnectionListener,
     EngineState,
@@ -25,6 +24,7 @@ from codellama_lsp.engines.base import (
     GenerationResult,
     ProgressCallback,
 )
+from codellama_lsp.models import resolve_model
 from codellama_lsp.postprocess import text_stop_index
 from codellama_lsp.tokenization import CodeTokens, load_tokenizer
 

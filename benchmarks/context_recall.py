@@ -188,7 +188,7 @@ def provider(index: WorkspaceIndex, source: str, snapshot: Snapshot) -> ContextS
 
 
 def tokens() -> CodeTokens:
-    from codellama_lsp.demo_model import resolve_model
+    from codellama_lsp.models import resolve_model
     from codellama_lsp.tokenization import load_tokenizer
 
     return CodeTokens(load_tokenizer(resolve_model("demo")))

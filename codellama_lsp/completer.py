@@ -95,10 +95,10 @@ class Completer:
         self._counter: LineCounter | None = None
         self._inflight: dict[Hashable, asyncio.Future[Completion | None]] = {}
         self.scheduler.on_superseded = lambda _ticket: self.stats.add("requests_superseded")
-        self._naive_requests: dict[str, int] = {}
         self.debounce = AdaptiveDebounce()
         self._prompt_lock = threading.Lock()
         self.idle_prefill = IdlePrefill(self.scheduler, self.stats)
+        self.apply_settings(self.settings)
 
     def set_engine(self, engine: Engine | None) -> None:
         self.engine = engine
@@ -113,6 +113,8 @@ class Completer:
             self.settings.cache_ttl_s,
         ):
             self.cache = CompletionCache(settings.cache_size, settings.cache_ttl_s)
+        self.typing.enabled = self.cache.enabled
+        self.scheduler.supersede = settings.supersede
         self.settings = settings
 
     def forget(self, uri: str) -> None:
@@ -148,7 +150,7 @@ class Completer:
     def _prefill_when_idle(self, uri: str, line: int, cursor: Callable[[], CursorContext]) -> None:
         s = self.settings
         engine = self.engine
-        if not (s.idle_prefill and self.ready and not s.naive and keeps_kv_cache(engine)):
+        if not (s.idle_prefill and self.ready and keeps_kv_cache(engine)):
             return
         if not self.idle_prefill.wanted(uri, line):
             return  # before the context snapshot: this runs on every edit
@@ -179,10 +181,8 @@ class Completer:
             self.stats.add("empty_results")
             return None
         before, after = ctx.prefix, ctx.suffix
-        if self.settings.naive:
-            return self._finish(await self._naive(uri, ctx), started)
         key = self.cache_key(uri, ctx)
-        joined = self._inflight.get(key)
+        joined = self._inflight.get(key) if self.cache.enabled else None
         if joined is not None:
             # The same place is already being computed (prefetch, or a repeated request).
             result = await asyncio.shield(joined)
@@ -216,18 +216,9 @@ class Completer:
             self.scheduler.release(ticket)
         return self._finish(result, started)
 
-    async def _naive(self, uri: str, ctx: CursorContext) -> Completion | None:
-        """The baseline the speed benchmark compares with: every request runs the model."""
-        number = self._naive_requests[uri] = self._naive_requests.get(uri, 0) + 1
-        ticket = Ticket(f"{uri}#{number}", number)  # its own key: nothing supersedes it
-        try:
-            return await self._generate(uri, ctx, None, ticket, debounce=False)
-        except Superseded:
-            return None
-
     async def prefetch(self, uri: str, ctx: CursorContext) -> None:
         """Compute the completion at ``ctx`` now so the next request finds it in the cache."""
-        if not (self.ready and self.settings.prefetch_after_accept) or self.settings.naive:
+        if not (self.ready and self.settings.prefetch_after_accept):
             return
         self.stats.add("prefetches")
         key = self.cache_key(uri, ctx)
@@ -340,9 +331,9 @@ class Completer:
             top_p=s.top_p,
             stop_sequences=("\n",) if single else s.stop_sequences,
             is_done=block_done(ctx),
-            session="" if s.naive else uri,
-            draft_text="" if s.naive else self.typing.draft(uri, ctx.prefix),
-            max_draft=s.speculative_max_draft if s.speculative and not s.naive else 0,
+            session=uri,
+            draft_text=self.typing.draft(uri, ctx.prefix),
+            max_draft=s.speculative_max_draft if s.speculative else 0,
         )
         self.idle_prefill.stop_unless_prefix_of(prompt.ids)
         result = await self.scheduler.run(ticket, lambda _stop: self._run_engine(request, ticket))
@@ -350,16 +341,14 @@ class Completer:
             return None
         self.debounce.generation(result.prefill_seconds + result.decode_seconds)
         text = clean(result.text, ctx, s.stop_sequences, truncated=result.finish_reason == "length")
-        if s.naive:
-            if ticket.number != self._naive_requests.get(uri):  # a newer request came
-                self.stats.add("discarded_tokens", result.generated_tokens)
-            return Completion(text, replace_range_end(ctx), "model") if text else None
         self.cache.put(key, text)
         self.typing.remember(uri, ctx.prefix, ctx.suffix, text)
         if not self.scheduler.is_latest(ticket):
-            # A newer request for this document exists: nobody will see this result.
+            # A newer request for this document exists: nobody will see this result (the
+            # baseline that does not supersede answers every request all the same).
             self.stats.add("discarded_tokens", result.generated_tokens)
-            return None
+            if self.scheduler.supersede:
+                return None
         return Completion(text, replace_range_end(ctx), "model") if text else None
 
     def _run_engine(self, request: GenerationRequest, ticket: Ticket) -> GenerationResult:

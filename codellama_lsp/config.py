@@ -173,7 +173,10 @@ class Settings:
     )
     cache_size: int = setting(
         256,
-        "completions kept (LRU)",
+        (
+            "completions kept (LRU); 0 = no earlier result is reused (no cache, typing-through "
+            "or sharing of a generation in flight)"
+        ),
     )
     cache_ttl_s: float = setting(
         600.0,
@@ -234,10 +237,12 @@ class Settings:
         "INFO",
         "stderr log level (document text is logged only at DEBUG)",
     )
-    naive: bool = setting(
-        False,
-        "benchmark baseline: turn off debounce, supersession, caches and KV reuse",
-        reload=True,
+    supersede: bool = setting(
+        True,
+        (
+            "a new request for a document stops the one before it; false = every request "
+            "runs (the benchmarks' baseline)"
+        ),
         editor=False,
     )
 

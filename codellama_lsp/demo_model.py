@@ -11,7 +11,6 @@ import json
 import math
 import os
 import random
-import re
 import sys
 import sysconfig
 import time
@@ -19,64 +18,10 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-DEMO_MODEL_NAME = "demo"
+from codellama_lsp.models import cache_root, default_heads, demo_model_dir
+
 FIM_PIECES = ("▁<PRE>", "▁<SUF>", "▁<MID>", "▁<EOT>")
 DEFAULT_VOCAB = 8000
-_RANDOM_SPEC = re.compile(r"^random:(.*)$")
-
-
-def demo_model_dir() -> Path:
-    """The committed demo model folder inside the package."""
-    return Path(__file__).resolve().parent / "demo_assets" / "demo-model"
-
-
-def _cache_root() -> Path:
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "codellama-lsp"
-
-
-def _parse_random_spec(spec: str) -> dict[str, int]:
-    values: dict[str, int] = {}
-    for part in filter(None, (p.strip() for p in spec.split(","))):
-        key, _, val = part.partition("=")
-        if key not in {"hidden", "layers", "heads", "intermediate", "seed"} or not val:
-            raise ValueError(f"bad random model option {part!r} (hidden,layers,heads,...)")
-        values[key] = int(val)
-    if "hidden" not in values or "layers" not in values:
-        raise ValueError("random model needs hidden= and layers=")
-    return values
-
-
-def resolve_model(name: str) -> str:
-    """Map ``demo`` and ``random:hidden=H,layers=L[,...]`` to folders; pass others through."""
-    if name == DEMO_MODEL_NAME:
-        return str(demo_model_dir())
-    match = _RANDOM_SPEC.match(name)
-    if not match:
-        return name
-    opts = _parse_random_spec(match.group(1))
-    heads = opts.get("heads", _default_heads(opts["hidden"]))
-    inter = opts.get("intermediate")
-    seed = opts.get("seed", 0)
-    tag = f"random-h{opts['hidden']}-l{opts['layers']}-a{heads}-i{inter or 'auto'}-s{seed}"
-    out = _cache_root() / tag
-    if not (out / "config.json").exists():
-        build_random_model(
-            out,
-            hidden_size=opts["hidden"],
-            num_layers=opts["layers"],
-            num_heads=heads,
-            intermediate_size=inter,
-            seed=seed,
-        )
-    return str(out)
-
-
-def _default_heads(hidden: int) -> int:
-    for head_dim in (64, 32, 16):
-        if hidden % head_dim == 0:
-            return max(1, hidden // head_dim)
-    return 1
 
 
 # ----------------------------------------------------------------------------- corpus
@@ -191,7 +136,7 @@ def _demo_tokenizer_dir() -> Path:
     committed = demo_model_dir()
     if (committed / "tokenizer.json").exists() or (committed / "tokenizer_config.json").exists():
         return committed
-    cached = _cache_root() / "demo-tokenizer"
+    cached = cache_root() / "demo-tokenizer"
     if not (cached / "tokenizer_config.json").exists():
         train_tokenizer(cached)
     return cached
@@ -218,7 +163,7 @@ def build_random_model(
         codes.vocab_size,
         hidden_size=hidden_size,
         num_layers=num_layers,
-        num_heads=num_heads or _default_heads(hidden_size),
+        num_heads=num_heads or default_heads(hidden_size),
         intermediate_size=intermediate_size,
         bos_id=int(codes.bos_id or 1),
         eos_id=int(codes.eos_id or 2),
@@ -388,7 +333,7 @@ def train_demo_model(
         codes.vocab_size,
         hidden_size=hidden_size,
         num_layers=num_layers,
-        num_heads=_default_heads(hidden_size),
+        num_heads=default_heads(hidden_size),
         intermediate_size=None,
         bos_id=int(codes.bos_id or 1),
         eos_id=int(codes.eos_id or 2),

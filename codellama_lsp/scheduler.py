@@ -53,6 +53,8 @@ class Scheduler:
         self._numbers = itertools.count(1)
         self._jobs = 0
         self.on_superseded: Callable[[Ticket], None] | None = None
+        self.supersede = True
+        """False: a newer ticket leaves the older ones running (the benchmarks' baseline)."""
 
     @property
     def idle(self) -> bool:
@@ -75,7 +77,7 @@ class Scheduler:
         ticket = Ticket(key, next(self._numbers))
         previous = self._latest.get(key)
         self._latest[key] = ticket
-        if previous is not None and previous.live:
+        if self.supersede and previous is not None and previous.live:
             previous.superseded = True
             previous.stop()
             if self.on_superseded is not None:

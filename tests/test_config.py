@@ -82,7 +82,7 @@ def test_settings_the_engines_read_are_the_reload_settings() -> None:
     # Defaults for a request that does not say (the completer always says).
     request_defaults = {"speculative", "speculative_max_draft"}
     assert read - request_defaults <= ENGINE_SETTINGS
-    assert ENGINE_SETTINGS - read <= {"naive"}, "marked reload, but no engine reads it"
+    assert read >= ENGINE_SETTINGS, "marked reload, but no engine reads it"
 
 
 @pytest.mark.parametrize("name", CACHE_KEY_SETTINGS)

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from codellama_lsp.context import OpenDocumentsContext, definitions
 from codellama_lsp.context_sources import take_snapshot
 from codellama_lsp.cursor import CursorContext
-from codellama_lsp.demo_model import resolve_model
+from codellama_lsp.models import resolve_model
 from codellama_lsp.prompt import LineCounter, build_prompt, choose_format, window_start
 from codellama_lsp.tokenization import CodeTokens, load_tokenizer
 

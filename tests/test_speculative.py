@@ -23,10 +23,10 @@ import pytest
 import torch
 
 from codellama_lsp.config import Settings
-from codellama_lsp.demo_model import demo_model_dir
 from codellama_lsp.engines.base import GenerationRequest, GenerationResult
 from codellama_lsp.engines.decoding import Sampling
 from codellama_lsp.engines.local import LocalEngine, vocabulary_mismatch
+from codellama_lsp.models import demo_model_dir
 
 TINY = "random:hidden=64,layers=2,heads=4,seed=1"
 OTHER_TINY = "random:hidden=64,layers=1,heads=4,seed=2"

@@ -242,7 +242,7 @@ class HttpEngine:
         return self.endpoint.url
 
     def _load_tokenizer(self, progress: ProgressCallback) -> None:
-        from codellama_lsp.demo_model import resolve_model
+        from codellama_lsp.models import resolve_model
         from codellama_lsp.tokenization import load_tokenizer_files
 
         progress(f"Loading the tokenizer of {self.settings.model}", 5)

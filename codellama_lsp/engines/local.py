@@ -23,7 +23,6 @@ from cachetools import LRUCache
 from transformers import AutoModelForCausalLM, DynamicCache
 
 from codellama_lsp.config import Settings
-from codellama_lsp.demo_model import resolve_model
 from codellama_lsp.engines.base import (
     UNKNOWN_CONTEXT_LIMIT,
     ConnectionListener,
@@ -52,6 +51,7 @@ from codellama_lsp.engines.drafts import (
     SuggestionDraft,
     common_prefix_length,
 )
+from codellama_lsp.models import resolve_model
 from codellama_lsp.postprocess import text_stop_index
 from codellama_lsp.tokenization import CodeTokens, load_tokenizer
 
@@ -203,12 +203,11 @@ class LocalEngine:
         self.state: EngineState = "idle"
         self.model: Any = None
         self._tokens: CodeTokens | None = None
-        slots = 0 if settings.naive else settings.kv_cache_slots
-        self.kv = KVSlots(slots, settings.kv_cache_max_tokens)
+        self.kv = KVSlots(settings.kv_cache_slots, settings.kv_cache_max_tokens)
         self.last_step_seconds = 0.0
         """Duration of the latest forward pass (a cancel waits for at most this one)."""
         self.draft_model: Any = None
-        self.draft_kv = KVSlots(slots, settings.kv_cache_max_tokens)
+        self.draft_kv = KVSlots(settings.kv_cache_slots, settings.kv_cache_max_tokens)
         self.draft_step_seconds = 0.0
         self.draft_catch_up_seconds = 0.0
         self.warning = ""
