@@ -29,7 +29,6 @@ from codellama_lsp import __version__
 from codellama_lsp.accept import ACCEPTED_COMMAND, accepted_info, cursor_after_accept
 from codellama_lsp.completer import Completer, Completion
 from codellama_lsp.config import Settings, SettingsError, client_overrides, needs_reload
-from codellama_lsp.context import OpenDocumentsContext
 from codellama_lsp.context_sources import ContextSources, Snapshot, take_snapshot
 from codellama_lsp.cursor import CursorContext
 from codellama_lsp.documents import (
@@ -43,12 +42,13 @@ from codellama_lsp.framing import read_messages
 from codellama_lsp.indexing import IndexKeeper, watch_registration, workspace_roots
 from codellama_lsp.items import inline_item, menu_item, renders_markdown, with_selected
 from codellama_lsp.loading import load_engine
+from codellama_lsp.open_documents import OpenDocumentsSource
 from codellama_lsp.progress import WorkProgress
 from codellama_lsp.protocol import SYNC_KIND, CodeLlamaProtocol, strict_converter, strict_int
 from codellama_lsp.recent_edits import RecentEdits
 from codellama_lsp.watchdog import process_exists, watch_parent
-from codellama_lsp.workspace_context import WorkspaceContext
 from codellama_lsp.workspace_index import WorkspaceIndex
+from codellama_lsp.workspace_source import WorkspaceSource
 
 log = logging.getLogger(__name__)
 
@@ -81,7 +81,7 @@ class CodeLlamaServer(LanguageServer):
         self.context = ContextSources(
             self.context_snapshot,
             lambda: self.settings,
-            [WorkspaceContext(self.index), OpenDocumentsContext(), RecentEdits()],
+            [WorkspaceSource(self.index), OpenDocumentsSource(), RecentEdits()],
         )
         self.completer.context_provider = self.context
         self.completer.on_result = self.send_status

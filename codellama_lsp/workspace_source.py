@@ -24,9 +24,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
-from codellama_lsp.context import NEAR_LINES, identifiers
 from codellama_lsp.context_sources import CHARS_PER_TOKEN, Builder, Snapshot
 from codellama_lsp.cursor import CursorContext
+from codellama_lsp.open_documents import NEAR_LINES, identifiers
 from codellama_lsp.workspace_index import (
     ModuleInfo,
     Symbol,
@@ -157,7 +157,7 @@ class _Shown:
         )
 
 
-class WorkspaceContext:
+class WorkspaceSource:
     """The ``context_workspace`` source."""
 
     setting = "context_workspace"
