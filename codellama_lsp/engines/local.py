@@ -431,13 +431,8 @@ class LocalEngine:
             keep_cache = True
         finally:
             # After an exception the cache may hold a half-written chunk: never reuse it.
-            if keep_cache or result.finish_reason == "cancelled":
-                self.kv.put(request.session, in_cache, cache)
-                if model_draft is not None:
-                    self.draft_kv.put(request.session, model_draft.in_cache, model_draft.cache)
-            if model_draft is not None:
-                self.draft_step_seconds = model_draft.step_seconds
-                self.draft_catch_up_seconds = model_draft.catch_up_seconds
+            keep_cache = keep_cache or result.finish_reason == "cancelled"
+            self._put_back(request.session, in_cache, cache, model_draft, keep_cache)
         result.generated_tokens = len(generated)
         result.token_ids = generated
         if result.finish_reason != "stop":
@@ -445,6 +440,23 @@ class LocalEngine:
         if result.finish_reason == "cancelled":
             result.text = ""
         return result
+
+    def _put_back(
+        self,
+        session: str,
+        in_cache: list[int],
+        cache: DynamicCache,
+        model_draft: ModelDraft | None,
+        keep: bool,
+    ) -> None:
+        """Return the KV caches to their slots (when ``keep``) and note the draft's timings."""
+        if keep:
+            self.kv.put(session, in_cache, cache)
+            if model_draft is not None:
+                self.draft_kv.put(session, model_draft.in_cache, model_draft.cache)
+        if model_draft is not None:
+            self.draft_step_seconds = model_draft.step_seconds
+            self.draft_catch_up_seconds = model_draft.catch_up_seconds
 
     def _decode(
         self,
