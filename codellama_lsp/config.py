@@ -61,9 +61,7 @@ class Settings:
     """Everything a user can set. Names are the keys clients send (snake_case)."""
 
     model: str = setting(
-        DEFAULT_MODEL,
-        "HF id or local folder; `demo` = the bundled tiny demo model",
-        reload=True,
+        DEFAULT_MODEL, "HF id or local folder; `demo` = the bundled tiny demo model", reload=True
     )
     backend: Backend = setting(
         "auto",
@@ -78,61 +76,29 @@ class Settings:
         "base URL of the OpenAI-compatible server for `http`/`auto`",
         reload=True,
     )
-    api_key: str = setting(
-        "",
-        "Bearer token for the model server",
-        reload=True,
-    )
+    api_key: str = setting("", "Bearer token for the model server", reload=True)
     http_model_name: str = setting(
-        "",
-        "model name to send to the server (default: `model`)",
-        reload=True,
+        "", "model name to send to the server (default: `model`)", reload=True
     )
     dtype: DType = setting(
-        "auto",
-        "weights dtype; `auto` = bfloat16 on GPU, float32 on CPU",
-        reload=True,
+        "auto", "weights dtype; `auto` = bfloat16 on GPU, float32 on CPU", reload=True
     )
     device_map: str = setting(
-        "auto",
-        "accelerate device map (`auto` spreads over GPUs), `cpu`, `cuda:0`",
-        reload=True,
+        "auto", "accelerate device map (`auto` spreads over GPUs), `cpu`, `cuda:0`", reload=True
     )
     quantization: Quantization = setting(
-        "none",
-        "`4bit` (NF4) or `8bit` weights via bitsandbytes",
-        reload=True,
+        "none", "`4bit` (NF4) or `8bit` weights via bitsandbytes", reload=True
     )
     local_files_only: bool = setting(
-        True,
-        "never download from the hub unless set to false",
-        reload=True,
+        True, "never download from the hub unless set to false", reload=True
     )
-    max_context_tokens: int = setting(
-        4096,
-        "prompt + new tokens budget",
-        cache_key=True,
-    )
-    max_new_tokens: int = setting(
-        128,
-        "budget of a multi-line completion",
-        cache_key=True,
-    )
+    max_context_tokens: int = setting(4096, "prompt + new tokens budget", cache_key=True)
+    max_new_tokens: int = setting(128, "budget of a multi-line completion", cache_key=True)
     max_new_tokens_single_line: int = setting(
-        32,
-        "budget of a mid-line (single-line) completion",
-        cache_key=True,
+        32, "budget of a mid-line (single-line) completion", cache_key=True
     )
-    temperature: float = setting(
-        0.2,
-        "0 = greedy",
-        cache_key=True,
-    )
-    top_p: float = setting(
-        0.9,
-        "nucleus sampling",
-        cache_key=True,
-    )
+    temperature: float = setting(0.2, "0 = greedy", cache_key=True)
+    top_p: float = setting(0.9, "nucleus sampling", cache_key=True)
     prompt_format: PromptFormat = setting(
         "auto",
         (
@@ -142,19 +108,14 @@ class Settings:
         cache_key=True,
     )
     fim_suffix_share: float = setting(
-        0.25,
-        "share of the prompt budget for the text after the cursor (FIM)",
-        cache_key=True,
+        0.25, "share of the prompt budget for the text after the cursor (FIM)", cache_key=True
     )
     stop_sequences: tuple[str, ...] = setting(
         ("\ndef ", "\nclass ", "\nif __name__", "\n\n\n"),
         "generation stops at any of these",
         cache_key=True,
     )
-    enabled: bool = setting(
-        True,
-        "false = answer every request empty",
-    )
+    enabled: bool = setting(True, "false = answer every request empty")
     debounce_ms: int = setting(
         -1,
         (
@@ -163,13 +124,10 @@ class Settings:
         ),
     )
     idle_prefill: bool = setting(
-        True,
-        "while the model is idle, prefill the prompt at a newly edited line (local backend)",
+        True, "while the model is idle, prefill the prompt at a newly edited line (local backend)"
     )
     prefill_chunk_tokens: int = setting(
-        256,
-        "prompt tokens per forward pass (cancellation checks between)",
-        reload=True,
+        256, "prompt tokens per forward pass (cancellation checks between)", reload=True
     )
     cache_size: int = setting(
         256,
@@ -178,27 +136,14 @@ class Settings:
             "or sharing of a generation in flight)"
         ),
     )
-    cache_ttl_s: float = setting(
-        600.0,
-        "seconds a cached completion stays valid",
-    )
+    cache_ttl_s: float = setting(600.0, "seconds a cached completion stays valid")
     kv_cache_slots: int = setting(
-        4,
-        "KV caches of recent prompts kept for prefix reuse",
-        reload=True,
+        4, "KV caches of recent prompts kept for prefix reuse", reload=True
     )
-    kv_cache_max_tokens: int = setting(
-        16384,
-        "total tokens over all KV slots",
-        reload=True,
-    )
-    prefetch_after_accept: bool = setting(
-        True,
-        "compute the next completion when one is accepted",
-    )
+    kv_cache_max_tokens: int = setting(16384, "total tokens over all KV slots", reload=True)
+    prefetch_after_accept: bool = setting(True, "compute the next completion when one is accepted")
     context_other_documents: bool = setting(
-        True,
-        "add snippets, definitions and recent edits from other open files",
+        True, "add snippets, definitions and recent edits from other open files"
     )
     speculative: bool = setting(
         True,
@@ -229,14 +174,8 @@ class Settings:
             "uses or imports"
         ),
     )
-    context_workspace_max_files: int = setting(
-        10000,
-        "most Python files the workspace index reads",
-    )
-    log_level: str = setting(
-        "INFO",
-        "stderr log level (document text is logged only at DEBUG)",
-    )
+    context_workspace_max_files: int = setting(10000, "most Python files the workspace index reads")
+    log_level: str = setting("INFO", "stderr log level (document text is logged only at DEBUG)")
     supersede: bool = setting(
         True,
         (
