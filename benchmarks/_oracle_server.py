@@ -19,7 +19,6 @@ from codellama_lsp import loading
 from codellama_lsp.config import Settings
 from codellama_lsp.engines.base import (
     ConnectionListener,
-    EngineState,
     GenerationRequest,
     GenerationResult,
     ProgressCallback,
@@ -35,7 +34,6 @@ class OracleEngine:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.name = "oracle"
-        self.state: EngineState = "idle"
         self.warning = ""
         self.last_step_seconds = 0.0
         self.on_connection_change: ConnectionListener | None = None
@@ -61,11 +59,10 @@ class OracleEngine:
 
     def load(self, progress: ProgressCallback) -> None:
         self._tokens = CodeTokens(load_tokenizer(resolve_model("demo")))
-        self.state = "ready"
         progress("Ready", 100)
 
     def close(self) -> None:
-        self.state = "idle"
+        pass
 
     def _prompt_prefix(self, ids: tuple[int, ...]) -> str:
         tokens = self.tokens

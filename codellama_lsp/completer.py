@@ -136,7 +136,7 @@ class Completer:
 
     @property
     def ready(self) -> bool:
-        return self.settings.enabled and self.engine is not None and self.engine.state == "ready"
+        return self.settings.enabled and self.engine is not None
 
     def edited(self, uri: str, line: int, cursor: Callable[[], CursorContext]) -> None:
         """The user edited ``uri`` on ``line`` (``didChange``); ``cursor()`` reads the cursor.

@@ -13,7 +13,6 @@ from typing import Literal, Protocol
 
 from codellama_lsp.tokenization import CodeTokens
 
-EngineState = Literal["idle", "loading", "ready", "error"]
 FinishReason = Literal["eot", "stop", "length", "cancelled", "error"]
 UNKNOWN_CONTEXT_LIMIT = 1 << 30
 """An engine's ``context_limit`` when the model does not state one."""
@@ -73,7 +72,6 @@ class Engine(Protocol):
     """A loaded model that turns prompt ids into text."""
 
     name: str
-    state: EngineState
     warning: str
     """A problem the user should hear of that did not stop the load (empty: none)."""
     last_step_seconds: float

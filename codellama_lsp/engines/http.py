@@ -36,7 +36,6 @@ from codellama_lsp.engines.base import (
     UNKNOWN_CONTEXT_LIMIT,
     ConnectionListener,
     EngineLoadError,
-    EngineState,
     GenerationRequest,
     GenerationResult,
     ProgressCallback,
@@ -161,7 +160,6 @@ class HttpEngine:
     ) -> None:
         self.settings = settings
         self.name = settings.model
-        self.state: EngineState = "idle"
         self.warning = ""
         self.last_step_seconds = 0.0
         self.endpoint = Endpoint.parse(settings.server_url, settings.api_key)
@@ -197,19 +195,12 @@ class HttpEngine:
 
     def load(self, progress: ProgressCallback) -> None:
         """Load the tokenizer, then wait until the server reports its model ready."""
-        self.state = "loading"
-        try:
-            self._load_tokenizer(progress)
-            self._wait_until_ready(progress)
-        except EngineLoadError:
-            self.state = "error"
-            raise
-        self.state = "ready"
+        self._load_tokenizer(progress)
+        self._wait_until_ready(progress)
         progress("Ready", 100)
 
     def close(self) -> None:
         self._closed.set()
-        self.state = "idle"
 
     def generate(self, request: GenerationRequest, cancel: threading.Event) -> GenerationResult:
         result = GenerationResult("", "length", prompt_tokens=len(request.prompt_ids))

@@ -27,7 +27,6 @@ from codellama_lsp.engines.base import (
     UNKNOWN_CONTEXT_LIMIT,
     ConnectionListener,
     EngineLoadError,
-    EngineState,
     FinishReason,
     GenerationRequest,
     GenerationResult,
@@ -200,7 +199,6 @@ class LocalEngine:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.name = settings.model
-        self.state: EngineState = "idle"
         self.model: Any = None
         self._tokens: CodeTokens | None = None
         self.kv = KVSlots(settings.kv_cache_slots, settings.kv_cache_max_tokens)
@@ -245,7 +243,6 @@ class LocalEngine:
         return self.model.get_input_embeddings().weight.device
 
     def load(self, progress: ProgressCallback) -> None:
-        self.state = "loading"
         try:
             hub_offline(self.settings.local_files_only)
             path = resolve_model(self.settings.model)
@@ -286,11 +283,9 @@ class LocalEngine:
                     f"`hf download {self.settings.model}`, or set local_files_only=false)"
                 )
             self._fail(f"Could not load model {self.settings.model!r}: {exc}{hint}")
-        self.state = "ready"
         progress("Ready", 100)
 
     def _fail(self, message: str) -> None:
-        self.state = "error"
         self.model = None
         raise EngineLoadError(message)
 
@@ -345,7 +340,6 @@ class LocalEngine:
         self.draft_model = None
         self.model = None
         self._tokens = None
-        self.state = "idle"
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
 
