@@ -15,16 +15,16 @@ import os
 import threading
 from pathlib import Path
 
-from codellama_lsp import server as server_module
+from codellama_lsp import loading
 from codellama_lsp.config import Settings
-from codellama_lsp.demo_model import resolve_model
 from codellama_lsp.engines.base import (
-    EngineState,
+    ConnectionListener,
     GenerationRequest,
     GenerationResult,
     ProgressCallback,
-    text_stop_index,
 )
+from codellama_lsp.models import resolve_model
+from codellama_lsp.postprocess import text_stop_index
 from codellama_lsp.tokenization import CodeTokens, load_tokenizer
 
 
@@ -34,8 +34,9 @@ class OracleEngine:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.name = "oracle"
-        self.state: EngineState = "idle"
-        self.error = ""
+        self.warning = ""
+        self.last_step_seconds = 0.0
+        self.on_connection_change: ConnectionListener | None = None
         self._tokens: CodeTokens | None = None
         self.answers = Path(os.environ["CODELLAMA_ORACLE_FILE"])
         self.log = Path(os.environ["CODELLAMA_ORACLE_LOG"])
@@ -46,8 +47,11 @@ class OracleEngine:
         return self._tokens
 
     @property
-    def supports_infill(self) -> bool:
-        return True
+    def reuses_prompts(self) -> bool:
+        return False
+
+    def cache_stats(self) -> dict[str, int]:
+        return {}
 
     @property
     def context_limit(self) -> int:
@@ -55,11 +59,10 @@ class OracleEngine:
 
     def load(self, progress: ProgressCallback) -> None:
         self._tokens = CodeTokens(load_tokenizer(resolve_model("demo")))
-        self.state = "ready"
         progress("Ready", 100)
 
     def close(self) -> None:
-        self.state = "idle"
+        pass
 
     def _prompt_prefix(self, ids: tuple[int, ...]) -> str:
         tokens = self.tokens
@@ -106,7 +109,7 @@ class OracleEngine:
 
 
 def main() -> None:
-    server_module.create_engine = OracleEngine  # type: ignore[assignment]
+    loading.create_engine = OracleEngine  # type: ignore[assignment]
     from codellama_lsp.cli import main as cli_main
 
     raise SystemExit(cli_main())

@@ -47,7 +47,6 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from codellama_lsp.config import Settings  # noqa: E402
-from codellama_lsp.context import OpenDocumentsContext  # noqa: E402
 from codellama_lsp.context_sources import (  # noqa: E402
     ContextSource,
     ContextSources,
@@ -55,11 +54,12 @@ from codellama_lsp.context_sources import (  # noqa: E402
     Snapshot,
 )
 from codellama_lsp.cursor import CursorContext, lsp_lines  # noqa: E402
+from codellama_lsp.open_documents import OpenDocumentsSource  # noqa: E402
 from codellama_lsp.prompt import LineCounter, build_prompt  # noqa: E402
 from codellama_lsp.recent_edits import RecentEdits  # noqa: E402
 from codellama_lsp.tokenization import CodeTokens  # noqa: E402
-from codellama_lsp.workspace_context import WorkspaceContext  # noqa: E402
 from codellama_lsp.workspace_index import WorkspaceIndex  # noqa: E402
+from codellama_lsp.workspace_source import WorkspaceSource  # noqa: E402
 
 SITE = Path(sysconfig.get_paths()["purelib"])
 PROJECTS = ("pygls", "aiohttp", "hypothesis", "cachetools")
@@ -177,18 +177,18 @@ def snapshot_of(path: Path, open_files: list[Path], root: Path) -> Snapshot:
 def provider(index: WorkspaceIndex, source: str, snapshot: Snapshot) -> ContextSources | None:
     chosen: list[ContextSource] = []
     if source == "open":
-        chosen = [OpenDocumentsContext()]
+        chosen = [OpenDocumentsSource()]
     elif source == "index":
-        chosen = [WorkspaceContext(index)]
+        chosen = [WorkspaceSource(index)]
     elif source == "all":
-        chosen = [WorkspaceContext(index), OpenDocumentsContext(), RecentEdits()]
+        chosen = [WorkspaceSource(index), OpenDocumentsSource(), RecentEdits()]
     if not chosen:
         return None
     return ContextSources(lambda _uri: snapshot, Settings, chosen)
 
 
 def tokens() -> CodeTokens:
-    from codellama_lsp.demo_model import resolve_model
+    from codellama_lsp.models import resolve_model
     from codellama_lsp.tokenization import load_tokenizer
 
     return CodeTokens(load_tokenizer(resolve_model("demo")))

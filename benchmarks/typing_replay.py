@@ -21,8 +21,8 @@ The same trace runs against three servers, in the same invocation, per model (``
   typing-through, KV reuse);
 - before: the same with the former fixed 60 ms debounce, no idle-time prefill and no
   speculative decoding (issue 4's server);
-- naive: ``naive`` + ``debounce_ms=0, cache_size=0, kv_cache_slots=0``: every request runs its
-  own fresh generation to the end, in arrival order.
+- naive: ``NAIVE`` below (no supersession, debounce, caches, KV reuse or speculation): every
+  request runs its own fresh generation to the end, in arrival order.
 
 A user waits at most ``--max-wait`` seconds at a pause; a naive server that is further
 behind is recorded at that bound (a lower bound on its latency) and the queue it still holds
@@ -74,7 +74,15 @@ MODELS: dict[str, dict[str, Any]] = {
     # only spaces with longer prompts, so it gets the last 256 tokens.
     "demo": {"model": "demo", "max_context_tokens": 256},
 }
-NAIVE = {"naive": True, "debounce_ms": 0, "cache_size": 0, "kv_cache_slots": 0}
+NAIVE = {
+    "supersede": False,
+    "debounce_ms": 0,
+    "cache_size": 0,
+    "kv_cache_slots": 0,
+    "idle_prefill": False,
+    "prefetch_after_accept": False,
+    "speculative": False,
+}
 MODES: dict[str, dict[str, Any]] = {
     "after": {},
     # Issue 4's server: fixed debounce, no idle prefill, one token per forward pass.
@@ -133,7 +141,7 @@ class FileTrace:
 
 
 def _count_tokens() -> Any:
-    from codellama_lsp.demo_model import demo_model_dir
+    from codellama_lsp.models import demo_model_dir
     from codellama_lsp.tokenization import CodeTokens, load_tokenizer
 
     return CodeTokens(load_tokenizer(str(demo_model_dir()))).count
@@ -719,7 +727,7 @@ def table(name: str, results: dict[str, dict[str, Any]]) -> str:
 
 
 async def main_async(args: argparse.Namespace) -> int:
-    from codellama_lsp.demo_model import resolve_model
+    from codellama_lsp.models import resolve_model
 
     if args.quick:
         n_files, sites, chars = 1, 2, 40

@@ -55,11 +55,12 @@ class TypingThrough:
 
     def __init__(self, per_document: int = 4) -> None:
         self.per_document = per_document
+        self.enabled = True
         self._shown: dict[str, list[Shown]] = {}
         self._last: dict[str, Shown] = {}
 
     def remember(self, uri: str, before: str, after: str, completion: str) -> None:
-        if not completion:
+        if not completion or not self.enabled:
             return
         self._last[uri] = Shown(before, after, completion)
         entries = [e for e in self._shown.get(uri, []) if e.before != before]
@@ -67,7 +68,7 @@ class TypingThrough:
         self._shown[uri] = entries[-self.per_document :]
 
     def lookup(self, uri: str, before: str, after: str) -> str | None:
-        entries = self._shown.get(uri)
+        entries = self._shown.get(uri) if self.enabled else None
         if not entries:
             return None
         alive: list[Shown] = []

@@ -12,10 +12,10 @@ import threading
 import time
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
 
 from codellama_lsp.cache import CompletionCache, TypingThrough
-from codellama_lsp.config import Settings
+from codellama_lsp.config import Settings, cache_key_values
 from codellama_lsp.cursor import CursorContext
 from codellama_lsp.debounce import AdaptiveDebounce
 from codellama_lsp.engines.base import Engine, GenerationRequest, GenerationResult
@@ -109,11 +109,10 @@ class Completer:
         self._inflight: dict[Hashable, asyncio.Future[Completion | None]] = {}
         self.scheduler.on_superseded = lambda _ticket: self.stats.add("requests_superseded")
         self.scheduler.on_kept = lambda _ticket: self.stats.add("generations_kept")
-        self.scheduler.keep_matching = self.settings.keep_matching_generations
-        self._naive_requests: dict[str, int] = {}
         self.debounce = AdaptiveDebounce()
         self._prompt_lock = threading.Lock()
         self.idle_prefill = IdlePrefill(self.scheduler, self.stats)
+        self.apply_settings(self.settings)
 
     def set_engine(self, engine: Engine | None) -> None:
         self.engine = engine
@@ -128,12 +127,31 @@ class Completer:
             self.settings.cache_ttl_s,
         ):
             self.cache = CompletionCache(settings.cache_size, settings.cache_ttl_s)
-        self.settings = settings
+        self.typing.enabled = self.cache.enabled
+        self.scheduler.supersede = settings.supersede
         self.scheduler.keep_matching = settings.keep_matching_generations
+        self.settings = settings
+
+    def forget(self, uri: str) -> None:
+        """The document was closed: stop its work and drop what was kept for it."""
+        self.scheduler.cancel_key(uri)
+        self.typing.forget(uri)
+        self.idle_prefill.forget(uri)
+
+    def snapshot(self, **extra: Any) -> dict[str, Any]:
+        """The counters and timings, with the sizes of what is kept (for leak checks)."""
+        engine = self.engine.cache_stats() if self.engine is not None else {}
+        return self.stats.snapshot(
+            cache_entries=len(self.cache),
+            typing_through_entries=len(self.typing),
+            inflight=len(self._inflight),
+            **engine,
+            **extra,
+        )
 
     @property
     def ready(self) -> bool:
-        return self.settings.enabled and self.engine is not None and self.engine.state == "ready"
+        return self.settings.enabled and self.engine is not None
 
     def edited(self, uri: str, line: int, cursor: Callable[[], CursorContext]) -> None:
         """The user edited ``uri`` on ``line`` (``didChange``); ``cursor()`` reads the cursor.
@@ -147,7 +165,7 @@ class Completer:
     def _prefill_when_idle(self, uri: str, line: int, cursor: Callable[[], CursorContext]) -> None:
         s = self.settings
         engine = self.engine
-        if not (s.idle_prefill and self.ready and not s.naive and keeps_kv_cache(engine)):
+        if not (s.idle_prefill and self.ready and keeps_kv_cache(engine)):
             return
         if not self.idle_prefill.wanted(uri, line):
             return  # before the context snapshot: this runs on every edit
@@ -171,9 +189,6 @@ class Completer:
         self.stats.timing("debounce_wait", ms)
         return ms / 1000
 
-    def single_line(self, ctx: CursorContext) -> bool:
-        return ctx.single_line
-
     async def complete(self, uri: str, ctx: CursorContext) -> Completion | None:
         """The completion at ``ctx``, or None (not ready, superseded, cancelled, empty)."""
         started = time.perf_counter()
@@ -182,10 +197,8 @@ class Completer:
             self.stats.add("empty_results")
             return None
         before, after = ctx.prefix, ctx.suffix
-        if self.settings.naive:
-            return self._finish(await self._naive(uri, ctx), started)
-        key = self._cache_key(uri, ctx, before, after)
-        joined = self._inflight.get(key)
+        key = self.cache_key(uri, ctx)
+        joined = self._inflight.get(key) if self.cache.enabled else None
         if joined is not None:
             # The same place is already being computed (prefetch, or a repeated request).
             result = await asyncio.shield(joined)
@@ -219,21 +232,12 @@ class Completer:
             self.scheduler.release(ticket)
         return self._finish(result, started)
 
-    async def _naive(self, uri: str, ctx: CursorContext) -> Completion | None:
-        """The baseline the speed benchmark compares with: every request runs the model."""
-        number = self._naive_requests[uri] = self._naive_requests.get(uri, 0) + 1
-        ticket = Ticket(f"{uri}#{number}", number)  # its own key: nothing supersedes it
-        try:
-            return await self._generate(uri, ctx, None, ticket, debounce=False)
-        except Superseded:
-            return None
-
     async def prefetch(self, uri: str, ctx: CursorContext) -> None:
         """Compute the completion at ``ctx`` now so the next request finds it in the cache."""
-        if not (self.ready and self.settings.prefetch_after_accept) or self.settings.naive:
+        if not (self.ready and self.settings.prefetch_after_accept):
             return
         self.stats.add("prefetches")
-        key = self._cache_key(uri, ctx, ctx.prefix, ctx.suffix)
+        key = self.cache_key(uri, ctx)
         if key in self._inflight or self.cache.get(key) is not None:
             return
         if self.scheduler.busy(uri):
@@ -261,21 +265,15 @@ class Completer:
             self.on_result()
         return completion
 
-    def _cache_key(self, uri: str, ctx: CursorContext, before: str, after: str) -> Hashable:
-        s = self.settings
+    def cache_key(self, uri: str, ctx: CursorContext) -> Hashable:
+        """Equal keys give the same completion: text, model, settings and context agree."""
+        before, after = ctx.prefix, ctx.suffix
         context_fp: Hashable = ()
         if self.context_provider is not None:
             context_fp = self.context_provider.fingerprint(uri)
         return (
             self.engine.name if self.engine else "",
-            s.prompt_format,
-            s.max_context_tokens,
-            s.max_new_tokens,
-            s.max_new_tokens_single_line,
-            s.temperature,
-            s.top_p,
-            s.fim_suffix_share,
-            s.stop_sequences,
+            cache_key_values(self.settings),
             hash(before),
             hash(after),
             len(before),
@@ -303,7 +301,7 @@ class Completer:
         ctx = ctx.with_line_window(max_chars)
         if _LONE_SURROGATE.search(ctx.text):
             ctx = CursorContext(_LONE_SURROGATE.sub("\ufffd", ctx.text), ctx.line, ctx.character)
-        new_tokens = s.max_new_tokens_single_line if self.single_line(ctx) else s.max_new_tokens
+        new_tokens = s.max_new_tokens_single_line if ctx.single_line else s.max_new_tokens
         limit = min(s.max_context_tokens, engine.context_limit)
         budget = max(16, limit - new_tokens)
         extra = ""
@@ -350,7 +348,7 @@ class Completer:
         if not ticket.live:
             raise Superseded
         s = self.settings
-        single = self.single_line(ctx)
+        single = ctx.single_line
         request = GenerationRequest(
             prompt_ids=prompt.ids,
             max_new_tokens=s.max_new_tokens_single_line if single else s.max_new_tokens,
@@ -358,9 +356,9 @@ class Completer:
             top_p=s.top_p,
             stop_sequences=("\n",) if single else s.stop_sequences,
             is_done=recording_text(ticket, block_done(ctx)),
-            session="" if s.naive else uri,
-            draft_text="" if s.naive else self.typing.draft(uri, ctx.prefix),
-            max_draft=s.speculative_max_draft if s.speculative and not s.naive else 0,
+            session=uri,
+            draft_text=self.typing.draft(uri, ctx.prefix),
+            max_draft=s.speculative_max_draft if s.speculative else 0,
         )
         self.idle_prefill.stop_unless_prefix_of(prompt.ids)
         result = await self.scheduler.run(ticket, lambda _stop: self._run_engine(request, ticket))
@@ -368,16 +366,14 @@ class Completer:
             return None
         self.debounce.generation(result.prefill_seconds + result.decode_seconds)
         text = clean(result.text, ctx, s.stop_sequences, truncated=result.finish_reason == "length")
-        if s.naive:
-            if ticket.number != self._naive_requests.get(uri):  # a newer request came
-                self.stats.add("discarded_tokens", result.generated_tokens)
-            return Completion(text, replace_range_end(ctx), "model") if text else None
         self.cache.put(key, text)
         self.typing.remember(uri, ctx.prefix, ctx.suffix, text)
         if not self.scheduler.is_latest(ticket):
-            # A newer request for this document exists: nobody will see this result.
+            # A newer request for this document exists: nobody will see this result (the
+            # baseline that does not supersede answers every request all the same).
             self.stats.add("discarded_tokens", result.generated_tokens)
-            return None
+            if self.scheduler.supersede:
+                return None
         return Completion(text, replace_range_end(ctx), "model") if text else None
 
     def _run_engine(self, request: GenerationRequest, ticket: Ticket) -> GenerationResult:
@@ -407,7 +403,7 @@ class Completer:
                 phase = "decode" if result.prefill_seconds else "prefill"
                 idle_ms = (time.perf_counter() - ticket.cancelled_at) * 1000
                 self.stats.timing(f"cancel_to_idle_{phase}", idle_ms)
-                step_s = float(getattr(engine, "last_forward_seconds", 0.0))
+                step_s = engine.last_step_seconds
                 self.stats.timing(f"interrupted_step_{phase}", step_s * 1000)
         elif result.finish_reason == "error":
             self.stats.add("generation_errors")

@@ -30,45 +30,167 @@ class SettingsError(ValueError):
 
 
 @dataclass(frozen=True)
+class SettingInfo:
+    """What the rest of the program must know about one setting (its field's metadata)."""
+
+    help: str
+    reload: bool = False
+    """A change needs a new engine: the engines read it once, when they load."""
+    cache_key: bool = False
+    """A completion made under another value is not reused (part of the cache key)."""
+    editor: bool = True
+    """Offered in editors' settings (VS Code: ``codellama.<client_name>``)."""
+
+
+def setting(
+    default: Any,
+    help: str,
+    *,
+    reload: bool = False,
+    cache_key: bool = False,
+    editor: bool = True,
+) -> Any:
+    """A :class:`Settings` field with its :class:`SettingInfo`."""
+    return dataclasses.field(
+        default=default, metadata={"info": SettingInfo(help, reload, cache_key, editor)}
+    )
+
+
+@dataclass(frozen=True)
 class Settings:
     """Everything a user can set. Names are the keys clients send (snake_case)."""
 
-    model: str = DEFAULT_MODEL
-    backend: Backend = "auto"
-    server_url: str = "http://127.0.0.1:8765"
-    api_key: str = ""
-    http_model_name: str = ""
-    dtype: DType = "auto"
-    device_map: str = "auto"
-    quantization: Quantization = "none"
-    local_files_only: bool = True
-    max_context_tokens: int = 4096
-    max_new_tokens: int = 128
-    max_new_tokens_single_line: int = 32
-    temperature: float = 0.2
-    top_p: float = 0.9
-    prompt_format: PromptFormat = "auto"
-    fim_suffix_share: float = 0.25
-    stop_sequences: tuple[str, ...] = ("\ndef ", "\nclass ", "\nif __name__", "\n\n\n")
-    enabled: bool = True
-    debounce_ms: int = -1
-    idle_prefill: bool = True
-    keep_matching_generations: bool = True
-    prefill_chunk_tokens: int = 256
-    cache_size: int = 256
-    cache_ttl_s: float = 600.0
-    kv_cache_slots: int = 4
-    kv_cache_max_tokens: int = 16384
-    prefetch_after_accept: bool = True
-    context_other_documents: bool = True
-    speculative: bool = True
-    speculative_max_draft: int = 8
-    draft_model: str = ""
-    context_workspace: bool = True
-    context_workspace_max_files: int = 10000
-    log_level: str = "INFO"
-    naive: bool = False
-    """Benchmark baseline: no debounce, supersession, cache, typing-through or KV reuse."""
+    model: str = setting(
+        DEFAULT_MODEL, "HF id or local folder; `demo` = the bundled tiny demo model", reload=True
+    )
+    backend: Backend = setting(
+        "auto",
+        (
+            "`local` (in-process), `http` (a model server / vLLM / TGI), `auto` (the model server"
+            " at `server_url` if it answers for this model, else `local`)"
+        ),
+        reload=True,
+    )
+    server_url: str = setting(
+        "http://127.0.0.1:8765",
+        "base URL of the OpenAI-compatible server for `http`/`auto`",
+        reload=True,
+    )
+    api_key: str = setting("", "Bearer token for the model server", reload=True)
+    http_model_name: str = setting(
+        "", "model name to send to the server (default: `model`)", reload=True
+    )
+    dtype: DType = setting(
+        "auto", "weights dtype; `auto` = bfloat16 on GPU, float32 on CPU", reload=True
+    )
+    device_map: str = setting(
+        "auto", "accelerate device map (`auto` spreads over GPUs), `cpu`, `cuda:0`", reload=True
+    )
+    quantization: Quantization = setting(
+        "none", "`4bit` (NF4) or `8bit` weights via bitsandbytes", reload=True
+    )
+    local_files_only: bool = setting(
+        True, "never download from the hub unless set to false", reload=True
+    )
+    max_context_tokens: int = setting(4096, "prompt + new tokens budget", cache_key=True)
+    max_new_tokens: int = setting(128, "budget of a multi-line completion", cache_key=True)
+    max_new_tokens_single_line: int = setting(
+        32, "budget of a mid-line (single-line) completion", cache_key=True
+    )
+    temperature: float = setting(0.2, "0 = greedy", cache_key=True)
+    top_p: float = setting(0.9, "nucleus sampling", cache_key=True)
+    prompt_format: PromptFormat = setting(
+        "auto",
+        (
+            "`fim` (7B/13B/70B base and Instruct), `prefix` (34B and the Python models, "
+            "70B-Python included), `auto` decides by the checkpoint"
+        ),
+        cache_key=True,
+    )
+    fim_suffix_share: float = setting(
+        0.25, "share of the prompt budget for the text after the cursor (FIM)", cache_key=True
+    )
+    stop_sequences: tuple[str, ...] = setting(
+        ("\ndef ", "\nclass ", "\nif __name__", "\n\n\n"),
+        "generation stops at any of these",
+        cache_key=True,
+    )
+    enabled: bool = setting(True, "false = answer every request empty")
+    debounce_ms: int = setting(
+        -1,
+        (
+            "wait this long for more keystrokes before asking the model; -1 = adaptive: 0 ms for "
+            "a model faster than a pause in your typing, else wait for such a pause"
+        ),
+    )
+    idle_prefill: bool = setting(
+        True, "while the model is idle, prefill the prompt at a newly edited line (local backend)"
+    )
+    keep_matching_generations: bool = setting(
+        True,
+        (
+            "a generation in flight runs on while what the user types matches the text it has "
+            "made so far (its answer then serves the next pause); false stops it at the next key"
+        ),
+    )
+    prefill_chunk_tokens: int = setting(
+        256, "prompt tokens per forward pass (cancellation checks between)", reload=True
+    )
+    cache_size: int = setting(
+        256,
+        (
+            "completions kept (LRU); 0 = no earlier result is reused (no cache, typing-through "
+            "or sharing of a generation in flight)"
+        ),
+    )
+    cache_ttl_s: float = setting(600.0, "seconds a cached completion stays valid")
+    kv_cache_slots: int = setting(
+        4, "KV caches of recent prompts kept for prefix reuse", reload=True
+    )
+    kv_cache_max_tokens: int = setting(16384, "total tokens over all KV slots", reload=True)
+    prefetch_after_accept: bool = setting(True, "compute the next completion when one is accepted")
+    context_other_documents: bool = setting(
+        True, "add snippets, definitions and recent edits from other open files"
+    )
+    speculative: bool = setting(
+        True,
+        (
+            "local engine: draft tokens (from the prompt, the previous suggestion, `draft_model`)"
+            " and check several in one forward pass; same output, fewer passes"
+        ),
+    )
+    speculative_max_draft: int = setting(
+        8,
+        (
+            "most tokens drafted per check (the engine picks fewer, or none, from measured "
+            "acceptance and pass cost)"
+        ),
+    )
+    draft_model: str = setting(
+        "",
+        (
+            "small model drafting for `model` (same tokenizer), e.g. "
+            "`codellama/CodeLlama-7b-Python-hf` for the 70B; empty = none"
+        ),
+        reload=True,
+    )
+    context_workspace: bool = setting(
+        True,
+        (
+            "index the workspace's Python files and add the definitions the code near the cursor "
+            "uses or imports"
+        ),
+    )
+    context_workspace_max_files: int = setting(10000, "most Python files the workspace index reads")
+    log_level: str = setting("INFO", "stderr log level (document text is logged only at DEBUG)")
+    supersede: bool = setting(
+        True,
+        (
+            "a new request for a document stops the one before it; false = every request "
+            "runs (the benchmarks' baseline)"
+        ),
+        editor=False,
+    )
 
     def merged(self, overrides: Mapping[str, Any]) -> Settings:
         """A copy with ``overrides`` applied and validated; unknown keys are an error."""
@@ -123,10 +245,6 @@ class Settings:
         for ok, message in checks:
             if not ok:
                 raise SettingsError(f"codellama-lsp: {message}")
-
-    @property
-    def greedy(self) -> bool:
-        return self.temperature == 0.0
 
 
 def _field_type(name: str) -> Any:
@@ -208,59 +326,6 @@ def client_overrides(options: Any) -> dict[str, Any]:
     return dict(options)
 
 
-def setting_names() -> list[str]:
-    return [f.name for f in fields(Settings)]
-
-
-HELP = {
-    "model": "HF id or local folder; `demo` = the bundled tiny demo model",
-    "backend": "`local` (in-process), `http` (a model server / vLLM / TGI), `auto` (the "
-    "model server at `server_url` if it answers for this model, else `local`)",
-    "server_url": "base URL of the OpenAI-compatible server for `http`/`auto`",
-    "api_key": "Bearer token for the model server",
-    "http_model_name": "model name to send to the server (default: `model`)",
-    "dtype": "weights dtype; `auto` = bfloat16 on GPU, float32 on CPU",
-    "device_map": "accelerate device map (`auto` spreads over GPUs), `cpu`, `cuda:0`",
-    "quantization": "`4bit` (NF4) or `8bit` weights via bitsandbytes",
-    "local_files_only": "never download from the hub unless set to false",
-    "max_context_tokens": "prompt + new tokens budget",
-    "max_new_tokens": "budget of a multi-line completion",
-    "max_new_tokens_single_line": "budget of a mid-line (single-line) completion",
-    "temperature": "0 = greedy",
-    "top_p": "nucleus sampling",
-    "prompt_format": "`fim` (7B/13B/70B base and Instruct), `prefix` (34B and the Python models, "
-    "70B-Python included), `auto` decides by the checkpoint",
-    "fim_suffix_share": "share of the prompt budget for the text after the cursor (FIM)",
-    "stop_sequences": "generation stops at any of these",
-    "enabled": "false = answer every request empty",
-    "debounce_ms": "wait this long for more keystrokes before asking the model; -1 = adaptive: "
-    "0 ms for a model faster than a pause in your typing, else wait for such a pause",
-    "keep_matching_generations": "a generation in flight runs on while what the user types "
-    "matches the text it has made so far (its answer then serves the next pause); false stops "
-    "it at the next key",
-    "idle_prefill": "while the model is idle, prefill the prompt at a newly edited line "
-    "(local backend)",
-    "prefill_chunk_tokens": "prompt tokens per forward pass (cancellation checks between)",
-    "cache_size": "completions kept (LRU)",
-    "cache_ttl_s": "seconds a cached completion stays valid",
-    "kv_cache_slots": "KV caches of recent prompts kept for prefix reuse",
-    "kv_cache_max_tokens": "total tokens over all KV slots",
-    "prefetch_after_accept": "compute the next completion when one is accepted",
-    "context_other_documents": "add snippets, definitions and recent edits from other open files",
-    "speculative": "local engine: draft tokens (from the prompt, the previous suggestion, "
-    "`draft_model`) and check several in one forward pass; same output, fewer passes",
-    "speculative_max_draft": "most tokens drafted per check (the engine picks fewer, or none, "
-    "from measured acceptance and pass cost)",
-    "draft_model": "small model drafting for `model` (same tokenizer), e.g. "
-    "`codellama/CodeLlama-7b-Python-hf` for the 70B; empty = none",
-    "context_workspace": "index the workspace's Python files and add the definitions the code "
-    "near the cursor uses or imports",
-    "context_workspace_max_files": "most Python files the workspace index reads",
-    "log_level": "stderr log level (document text is logged only at DEBUG)",
-    "naive": "benchmark baseline: turn off debounce, supersession, caches and KV reuse",
-}
-
-
 def _type_name(kind: Any) -> str:
     if typing.get_origin(kind) is Literal:
         return " \\| ".join(typing.get_args(kind))
@@ -269,10 +334,38 @@ def _type_name(kind: Any) -> str:
     return getattr(kind, "__name__", str(kind))
 
 
+def info(name: str) -> SettingInfo:
+    info: SettingInfo = _FIELDS[name].metadata["info"]
+    return info
+
+
+def client_name(name: str) -> str:
+    """The name editors show (VS Code: ``codellama.maxNewTokens``); clients send ``name``."""
+    head, *rest = name.split("_")
+    return head + "".join(part.capitalize() for part in rest)
+
+
+_FIELDS = {f.name: f for f in fields(Settings)}
+ENGINE_SETTINGS = frozenset(name for name in _FIELDS if info(name).reload)
+"""Settings whose change needs a new engine (a reload); the rest apply at once."""
+CACHE_KEY_SETTINGS = tuple(name for name in _FIELDS if info(name).cache_key)
+"""Settings a cached completion depends on (besides the text, the model and the context)."""
+EDITOR_SETTINGS = tuple(name for name in _FIELDS if info(name).editor)
+"""Settings editors offer in their settings UI (the rest are for benchmarks)."""
+
+
+def needs_reload(old: Settings, new: Settings) -> bool:
+    return any(getattr(old, name) != getattr(new, name) for name in ENGINE_SETTINGS)
+
+
+def cache_key_values(settings: Settings) -> tuple[Any, ...]:
+    return tuple(getattr(settings, name) for name in CACHE_KEY_SETTINGS)
+
+
 def describe() -> list[tuple[str, str, str, str]]:
     """(name, type, default, help) for each setting, for docs and ``--help``."""
     rows = []
-    for f in fields(Settings):
-        kind = _type_name(_field_type(f.name))
-        rows.append((f.name, kind, repr(f.default), HELP.get(f.name, "")))
+    for name, f in _FIELDS.items():
+        text = info(name).help + (" (reloads the model)" if info(name).reload else "")
+        rows.append((name, _type_name(_field_type(name)), repr(f.default), text))
     return rows

@@ -100,10 +100,6 @@ class CursorContext:
         return self.line_text[self.character :]
 
     @property
-    def uses_crlf(self) -> bool:
-        return "\r\n" in self.text
-
-    @property
     def mid_line(self) -> bool:
         """Real code after the cursor on this line (auto-closed brackets do not count)."""
         rest = self.line_suffix.strip()

@@ -77,14 +77,9 @@ def run_demo(
     return asyncio.run(_demo(target, overrides, timeout=timeout, as_json=as_json))
 
 
-async def _demo(
-    target: str | None, overrides: dict[str, Any], *, timeout: float, as_json: bool
-) -> int:
-    path, text, line, column = parse_target(target)
-    uri = path.resolve().as_uri() if path else "file:///codellama-demo/example.py"
+def _client(ready: asyncio.Event, status: dict[str, Any]) -> LanguageClient:
+    """A client that prints the server's progress and messages and keeps its status."""
     client = LanguageClient("codellama-demo", "0.1")
-    ready = asyncio.Event()
-    status: dict[str, Any] = {}
     err = sys.stderr
 
     @client.feature("codellama/status")
@@ -114,23 +109,69 @@ async def _demo(
     def on_message(params: types.ShowMessageParams) -> None:
         print(f"[codellama] {params.message}", file=err)
 
+    return client
+
+
+async def _initialize(client: LanguageClient, path: Path | None, overrides: dict[str, Any]) -> None:
+    await client.initialize_async(
+        types.InitializeParams(
+            process_id=None,
+            root_uri=path.resolve().parent.as_uri() if path else None,
+            capabilities=types.ClientCapabilities(
+                window=types.WindowClientCapabilities(work_done_progress=True),
+                text_document=types.TextDocumentClientCapabilities(
+                    inline_completion=types.InlineCompletionClientCapabilities()
+                ),
+            ),
+            initialization_options=overrides,
+        )
+    )
+    client.initialized(types.InitializedParams())
+
+
+async def _ask(
+    client: LanguageClient, uri: str, text: str, line: int, column: int, timeout: float
+) -> tuple[str, float]:
+    """Open the document, ask for the inline completion at (line, column): (text, ms)."""
+    client.text_document_did_open(
+        types.DidOpenTextDocumentParams(
+            text_document=types.TextDocumentItem(
+                uri=uri, language_id="python", version=1, text=text
+            )
+        )
+    )
+    line_text = text.split("\n")[line]
+    asked = time.perf_counter()
+    result = await asyncio.wait_for(
+        client.text_document_inline_completion_async(
+            types.InlineCompletionParams(
+                text_document=types.TextDocumentIdentifier(uri=uri),
+                position=types.Position(line=line, character=_utf16(line_text[:column])),
+                context=types.InlineCompletionContext(
+                    trigger_kind=types.InlineCompletionTriggerKind.Invoked
+                ),
+            )
+        ),
+        timeout,
+    )
+    latency_ms = (time.perf_counter() - asked) * 1000
+    items = result.items if isinstance(result, types.InlineCompletionList) else result or []
+    return (str(items[0].insert_text) if items else ""), latency_ms
+
+
+async def _demo(
+    target: str | None, overrides: dict[str, Any], *, timeout: float, as_json: bool
+) -> int:
+    path, text, line, column = parse_target(target)
+    uri = path.resolve().as_uri() if path else "file:///codellama-demo/example.py"
+    ready = asyncio.Event()
+    status: dict[str, Any] = {}
+    client = _client(ready, status)
+    err = sys.stderr
     started = time.perf_counter()
     await client.start_io(sys.executable, "-m", "codellama_lsp.cli")
     try:
-        await client.initialize_async(
-            types.InitializeParams(
-                process_id=None,
-                root_uri=path.resolve().parent.as_uri() if path else None,
-                capabilities=types.ClientCapabilities(
-                    window=types.WindowClientCapabilities(work_done_progress=True),
-                    text_document=types.TextDocumentClientCapabilities(
-                        inline_completion=types.InlineCompletionClientCapabilities()
-                    ),
-                ),
-                initialization_options=overrides,
-            )
-        )
-        client.initialized(types.InitializedParams())
+        await _initialize(client, path, overrides)
         try:
             await asyncio.wait_for(ready.wait(), timeout)
         except TimeoutError:
@@ -140,30 +181,7 @@ async def _demo(
             print(f"codellama-lsp demo: {status.get('message')}", file=err)
             return 1
         print(f"[codellama] {status.get('message')}", file=err)
-        client.text_document_did_open(
-            types.DidOpenTextDocumentParams(
-                text_document=types.TextDocumentItem(
-                    uri=uri, language_id="python", version=1, text=text
-                )
-            )
-        )
-        line_text = text.split("\n")[line]
-        asked = time.perf_counter()
-        result = await asyncio.wait_for(
-            client.text_document_inline_completion_async(
-                types.InlineCompletionParams(
-                    text_document=types.TextDocumentIdentifier(uri=uri),
-                    position=types.Position(line=line, character=_utf16(line_text[:column])),
-                    context=types.InlineCompletionContext(
-                        trigger_kind=types.InlineCompletionTriggerKind.Invoked
-                    ),
-                )
-            ),
-            timeout,
-        )
-        latency_ms = (time.perf_counter() - asked) * 1000
-        items = result.items if isinstance(result, types.InlineCompletionList) else result or []
-        completion = str(items[0].insert_text) if items else ""
+        completion, latency_ms = await _ask(client, uri, text, line, column, timeout)
         stats = await client.workspace_execute_command_async(
             types.ExecuteCommandParams(command="codellama.stats")
         )

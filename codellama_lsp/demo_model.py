@@ -11,7 +11,6 @@ import json
 import math
 import os
 import random
-import re
 import sys
 import sysconfig
 import time
@@ -19,64 +18,10 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-DEMO_MODEL_NAME = "demo"
+from codellama_lsp.models import cache_root, default_heads, demo_model_dir
+
 FIM_PIECES = ("▁<PRE>", "▁<SUF>", "▁<MID>", "▁<EOT>")
 DEFAULT_VOCAB = 8000
-_RANDOM_SPEC = re.compile(r"^random:(.*)$")
-
-
-def demo_model_dir() -> Path:
-    """The committed demo model folder inside the package."""
-    return Path(__file__).resolve().parent / "demo_assets" / "demo-model"
-
-
-def _cache_root() -> Path:
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "codellama-lsp"
-
-
-def _parse_random_spec(spec: str) -> dict[str, int]:
-    values: dict[str, int] = {}
-    for part in filter(None, (p.strip() for p in spec.split(","))):
-        key, _, val = part.partition("=")
-        if key not in {"hidden", "layers", "heads", "intermediate", "seed"} or not val:
-            raise ValueError(f"bad random model option {part!r} (hidden,layers,heads,...)")
-        values[key] = int(val)
-    if "hidden" not in values or "layers" not in values:
-        raise ValueError("random model needs hidden= and layers=")
-    return values
-
-
-def resolve_model(name: str) -> str:
-    """Map ``demo`` and ``random:hidden=H,layers=L[,...]`` to folders; pass others through."""
-    if name == DEMO_MODEL_NAME:
-        return str(demo_model_dir())
-    match = _RANDOM_SPEC.match(name)
-    if not match:
-        return name
-    opts = _parse_random_spec(match.group(1))
-    heads = opts.get("heads", _default_heads(opts["hidden"]))
-    inter = opts.get("intermediate")
-    seed = opts.get("seed", 0)
-    tag = f"random-h{opts['hidden']}-l{opts['layers']}-a{heads}-i{inter or 'auto'}-s{seed}"
-    out = _cache_root() / tag
-    if not (out / "config.json").exists():
-        build_random_model(
-            out,
-            hidden_size=opts["hidden"],
-            num_layers=opts["layers"],
-            num_heads=heads,
-            intermediate_size=inter,
-            seed=seed,
-        )
-    return str(out)
-
-
-def _default_heads(hidden: int) -> int:
-    for head_dim in (64, 32, 16):
-        if hidden % head_dim == 0:
-            return max(1, hidden // head_dim)
-    return 1
 
 
 # ----------------------------------------------------------------------------- corpus
@@ -191,7 +136,7 @@ def _demo_tokenizer_dir() -> Path:
     committed = demo_model_dir()
     if (committed / "tokenizer.json").exists() or (committed / "tokenizer_config.json").exists():
         return committed
-    cached = _cache_root() / "demo-tokenizer"
+    cached = cache_root() / "demo-tokenizer"
     if not (cached / "tokenizer_config.json").exists():
         train_tokenizer(cached)
     return cached
@@ -218,7 +163,7 @@ def build_random_model(
         codes.vocab_size,
         hidden_size=hidden_size,
         num_layers=num_layers,
-        num_heads=num_heads or _default_heads(hidden_size),
+        num_heads=num_heads or default_heads(hidden_size),
         intermediate_size=intermediate_size,
         bos_id=int(codes.bos_id or 1),
         eos_id=int(codes.eos_id or 2),
@@ -344,6 +289,90 @@ class _Sampler:
             yield x, w
 
 
+def _prepare_tokenizer(out_dir: Path, init: Path | None) -> None:
+    """A fresh tokenizer in ``out_dir``, or (with ``init``) a copy of that model's."""
+    if init is None:
+        train_tokenizer(out_dir)
+    elif Path(init).resolve() != out_dir.resolve():
+        import shutil
+
+        out_dir.mkdir(parents=True, exist_ok=True)
+        for name in ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"):
+            if (Path(init) / name).exists():
+                shutil.copyfile(Path(init) / name, out_dir / name)
+
+
+def _train_step(model: Any, opt: Any, x: Any, w: Any) -> float:
+    """One optimizer step on next-token loss weighted per position by ``w``; the loss."""
+    import torch
+
+    logits = model(input_ids=x).logits[:, :-1]
+    per_token = torch.nn.functional.cross_entropy(
+        logits.reshape(-1, logits.shape[-1]), x[:, 1:].reshape(-1), reduction="none"
+    )
+    weights = w[:, 1:].reshape(-1)
+    loss = (per_token * weights).sum() / weights.sum()
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+    opt.step()
+    return float(loss.item())
+
+
+def _initial_model(codes: Any, init: Path | None, hidden_size: int, num_layers: int) -> Any:
+    """A new random Llama for ``codes``, or the weights of ``init`` to train on."""
+    import torch
+    from transformers import LlamaForCausalLM
+
+    if init is not None:
+        return LlamaForCausalLM.from_pretrained(str(init), dtype=torch.float32)
+    config = _llama_config(
+        codes.vocab_size,
+        hidden_size=hidden_size,
+        num_layers=num_layers,
+        num_heads=default_heads(hidden_size),
+        intermediate_size=None,
+        bos_id=int(codes.bos_id or 1),
+        eos_id=int(codes.eos_id or 2),
+    )
+    return LlamaForCausalLM(config)  # type: ignore[arg-type]
+
+
+def _learning_rate(peak_lr: float, step: int, done: float) -> float:
+    """Linear warm-up over 50 steps, then cosine decay to a tenth, by the share of time done."""
+    warm = min(1.0, (step + 1) / 50)
+    return peak_lr * warm * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * done)))
+
+
+def _train(
+    model: Any, batches: Any, start: float, deadline: float, peak_lr: float, log: bool
+) -> tuple[int, int, float | None]:
+    """Train on ``batches`` until ``deadline``: (steps, tokens, loss EMA)."""
+    import torch
+
+    opt = torch.optim.AdamW(model.parameters(), lr=peak_lr, weight_decay=0.01, betas=(0.9, 0.95))
+    total_s = max(1.0, deadline - time.monotonic())
+    step = 0
+    ema = None
+    tokens = 0
+    for x, w in batches:
+        now = time.monotonic()
+        if now >= deadline:
+            break
+        lr = _learning_rate(peak_lr, step, 1 - (deadline - now) / total_s)
+        for g in opt.param_groups:
+            g["lr"] = lr
+        assert isinstance(x, torch.Tensor) and isinstance(w, torch.Tensor)
+        value = _train_step(model, opt, x, w)
+        step += 1
+        tokens += int((w[:, 1:] > 0).sum())
+        ema = value if ema is None else 0.95 * ema + 0.05 * value
+        if log and step % 25 == 0:
+            el = time.monotonic() - start
+            print(f"step {step} loss {ema:.3f} lr {lr:.2e} {tokens / el:.0f} tok/s", flush=True)
+    return step, tokens, ema
+
+
 def train_demo_model(
     out_dir: Path,
     *,
@@ -365,7 +394,6 @@ def train_demo_model(
     weights, e.g. with more FIM samples and a heavier ``<EOT>`` weight so infills end.
     """
     import torch
-    from transformers import LlamaForCausalLM
 
     from .tokenization import CodeTokens, load_tokenizer
 
@@ -373,66 +401,15 @@ def train_demo_model(
     out_dir = Path(out_dir)
     torch.manual_seed(seed)
     random.seed(seed)
-    if init is None:
-        train_tokenizer(out_dir)
-    elif Path(init).resolve() != out_dir.resolve():
-        import shutil
-
-        out_dir.mkdir(parents=True, exist_ok=True)
-        for name in ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"):
-            if (Path(init) / name).exists():
-                shutil.copyfile(Path(init) / name, out_dir / name)
+    _prepare_tokenizer(out_dir, init)
     tok = load_tokenizer(str(out_dir))
     codes = CodeTokens(tok)
-    config = _llama_config(
-        codes.vocab_size,
-        hidden_size=hidden_size,
-        num_layers=num_layers,
-        num_heads=_default_heads(hidden_size),
-        intermediate_size=None,
-        bos_id=int(codes.bos_id or 1),
-        eos_id=int(codes.eos_id or 2),
-    )
-    if init is None:
-        model = LlamaForCausalLM(config)  # type: ignore[arg-type]
-    else:
-        model = LlamaForCausalLM.from_pretrained(str(init), dtype=torch.float32)
+    model = _initial_model(codes, init, hidden_size, num_layers)
     model.train()
     texts = _read_texts(stdlib_files())
     sampler = _Sampler(texts, codes, seq_len=seq_len, seed=seed)
-    opt = torch.optim.AdamW(model.parameters(), lr=peak_lr, weight_decay=0.01, betas=(0.9, 0.95))
-    deadline = start + minutes * 60
-    total_s = max(1.0, deadline - time.monotonic())
-    step = 0
-    ema = None
-    tokens = 0
-    for x, w in sampler.batches(batch_size, fim_rate=fim_rate, eot_weight=eot_weight):
-        now = time.monotonic()
-        if now >= deadline:
-            break
-        frac = 1 - (deadline - now) / total_s
-        warm = min(1.0, (step + 1) / 50)
-        lr = peak_lr * warm * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * frac)))
-        for g in opt.param_groups:
-            g["lr"] = lr
-        assert isinstance(x, torch.Tensor) and isinstance(w, torch.Tensor)
-        logits = model(input_ids=x).logits[:, :-1]
-        per_token = torch.nn.functional.cross_entropy(
-            logits.reshape(-1, logits.shape[-1]), x[:, 1:].reshape(-1), reduction="none"
-        )
-        weights = w[:, 1:].reshape(-1)
-        loss = (per_token * weights).sum() / weights.sum()
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
-        step += 1
-        tokens += int((w[:, 1:] > 0).sum())
-        value = loss.item()
-        ema = value if ema is None else 0.95 * ema + 0.05 * value
-        if log and step % 25 == 0:
-            el = time.monotonic() - start
-            print(f"step {step} loss {ema:.3f} lr {lr:.2e} {tokens / el:.0f} tok/s", flush=True)
+    batches = sampler.batches(batch_size, fim_rate=fim_rate, eot_weight=eot_weight)
+    step, tokens, ema = _train(model, batches, start, start + minutes * 60, peak_lr, log)
     model.eval()
     model = model.half()
     model.save_pretrained(str(out_dir))
@@ -451,14 +428,19 @@ def train_demo_model(
         "peak_lr": peak_lr,
         "python": sys.version.split()[0],
     }
+    _write_training_info(out_dir, info, init)
+    if log:
+        print(json.dumps(info), flush=True)
+    return out_dir
+
+
+def _write_training_info(out_dir: Path, info: dict[str, Any], init: Path | None) -> None:
+    """``training.json`` (with the history of ``init``'s training) and the README."""
     if init is not None and (Path(init) / "training.json").exists():
         earlier = json.loads((Path(init) / "training.json").read_text())
         info["history"] = [*earlier.pop("history", []), earlier]
     (out_dir / "training.json").write_text(json.dumps(info, indent=2) + "\n")
     write_readme(out_dir, info)
-    if log:
-        print(json.dumps(info), flush=True)
-    return out_dir
 
 
 _README = """# codellama-lsp demo model (NOT Code Llama)

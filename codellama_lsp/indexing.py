@@ -10,9 +10,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import unquote, urlparse
 
 from lsprotocol import types
@@ -58,11 +58,14 @@ def watch_registration() -> types.RegistrationParams:
     )
 
 
-Progress = tuple[
-    Callable[[str], Awaitable[str | None]],  # begin(title) → token
-    Callable[[str | None, str, int], None],  # report(token, message, percent)
-    Callable[[str | None, str], None],  # end(token, message)
-]
+class Progress(Protocol):
+    """Progress bars in the editor (:class:`codellama_lsp.progress.WorkProgress`)."""
+
+    async def begin(self, title: str) -> str | None: ...
+
+    def report(self, token: str | None, message: str, percent: int) -> None: ...
+
+    def end(self, token: str | None, message: str) -> None: ...
 
 
 class IndexKeeper:
@@ -89,19 +92,19 @@ class IndexKeeper:
         self.index.build([], cancel=self._cancel)
 
     async def _build(self, roots: list[Path], cancel: threading.Event) -> None:
-        begin, report, end = self.progress
-        token = await begin("codellama: indexing the workspace") if roots else None
+        progress = self.progress
+        token = await progress.begin("codellama: indexing the workspace") if roots else None
         loop = asyncio.get_running_loop()
 
         def on_progress(done: int, total: int) -> None:
             percent = done * 100 // max(1, total)
-            loop.call_soon_threadsafe(report, token, f"{done}/{total} files", percent)
+            loop.call_soon_threadsafe(progress.report, token, f"{done}/{total} files", percent)
 
         try:
             result = await asyncio.to_thread(self.index.build, roots, on_progress, cancel)
         except Exception:
             log.exception("indexing the workspace failed")
-            end(token, "Failed")
+            progress.end(token, "Failed")
             return
         self.last_build = {
             "files": result.files,
@@ -111,7 +114,7 @@ class IndexKeeper:
             "seconds": round(result.seconds, 3),
         }
         log.info("workspace index: %s", self.last_build)
-        end(token, f"{result.files} files indexed")
+        progress.end(token, f"{result.files} files indexed")
 
     async def files_changed(self, uris: Iterable[str]) -> None:
         """Saved, created, changed or deleted files: re-read them (or rebuild for a

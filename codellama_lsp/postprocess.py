@@ -31,13 +31,19 @@ def normalize_newlines(text: str, ctx: CursorContext) -> str:
     return text.replace("\r\n", "\n").replace("\r", "\n")
 
 
+def text_stop_index(text: str, stop_sequences: Iterable[str]) -> int | None:
+    """Where the first stop sequence starts in ``text``, if any."""
+    positions = [i for s in stop_sequences if s and (i := text.find(s)) >= 0]
+    return min(positions) if positions else None
+
+
 def stop_at_sequences(stop_sequences: Iterable[str]) -> Rule:
     """Cut at the first configured stop sequence (a new top-level def, two blank lines...)."""
-    stops = tuple(s for s in stop_sequences if s)
+    stops = tuple(stop_sequences)
 
     def stop_at_sequences(text: str, ctx: CursorContext) -> str:
-        positions = [i for s in stops if (i := text.find(s)) >= 0]
-        return text[: min(positions)] if positions else text
+        cut = text_stop_index(text, stops)
+        return text if cut is None else text[:cut]
 
     return stop_at_sequences
 
@@ -370,4 +376,13 @@ def block_done(ctx: CursorContext) -> Callable[[str], bool]:
     return done
 
 
-__all__ = ["CLOSERS", "Rule", "block_done", "clean", "line_edit", "replace_range_end", "rules"]
+__all__ = [
+    "CLOSERS",
+    "Rule",
+    "block_done",
+    "clean",
+    "line_edit",
+    "replace_range_end",
+    "rules",
+    "text_stop_index",
+]

@@ -36,8 +36,7 @@ MIN_PREFIX_TOKENS = 32
 
 
 def keeps_kv_cache(engine: Engine | None) -> bool:
-    kv = getattr(engine, "kv", None)
-    return kv is not None and getattr(kv, "max_slots", 0) > 0
+    return engine is not None and engine.reuses_prompts
 
 
 def line_prefix_ids(prompt: Prompt, tokens: CodeTokens, cursor_line: str) -> tuple[int, ...]:

@@ -152,15 +152,7 @@ def build_prompt(
     prefix_budget = budget - fixed - suffix_budget - context_cost - count(cursor_line)
 
     above = ctx.lines[: ctx.line]
-    counts = counts_within(above, max(0, prefix_budget), count)
-    start = window_start(counts, max(0, prefix_budget))
-    header = ""
-    if start > 0:
-        imports = import_block(ctx.lines, start)
-        kept = _fit_lines(imports, int(prefix_budget * IMPORT_SHARE), count)
-        if kept:
-            header = "\n".join(kept) + "\n"
-            start = window_start(counts, max(0, prefix_budget - sum(count(k) for k in kept)))
+    start, header = _window(ctx.lines, above, prefix_budget, count)
 
     suffix_text = ""
     if fmt == "fim":
@@ -182,10 +174,7 @@ def build_prompt(
             suffix_text = suffix_text[: len(suffix_text) // 2]
     if len(ids) > budget:
         # Only the cursor line is left and it alone is too long: keep its end.
-        empty = _assemble(tokens, fmt, "", "")
-        tail = tokens.encode(cursor_line)[len(empty) - budget :]
-        # In FIM the prefix sits between <PRE> and <SUF>: the first two ids of `empty`.
-        ids = empty[:-2] + tail + empty[-2:] if fmt == "fim" else empty + tail
+        ids = _line_end_only(tokens, fmt, cursor_line, budget)
         prefix_text = cursor_line
         suffix_text = ""
     return Prompt(
@@ -197,6 +186,29 @@ def build_prompt(
         suffix_text=suffix_text,
         context_text=context_text,
     )
+
+
+def _window(
+    lines: list[str], above: list[str], prefix_budget: int, count: LineCounter
+) -> tuple[int, str]:
+    """The first line above the cursor that fits, and the import block kept above it."""
+    counts = counts_within(above, max(0, prefix_budget), count)
+    start = window_start(counts, max(0, prefix_budget))
+    if start == 0:
+        return start, ""
+    kept = _fit_lines(import_block(lines, start), int(prefix_budget * IMPORT_SHARE), count)
+    if not kept:
+        return start, ""
+    start = window_start(counts, max(0, prefix_budget - sum(count(k) for k in kept)))
+    return start, "\n".join(kept) + "\n"
+
+
+def _line_end_only(tokens: CodeTokens, fmt: Format, cursor_line: str, budget: int) -> list[int]:
+    """The prompt of the cursor line's end alone (the line by itself is over the budget)."""
+    empty = _assemble(tokens, fmt, "", "")
+    tail = tokens.encode(cursor_line)[len(empty) - budget :]
+    # In FIM the prefix sits between <PRE> and <SUF>: the first two ids of `empty`.
+    return empty[:-2] + tail + empty[-2:] if fmt == "fim" else empty + tail
 
 
 def _assemble(tokens: CodeTokens, fmt: Format, prefix: str, suffix: str) -> list[int]:

@@ -20,14 +20,21 @@ from __future__ import annotations
 import json
 import logging
 import re
+from collections.abc import Generator
 from typing import Any
 
 import cattrs
 from lsprotocol import types
 from pygls.exceptions import JsonRpcException
 from pygls.protocol import LanguageServerProtocol, default_converter
+from pygls.protocol.language_server import lsp_method
+
+from codellama_lsp.documents import LspWorkspace
 
 log = logging.getLogger(__name__)
+
+SYNC_KIND = types.TextDocumentSyncKind.Incremental
+"""How clients send edits (the server's ``text_document_sync_kind``)."""
 
 PARSE_ERROR = types.ErrorCodes.ParseError
 INVALID_REQUEST = types.ErrorCodes.InvalidRequest
@@ -86,6 +93,33 @@ class CodeLlamaProtocol(LanguageServerProtocol):
     """pygls' protocol with every request answered (see the module docstring)."""
 
     _initialize_seen = False
+
+    @lsp_method(types.INITIALIZE)
+    def lsp_initialize(
+        self, params: types.InitializeParams
+    ) -> Generator[Any, Any, types.InitializeResult]:
+        """pygls' ``initialize``, with a workspace that follows LSP's line rules.
+
+        pygls makes its workspace, then yields to the server's ``initialize`` handler; the
+        workspace is replaced in between, before any document exists.
+        """
+        steps = super().lsp_initialize(params)
+        reply = None
+        try:
+            step = steps.send(reply)
+            made = self.workspace
+            self._workspace = LspWorkspace(
+                made.root_uri,
+                SYNC_KIND,
+                list(made.folders.values()),
+                made.position_encoding,
+            )
+            while True:
+                reply = yield step
+                step = steps.send(reply)
+        except StopIteration as done:
+            result: types.InitializeResult = done.value
+            return result
 
     # --- entry point for one framed body ------------------------------------------------
     def handle_body(self, body: bytes) -> None:

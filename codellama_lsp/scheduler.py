@@ -80,6 +80,8 @@ class Scheduler:
         self.keep_matching = keep_matching
         self.on_superseded: Callable[[Ticket], None] | None = None
         self.on_kept: Callable[[Ticket], None] | None = None
+        self.supersede = True
+        """False: a newer ticket leaves the older ones running (the benchmarks' baseline)."""
 
     @property
     def idle(self) -> bool:
@@ -103,6 +105,8 @@ class Scheduler:
         ticket = Ticket(key, next(self._numbers), before, after)
         previous = self._latest.get(key)
         self._latest[key] = ticket
+        if not self.supersede:
+            return ticket
         kept = self._kept.pop(key, None)
         if kept is not None and kept.live and kept is not previous:
             self._keep_or_stop(kept, ticket)

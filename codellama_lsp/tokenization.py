@@ -206,7 +206,7 @@ class CodeTokens:
         fill = getattr(tokenizer, "fill_token", None)
         fill_id = vocab.get(str(fill)) if fill else None
         self.vocab_size: int = max(i for t, i in vocab.items() if i != fill_id) + 1
-        self._stop_ids = frozenset(
+        self.stop_ids: frozenset[int] = frozenset(
             i for i in (self.eos_id, self.infill.eot_id if self.infill else None) if i is not None
         )
         self._first: Tokenizer | None = None
@@ -268,7 +268,7 @@ class CodeTokens:
         kept: list[int] = []
         for i in ids:
             i = int(i)
-            if i in self._stop_ids:
+            if i in self.stop_ids:
                 break
             if i in self.special_ids:
                 continue

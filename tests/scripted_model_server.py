@@ -22,7 +22,7 @@ from typing import Any
 
 from aiohttp import web
 
-from codellama_lsp.demo_model import resolve_model
+from codellama_lsp.models import resolve_model
 from codellama_lsp.tokenization import CodeTokens, load_tokenizer_files
 
 MODEL = "demo"

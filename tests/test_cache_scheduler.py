@@ -8,6 +8,8 @@ import threading
 import pytest
 
 from codellama_lsp.cache import CompletionCache, TypingThrough
+from codellama_lsp.completer import Completer
+from codellama_lsp.config import Settings
 from codellama_lsp.scheduler import Scheduler, Superseded
 
 
@@ -40,6 +42,26 @@ async def test_newer_ticket_supersedes_older() -> None:
     other = scheduler.ticket("other-doc")
     assert second.live and other.live
     scheduler.shutdown()
+
+
+async def test_without_supersession_every_ticket_runs() -> None:
+    """The benchmarks' baseline (``supersede=false``): a newer request stops nothing."""
+    scheduler = Scheduler()
+    scheduler.supersede = False
+    first = scheduler.ticket("doc")
+    second = scheduler.ticket("doc")
+    await scheduler.debounce(first, 0)
+    assert first.live and second.live and not scheduler.is_latest(first)
+    scheduler.shutdown()
+
+
+def test_cache_size_zero_reuses_nothing() -> None:
+    """``cache_size=0``: no cached completion and no typing-through either."""
+    completer = Completer(Settings(cache_size=0))
+    completer.cache.put("key", "text")
+    completer.typing.remember("u", "x = ", "\n", "compute(1)")
+    assert completer.cache.get("key") is None
+    assert completer.typing.lookup("u", "x = com", "\n") is None
 
 
 async def test_cancelling_the_waiter_sets_the_stop_flag() -> None:

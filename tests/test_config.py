@@ -2,9 +2,27 @@
 
 from __future__ import annotations
 
+import dataclasses
+import json
+import re
+import typing
+from pathlib import Path
+
 import pytest
 
-from codellama_lsp.config import Settings, SettingsError, client_overrides, from_environment
+from codellama_lsp.completer import Completer
+from codellama_lsp.config import (
+    CACHE_KEY_SETTINGS,
+    EDITOR_SETTINGS,
+    ENGINE_SETTINGS,
+    Settings,
+    SettingsError,
+    client_name,
+    client_overrides,
+    describe,
+    from_environment,
+)
+from codellama_lsp.cursor import CursorContext
 
 
 def test_defaults_follow_model_card() -> None:
@@ -41,8 +59,6 @@ def test_bad_values_explain_themselves(override: dict[str, object], message: str
 
 def test_readme_settings_table_matches_the_cli(capsys: pytest.CaptureFixture[str]) -> None:
     """The README's table is `codellama-lsp settings`' output, row for row, in the same order."""
-    from pathlib import Path
-
     from codellama_lsp.cli import settings_main
 
     settings_main([])
@@ -50,3 +66,78 @@ def test_readme_settings_table_matches_the_cli(capsys: pytest.CaptureFixture[str
     readme = (Path(__file__).resolve().parents[1] / "README.md").read_text().splitlines()
     start = readme.index(table[0])
     assert readme[start : start + len(table)] == table, "update README.md: codellama-lsp settings"
+
+
+def test_every_setting_says_what_it_does() -> None:
+    assert all(text for *_, text in describe())
+
+
+def test_settings_the_engines_read_are_the_reload_settings() -> None:
+    """Engines keep the settings they were loaded with: a setting they read from that copy
+    must reload the engine when it changes, or a live change would not take effect."""
+    engines = Path(__file__).resolve().parents[1] / "codellama_lsp" / "engines"
+    read = set()
+    for source in engines.glob("*.py"):
+        read |= set(re.findall(r"settings\.([a-z_]+)", source.read_text()))
+    # Defaults for a request that does not say (the completer always says).
+    request_defaults = {"speculative", "speculative_max_draft"}
+    assert read - request_defaults <= ENGINE_SETTINGS
+    assert read >= ENGINE_SETTINGS, "marked reload, but no engine reads it"
+
+
+@pytest.mark.parametrize("name", CACHE_KEY_SETTINGS)
+def test_a_cache_key_setting_changes_the_cache_key(name: str) -> None:
+    changed = {
+        "prompt_format": "prefix",
+        "stop_sequences": ["\n"],
+        "temperature": 0.0,
+        "top_p": 0.5,
+        "fim_suffix_share": 0.5,
+        "max_context_tokens": 999,
+    }.get(name, 9)
+    completer = Completer(Settings())
+    ctx = CursorContext("x = 1\ny = ", 1, 4)
+    before = completer.cache_key("file:///a.py", ctx)
+    completer.apply_settings(Settings().merged({name: changed}))
+    assert completer.cache_key("file:///a.py", ctx) != before
+
+
+def test_other_settings_keep_the_cache_key() -> None:
+    completer = Completer(Settings())
+    ctx = CursorContext("x = 1\ny = ", 1, 4)
+    before = completer.cache_key("file:///a.py", ctx)
+    completer.apply_settings(Settings().merged({"debounce_ms": 0, "log_level": "DEBUG"}))
+    assert completer.cache_key("file:///a.py", ctx) == before
+
+
+VSCODE = Path(__file__).resolve().parents[1] / "editors" / "vscode"
+VSCODE_ONLY = {"server.command", "server.pythonPath", "server.args", "server.env", "languages"}
+JSON_TYPES = {bool: "boolean", int: "integer", float: "number", str: "string", tuple: "array"}
+
+
+def test_vscode_offers_every_editor_setting_with_its_type() -> None:
+    """`package.json` lists each editor setting under its client name, with a matching JSON
+    type, and a default that is the server's own or "the server's default" (null or empty)."""
+    package = json.loads((VSCODE / "package.json").read_text())
+    properties = package["contributes"]["configuration"]["properties"]
+    offered = {
+        key.removeprefix("codellama.")
+        for key in properties
+        if key.removeprefix("codellama.") not in VSCODE_ONLY and key != "codellama.trace.server"
+    }
+    assert offered == {client_name(name) for name in EDITOR_SETTINGS}
+    for field in dataclasses.fields(Settings):
+        if field.name not in EDITOR_SETTINGS:
+            continue
+        entry = properties[f"codellama.{client_name(field.name)}"]
+        kind = typing.get_type_hints(Settings)[field.name]
+        base = str if typing.get_origin(kind) is typing.Literal else typing.get_origin(kind) or kind
+        assert JSON_TYPES[base] in entry["type"], field.name
+        assert entry["default"] in (None, "", field.default), field.name
+
+
+def test_vscode_extension_sends_each_setting_under_its_server_name() -> None:
+    source = (VSCODE / "src" / "settings.ts").read_text()
+    table = source[source.index("SERVER_SETTING_KEYS") : source.index("};")]
+    pairs = dict(re.findall(r"^\s+(\w+): \"(\w+)\",$", table, re.M))
+    assert pairs == {client_name(name): name for name in EDITOR_SETTINGS}

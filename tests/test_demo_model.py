@@ -12,14 +12,8 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM, PreTrainedModel
 
-from codellama_lsp.demo_model import (
-    DEMO_MODEL_NAME,
-    _read_texts,
-    _Sampler,
-    demo_model_dir,
-    resolve_model,
-    stdlib_files,
-)
+from codellama_lsp.demo_model import _read_texts, _Sampler, stdlib_files
+from codellama_lsp.models import DEMO_MODEL_NAME, demo_model_dir, resolve_model
 from codellama_lsp.tokenization import CodeTokens, load_tokenizer
 
 

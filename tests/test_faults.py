@@ -21,7 +21,7 @@ import psutil
 import pytest
 
 from benchmarks.soak import DEMO, ROOT, RawClient
-from codellama_lsp.demo_model import resolve_model
+from codellama_lsp.models import resolve_model
 
 SAMPLE = (
     "import os\n\n\ndef list_files(root):\n    found = []\n"
@@ -132,7 +132,7 @@ def test_out_of_memory_while_loading(tmp_path: Path, client_factory: list[RawCli
         [
             sys.executable,
             "-c",
-            f"from codellama_lsp.demo_model import resolve_model; resolve_model({spec!r})",
+            f"from codellama_lsp.models import resolve_model; resolve_model({spec!r})",
         ],
         env={**os.environ, **env},
         cwd=ROOT,

@@ -59,8 +59,8 @@ def test_load_reports_progress_and_gives_the_same_text_as_in_process(
     progress: list[tuple[str, int]] = []
     engine = HttpEngine(settings_for(server))
     engine.load(lambda message, percent: progress.append((message, percent)))
-    assert engine.state == "ready" and progress[-1] == ("Ready", 100)
-    assert engine.supports_infill and engine.context_limit == 4096
+    assert progress[-1] == ("Ready", 100)
+    assert engine.tokens.infill is not None and engine.context_limit == 4096
 
     remote = engine.generate(request_for(engine), threading.Event())
     expected = local.generate(request_for(local), threading.Event())
@@ -127,7 +127,6 @@ def test_no_server_is_a_clear_load_error() -> None:
     engine = HttpEngine(settings, connect_wait_s=0.5)
     with pytest.raises(EngineLoadError, match="codellama-lsp serve"):
         engine.load(lambda _m, _p: None)
-    assert engine.state == "error"
 
 
 def test_auto_backend_uses_a_running_server_for_the_same_model(server: ModelServer) -> None:

@@ -9,7 +9,7 @@ from functools import cache
 import pytest
 
 from codellama_lsp.cursor import CursorContext
-from codellama_lsp.demo_model import resolve_model
+from codellama_lsp.models import resolve_model
 from codellama_lsp.prefill import line_prefix_ids
 from codellama_lsp.prompt import build_prompt
 from codellama_lsp.tokenization import CodeTokens, load_tokenizer

@@ -11,10 +11,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from codellama_lsp.context import OpenDocumentsContext, definitions
 from codellama_lsp.context_sources import take_snapshot
 from codellama_lsp.cursor import CursorContext
-from codellama_lsp.demo_model import resolve_model
+from codellama_lsp.models import resolve_model
+from codellama_lsp.open_documents import OpenDocumentsSource, definitions
 from codellama_lsp.prompt import LineCounter, build_prompt, choose_format, window_start
 from codellama_lsp.tokenization import CodeTokens, load_tokenizer
 
@@ -176,7 +176,7 @@ def test_other_documents_give_definitions_and_snippets() -> None:
     current = SimpleNamespace(uri="file:///ws/main.py", version=1, source="")
     documents = {other.uri: other, current.uri: current}
     snapshot = take_snapshot(current.uri, documents, "file:///ws")
-    provider = OpenDocumentsContext()
+    provider = OpenDocumentsSource()
     ctx = CursorContext("from pkg.geometry import distance\n\nd = distance(", 2, 13)
     text = provider.context(snapshot, ctx, budget=200)
     assert "# pkg/geometry.py\n# def distance(a, b)\n#     Euclidean distance" in text

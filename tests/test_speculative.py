@@ -23,10 +23,10 @@ import pytest
 import torch
 
 from codellama_lsp.config import Settings
-from codellama_lsp.demo_model import demo_model_dir
 from codellama_lsp.engines.base import GenerationRequest, GenerationResult
 from codellama_lsp.engines.decoding import Sampling
 from codellama_lsp.engines.local import LocalEngine, vocabulary_mismatch
+from codellama_lsp.models import demo_model_dir
 
 TINY = "random:hidden=64,layers=2,heads=4,seed=1"
 OTHER_TINY = "random:hidden=64,layers=1,heads=4,seed=2"
@@ -91,7 +91,7 @@ def test_greedy_speculative_output_equals_plain_decoding_over_200_prompts() -> N
     drafted = load(draft_model=TINY, speculative_max_draft=4)  # self-draft, KV reuse on
     drafted.adaptive_draft = False  # always 4 drafts: every token goes through verification
     try:
-        assert drafted.draft_model is not None, drafted.draft_error
+        assert drafted.draft_model is not None, drafted.warning
         checked = 0
         for i, prompt in enumerate(prompts(plain, 200)):
             expected = plain.generate(request(prompt), threading.Event())
@@ -233,7 +233,7 @@ def test_speculative_sampling_gives_plain_sampling_s_tokens_seed_for_seed() -> N
     spec.adaptive_draft = False
     spec.draft_sources = ("previous", "draft_model")
     try:
-        assert spec.draft_model is not None, spec.draft_error
+        assert spec.draft_model is not None, spec.warning
         tokens = plain.tokens
         prompt = (tokens.bos_id or 1, *tokens.encode("import os\nimport sys\n\n\ndef main("))
         n = 200
@@ -274,8 +274,8 @@ def test_missing_draft_model_is_reported_and_the_engine_serves_without_it(
 ) -> None:
     engine = load(draft_model=str(tmp_path / "no-such-model"))
     try:
-        assert engine.state == "ready" and engine.draft_model is None
-        assert "no-such-model" in engine.draft_error and "not used" in engine.draft_error
+        assert engine.model is not None and engine.draft_model is None
+        assert "no-such-model" in engine.warning and "not used" in engine.warning
         prompt = prompts(engine, 1)[0]
         assert engine.generate(request(prompt), threading.Event()).finish_reason != "error"
     finally:
@@ -295,8 +295,8 @@ def test_draft_model_with_another_tokenizer_is_refused_clearly(tmp_path: Path) -
     engine = load(draft_model=str(other))
     try:
         assert engine.draft_model is None
-        assert "tokenizer differs" in engine.draft_error, engine.draft_error
-        assert "▁return" in engine.draft_error or "▁self" in engine.draft_error
+        assert "tokenizer differs" in engine.warning, engine.warning
+        assert "▁return" in engine.warning or "▁self" in engine.warning
         assert vocabulary_mismatch(engine.tokens, engine.tokens) == ""
         result: GenerationResult = engine.generate(
             request(prompts(engine, 1)[0]), threading.Event()

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from codellama_lsp.demo_model import demo_model_dir
+from codellama_lsp.models import demo_model_dir
 from codellama_lsp.tokenization import CodeTokens, load_tokenizer
 
 SAMPLES = [

@@ -16,12 +16,12 @@ import pytest
 from lsprotocol import types
 
 from codellama_lsp.config import Settings
-from codellama_lsp.context import OpenDocumentsContext
 from codellama_lsp.context_sources import ContextSources, OpenDocument, Snapshot, take_snapshot
 from codellama_lsp.cursor import CursorContext
+from codellama_lsp.open_documents import OpenDocumentsSource
 from codellama_lsp.recent_edits import RecentEdits
-from codellama_lsp.workspace_context import WorkspaceContext
 from codellama_lsp.workspace_index import MAX_FILE_BYTES, WorkspaceIndex
+from codellama_lsp.workspace_source import WorkspaceSource
 from tests.lsp_helpers import lsp_session, scripted_model_server
 
 HEADERS = '''"""HTTP header helpers."""
@@ -94,7 +94,7 @@ def test_imported_definitions_reach_the_context(tmp_path: Path) -> None:
     root = make_workspace(tmp_path)
     index = WorkspaceIndex()
     index.build([root])
-    source = WorkspaceContext(index)
+    source = WorkspaceSource(index)
     text = source.context((root / "main.py").as_uri(), cursor_at_end(MAIN), budget=200)
     assert text.startswith("# pkg/headers.py\n")
     assert (
@@ -114,7 +114,7 @@ def test_context_is_stable_while_typing_on_a_line(tmp_path: Path) -> None:
     root = make_workspace(tmp_path)
     index = WorkspaceIndex()
     index.build([root])
-    source = WorkspaceContext(index)
+    source = WorkspaceSource(index)
     uri = (root / "main.py").as_uri()
     texts = {
         source.context(uri, cursor_at_end(MAIN + typed), budget=120)
@@ -128,7 +128,7 @@ def test_context_stays_while_moving_and_changes_for_a_new_name(tmp_path: Path) -
     (root / "pkg" / "tables.py").write_text("def build_table(rows: int) -> list[str]: ...\n")
     index = WorkspaceIndex()
     index.build([root])
-    source = WorkspaceContext(index)
+    source = WorkspaceSource(index)
     uri = (root / "main.py").as_uri()
     first = source.context(uri, cursor_at_end(MAIN + "name\n    "), budget=200)
     moved = source.context(uri, cursor_at_end(MAIN + "name\n    count = 1\n    "), budget=200)
@@ -143,7 +143,7 @@ def test_budget_is_respected(tmp_path: Path) -> None:
     root = make_workspace(tmp_path)
     index = WorkspaceIndex()
     index.build([root])
-    text = WorkspaceContext(index).context((root / "main.py").as_uri(), cursor_at_end(MAIN), 40)
+    text = WorkspaceSource(index).context((root / "main.py").as_uri(), cursor_at_end(MAIN), 40)
     assert 0 < len(text) <= 40 * 3
 
 
@@ -204,7 +204,7 @@ def test_sources_share_the_budget_and_follow_their_settings(tmp_path: Path) -> N
     sources = ContextSources(
         lambda _uri: snapshot,
         lambda: settings,
-        [WorkspaceContext(index), OpenDocumentsContext(), RecentEdits()],
+        [WorkspaceSource(index), OpenDocumentsSource(), RecentEdits()],
     )
     ctx = cursor_at_end(MAIN + "\n    parse_header_loose(line)\n    ")
     text = sources.context(snapshot.uri, ctx, 300)

@@ -13,12 +13,14 @@ from typing import Literal, Protocol
 
 from codellama_lsp.tokenization import CodeTokens
 
-EngineState = Literal["idle", "loading", "ready", "error"]
 FinishReason = Literal["eot", "stop", "length", "cancelled", "error"]
 UNKNOWN_CONTEXT_LIMIT = 1 << 30
 """An engine's ``context_limit`` when the model does not state one."""
 ProgressCallback = Callable[[str, int], None]
 """Called while loading with a message and a percentage (0–100)."""
+ConnectionListener = Callable[[bool, str], object]
+"""Called (on the worker thread) with (connected, message) when a model server goes or comes
+back."""
 
 
 @dataclass(frozen=True)
@@ -70,8 +72,14 @@ class Engine(Protocol):
     """A loaded model that turns prompt ids into text."""
 
     name: str
-    state: EngineState
-    error: str
+    warning: str
+    """A problem the user should hear of that did not stop the load (empty: none)."""
+    last_step_seconds: float
+    """Duration of the latest forward pass (a cancel waits for at most this one); 0 when the
+    model runs elsewhere."""
+    on_connection_change: ConnectionListener | None
+    """Told when the model server goes away or comes back (never called for a model in
+    this process)."""
 
     @property
     def tokens(self) -> CodeTokens:
@@ -79,7 +87,13 @@ class Engine(Protocol):
         ...
 
     @property
-    def supports_infill(self) -> bool: ...
+    def reuses_prompts(self) -> bool:
+        """Keeps the KV caches of recent prompts: a prefill ahead of time pays off."""
+        ...
+
+    def cache_stats(self) -> dict[str, int]:
+        """What the KV caches hold (for ``codellama.stats``); empty when there are none."""
+        ...
 
     @property
     def context_limit(self) -> int:
@@ -100,9 +114,3 @@ class Engine(Protocol):
 
 class EngineLoadError(RuntimeError):
     """Loading failed; the message is shown to the user as is."""
-
-
-def text_stop_index(text: str, stop_sequences: tuple[str, ...]) -> int | None:
-    """Where the first stop sequence starts in ``text``, if any."""
-    positions = [i for s in stop_sequences if s and (i := text.find(s)) >= 0]
-    return min(positions) if positions else None

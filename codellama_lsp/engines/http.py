@@ -28,7 +28,7 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
@@ -36,20 +36,18 @@ from urllib.parse import urlsplit
 from codellama_lsp.config import Settings
 from codellama_lsp.engines.base import (
     UNKNOWN_CONTEXT_LIMIT,
+    ConnectionListener,
     EngineLoadError,
-    EngineState,
     GenerationRequest,
     GenerationResult,
     ProgressCallback,
-    text_stop_index,
 )
+from codellama_lsp.postprocess import text_stop_index
 from codellama_lsp.tokenization import CodeTokens
 
 log = logging.getLogger(__name__)
 
 SESSION_HEADER = "X-Codellama-Session"
-ConnectionListener = Callable[[bool, str], object]
-"""Called (on the worker thread) with (connected, message) when the server goes or comes back."""
 
 
 IDS_REFUSED = (400, 422, 500)
@@ -169,8 +167,8 @@ class HttpEngine:
     ) -> None:
         self.settings = settings
         self.name = settings.model
-        self.state: EngineState = "idle"
-        self.error = ""
+        self.warning = ""
+        self.last_step_seconds = 0.0
         self.endpoint = Endpoint.parse(settings.server_url, settings.api_key)
         self.model_name = settings.http_model_name or settings.model
         self.send_token_ids = True
@@ -192,8 +190,11 @@ class HttpEngine:
         return self._tokens
 
     @property
-    def supports_infill(self) -> bool:
-        return self._tokens is not None and self._tokens.infill is not None
+    def reuses_prompts(self) -> bool:
+        return False  # the model server keeps its own KV caches
+
+    def cache_stats(self) -> dict[str, int]:
+        return {}
 
     @property
     def context_limit(self) -> int:
@@ -201,19 +202,12 @@ class HttpEngine:
 
     def load(self, progress: ProgressCallback) -> None:
         """Load the tokenizer, then wait until the server reports its model ready."""
-        self.state = "loading"
-        try:
-            self._load_tokenizer(progress)
-            self._wait_until_ready(progress)
-        except EngineLoadError as exc:
-            self.state, self.error = "error", str(exc)
-            raise
-        self.state, self.error = "ready", ""
+        self._load_tokenizer(progress)
+        self._wait_until_ready(progress)
         progress("Ready", 100)
 
     def close(self) -> None:
         self._closed.set()
-        self.state = "idle"
 
     def generate(self, request: GenerationRequest, cancel: threading.Event) -> GenerationResult:
         result = GenerationResult("", "length", prompt_tokens=len(request.prompt_ids))
@@ -266,7 +260,7 @@ class HttpEngine:
         return self.endpoint.url
 
     def _load_tokenizer(self, progress: ProgressCallback) -> None:
-        from codellama_lsp.demo_model import resolve_model
+        from codellama_lsp.models import resolve_model
         from codellama_lsp.tokenization import load_tokenizer_files
 
         progress(f"Loading the tokenizer of {self.settings.model}", 5)
@@ -440,7 +434,7 @@ class HttpEngine:
     def _connection(self, ok: bool, message: str) -> None:
         if ok == self.connected:
             return
-        self.connected, self.error = ok, message
+        self.connected = ok
         if ok:
             log.info("model server at %s is back", self.url)
         else:

@@ -23,16 +23,14 @@ from cachetools import LRUCache
 from transformers import AutoModelForCausalLM, DynamicCache
 
 from codellama_lsp.config import Settings
-from codellama_lsp.demo_model import resolve_model
 from codellama_lsp.engines.base import (
     UNKNOWN_CONTEXT_LIMIT,
+    ConnectionListener,
     EngineLoadError,
-    EngineState,
     FinishReason,
     GenerationRequest,
     GenerationResult,
     ProgressCallback,
-    text_stop_index,
 )
 from codellama_lsp.engines.decoding import (
     DraftBudget,
@@ -53,6 +51,8 @@ from codellama_lsp.engines.drafts import (
     common_prefix_length,
 )
 from codellama_lsp.engines.kv_cache import new_kv_cache
+from codellama_lsp.models import resolve_model
+from codellama_lsp.postprocess import text_stop_index
 from codellama_lsp.tokenization import CodeTokens, load_tokenizer
 
 log = logging.getLogger(__name__)
@@ -200,21 +200,18 @@ class LocalEngine:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.name = settings.model
-        self.state: EngineState = "idle"
-        self.error = ""
         self.model: Any = None
         self._tokens: CodeTokens | None = None
-        slots = 0 if settings.naive else settings.kv_cache_slots
-        self.kv = KVSlots(slots, settings.kv_cache_max_tokens)
-        self.load_seconds = 0.0
-        self.last_forward_seconds = 0.0
+        self.kv = KVSlots(settings.kv_cache_slots, settings.kv_cache_max_tokens)
+        self.last_step_seconds = 0.0
         """Duration of the latest forward pass (a cancel waits for at most this one)."""
         self.draft_model: Any = None
-        self.draft_kv = KVSlots(slots, settings.kv_cache_max_tokens)
+        self.draft_kv = KVSlots(settings.kv_cache_slots, settings.kv_cache_max_tokens)
         self.draft_step_seconds = 0.0
         self.draft_catch_up_seconds = 0.0
-        self.draft_error = ""
+        self.warning = ""
         """Why the ``draft_model`` setting is not in use (empty when it is, or none is set)."""
+        self.on_connection_change: ConnectionListener | None = None  # never: no connection
         self.pass_costs = PassCosts()
         self.budgets = {name: DraftBudget(settings.speculative_max_draft) for name in SOURCES}
         self.adaptive_draft = True
@@ -229,8 +226,11 @@ class LocalEngine:
         return self._tokens
 
     @property
-    def supports_infill(self) -> bool:
-        return self._tokens is not None and self._tokens.infill is not None
+    def reuses_prompts(self) -> bool:
+        return self.kv.max_slots > 0
+
+    def cache_stats(self) -> dict[str, int]:
+        return {"kv_slots": len(self.kv), "kv_cached_tokens": self.kv.total_tokens}
 
     @property
     def context_limit(self) -> int:
@@ -244,8 +244,6 @@ class LocalEngine:
         return self.model.get_input_embeddings().weight.device
 
     def load(self, progress: ProgressCallback) -> None:
-        self.state = "loading"
-        started = time.perf_counter()
         try:
             hub_offline(self.settings.local_files_only)
             path = resolve_model(self.settings.model)
@@ -286,13 +284,9 @@ class LocalEngine:
                     f"`hf download {self.settings.model}`, or set local_files_only=false)"
                 )
             self._fail(f"Could not load model {self.settings.model!r}: {exc}{hint}")
-        self.load_seconds = time.perf_counter() - started
-        self.state = "ready"
         progress("Ready", 100)
 
     def _fail(self, message: str) -> None:
-        self.state = "error"
-        self.error = message
         self.model = None
         raise EngineLoadError(message)
 
@@ -304,7 +298,7 @@ class LocalEngine:
     def _load_draft_model(self) -> None:
         """Load ``draft_model`` beside the target; on any failure serve without it and say why."""
         name = self.settings.draft_model
-        self.draft_error = ""
+        self.warning = ""
         try:
             path = resolve_model(name)
             draft_tokens = CodeTokens(
@@ -332,11 +326,11 @@ class LocalEngine:
             ImportError,
             KeyError,
         ) as exc:
-            self.draft_error = (
+            self.warning = (
                 f"Draft model {name!r} not used (completions still work, without it): {exc}"
             )
-            log.warning("%s", self.draft_error)
-        if self.draft_error:
+            log.warning("%s", self.warning)
+        if self.warning:
             gc.collect()  # outside the except block: no traceback holds half-loaded weights
             return
         self.draft_model = model
@@ -347,7 +341,6 @@ class LocalEngine:
         self.draft_model = None
         self.model = None
         self._tokens = None
-        self.state = "idle"
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
 
@@ -360,7 +353,7 @@ class LocalEngine:
             use_cache=True,
             logits_to_keep=keep,
         )
-        self.last_forward_seconds = time.perf_counter() - started
+        self.last_step_seconds = time.perf_counter() - started
         return out.logits[0, -keep:]
 
     def _draft_forward(self, ids: list[int], cache: DynamicCache, keep: int = 1) -> torch.Tensor:
@@ -375,7 +368,7 @@ class LocalEngine:
     def _sampling(self, request: GenerationRequest) -> Sampling:
         tokens = self.tokens
         banned = [
-            i for i in tokens.special_ids if i not in self._stop_ids and i < tokens.vocab_size
+            i for i in tokens.special_ids if i not in self.tokens.stop_ids and i < tokens.vocab_size
         ]
         return Sampling(
             temperature=request.temperature,
@@ -384,14 +377,6 @@ class LocalEngine:
             banned=torch.tensor(banned, dtype=torch.long, device=self.device),
             seed=request.seed,
         )
-
-    @property
-    def _stop_ids(self) -> set[int]:
-        tokens = self.tokens
-        stop_ids = {i for i in (tokens.eos_id,) if i is not None}
-        if tokens.infill is not None:
-            stop_ids.add(tokens.infill.eot_id)
-        return stop_ids
 
     def generate(self, request: GenerationRequest, cancel: threading.Event) -> GenerationResult:
         """Take a KV slot → prefill in chunks → decode → put the slot back."""
@@ -402,7 +387,7 @@ class LocalEngine:
         if cancel.is_set():
             result.finish_reason = "cancelled"
             return result
-        self.last_forward_seconds = 0.0
+        self.last_step_seconds = 0.0
         cache, reused = self.kv.take(request.session, prompt)
         if cache is None:
             cache = new_kv_cache(self.model.config)
@@ -441,13 +426,8 @@ class LocalEngine:
             keep_cache = True
         finally:
             # After an exception the cache may hold a half-written chunk: never reuse it.
-            if keep_cache or result.finish_reason == "cancelled":
-                self.kv.put(request.session, in_cache, cache)
-                if model_draft is not None:
-                    self.draft_kv.put(request.session, model_draft.in_cache, model_draft.cache)
-            if model_draft is not None:
-                self.draft_step_seconds = model_draft.step_seconds
-                self.draft_catch_up_seconds = model_draft.catch_up_seconds
+            keep_cache = keep_cache or result.finish_reason == "cancelled"
+            self._put_back(request.session, in_cache, cache, model_draft, keep_cache)
         result.generated_tokens = len(generated)
         result.token_ids = generated
         if result.finish_reason != "stop":
@@ -455,6 +435,23 @@ class LocalEngine:
         if result.finish_reason == "cancelled":
             result.text = ""
         return result
+
+    def _put_back(
+        self,
+        session: str,
+        in_cache: list[int],
+        cache: DynamicCache,
+        model_draft: ModelDraft | None,
+        keep: bool,
+    ) -> None:
+        """Return the KV caches to their slots (when ``keep``) and note the draft's timings."""
+        if keep:
+            self.kv.put(session, in_cache, cache)
+            if model_draft is not None:
+                self.draft_kv.put(session, model_draft.in_cache, model_draft.cache)
+        if model_draft is not None:
+            self.draft_step_seconds = model_draft.step_seconds
+            self.draft_catch_up_seconds = model_draft.catch_up_seconds
 
     def _decode(
         self,
@@ -514,7 +511,7 @@ class LocalEngine:
         result: GenerationResult,
     ) -> FinishReason | None:
         """Add one token and run the stop checks; the finish reason, or None to go on."""
-        if token in self._stop_ids:
+        if token in self.tokens.stop_ids:
             return "eot"
         generated.append(token)
         text = self.tokens.decode_continuation(generated)

@@ -132,7 +132,7 @@ class ModelServer:
         return min(self.settings.max_context_tokens, self.worker.engine.context_limit)
 
     def _model_names(self) -> set[str]:
-        from codellama_lsp.demo_model import resolve_model
+        from codellama_lsp.models import resolve_model
 
         return {self.settings.model, resolve_model(self.settings.model)}
 

@@ -11,8 +11,6 @@ import pytest
 from .conftest import INSTALL_HINT, ROOT
 
 VSCODE_DIR = ROOT / "editors" / "vscode"
-# Server settings deliberately not offered in the VS Code settings UI.
-SERVER_ONLY = {"naive"}  # a benchmark baseline (no debounce, caches, KV reuse), not for users
 
 
 def npm() -> str:
@@ -46,32 +44,3 @@ def test_extension_typechecks() -> None:
         check=False,
     )
     assert out.returncode == 0, out.stdout + out.stderr
-
-
-def test_extension_settings_mirror_the_server_settings() -> None:
-    """Every server setting the extension contributes exists in the server (no drift), and every
-    server setting has a VS Code setting."""
-    import dataclasses
-    import json
-    import re
-
-    from codellama_lsp.config import Settings
-
-    package = json.loads((VSCODE_DIR / "package.json").read_text())
-    properties = package["contributes"]["configuration"]["properties"]
-    client_only = {
-        "server.command",
-        "server.pythonPath",
-        "server.args",
-        "server.env",
-        "languages",
-        "trace.server",
-    }
-    mirrored = {
-        re.sub(r"([A-Z])", lambda m: "_" + m.group(1).lower(), key.removeprefix("codellama."))
-        for key in properties
-        if key.removeprefix("codellama.") not in client_only
-    }
-    server = {f.name for f in dataclasses.fields(Settings)}
-    assert mirrored - server == set(), "VS Code settings the server does not know"
-    assert server - mirrored - SERVER_ONLY == set(), "server settings missing in the extension"

@@ -24,9 +24,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
-from codellama_lsp.context import NEAR_LINES, identifiers
 from codellama_lsp.context_sources import CHARS_PER_TOKEN, Builder, Snapshot
 from codellama_lsp.cursor import CursorContext
+from codellama_lsp.open_documents import NEAR_LINES, identifiers
 from codellama_lsp.workspace_index import (
     ModuleInfo,
     Symbol,
@@ -157,7 +157,15 @@ class _Shown:
         )
 
 
-class WorkspaceContext:
+def _module_of_file(index: WorkspaceIndex, path: str) -> tuple[str, bool]:
+    """The dotted module name of ``path`` in the index, and whether it is a package."""
+    root = index.root_of(Path(path))
+    if root is None:
+        return "", False
+    return module_name(Path(path).relative_to(root).as_posix(), index.prefix(root))
+
+
+class WorkspaceSource:
     """The ``context_workspace`` source."""
 
     setting = "context_workspace"
@@ -178,11 +186,7 @@ class WorkspaceContext:
         """Definitions for the cursor, the most relevant first."""
         index = self.index
         path = uri_path(uri)
-        root = index.root_of(Path(path))
-        module, is_package = ("", False)
-        if root is not None:
-            relative = Path(path).relative_to(root).as_posix()
-            module, is_package = module_name(relative, index.prefix(root))
+        module, is_package = _module_of_file(index, path)
         statements, import_lines = import_statements(ctx.lines, ctx.line)
         imports = imports_of(statements, module, is_package)
         near = distances(ctx.lines, ctx.line, import_lines)

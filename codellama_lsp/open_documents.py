@@ -129,7 +129,7 @@ def nearby_names(ctx: CursorContext, lines: int = NEAR_LINES) -> set[str]:
     return identifiers("\n".join(ctx.lines[max(0, ctx.line - lines) : ctx.line]))
 
 
-class OpenDocumentsContext:
+class OpenDocumentsSource:
     """Definitions and similar snippets from the other open documents."""
 
     setting = "context_other_documents"

@@ -1,0 +1,94 @@
+"""A completion as LSP items: the inline (ghost text) item and the completion-menu item.
+
+Every item has a range that starts at the cursor as the server read it and ends where the
+completion replaces text after it (see :func:`codellama_lsp.postprocess.line_edit`).
+"""
+
+from __future__ import annotations
+
+from lsprotocol import types
+from pygls.workspace import TextDocument
+
+from codellama_lsp.accept import accept_command
+from codellama_lsp.completer import Completion
+from codellama_lsp.cursor import CursorContext
+from codellama_lsp.documents import cursor_at, on_cursor_line
+from codellama_lsp.postprocess import line_edit
+
+
+def with_selected(
+    doc: TextDocument, ctx: CursorContext, selected: types.SelectedCompletionInfo
+) -> CursorContext:
+    """The cursor as if the item selected in the completion menu were inserted: the result
+    must extend that item."""
+    start = cursor_at(doc, selected.range.start)
+    end = cursor_at(doc, selected.range.end)
+    text = ctx.normalized
+    return CursorContext(
+        text[: start.offset] + selected.text + text[end.offset :],
+        start.line,
+        start.character + len(selected.text),
+    )
+
+
+def inline_item(
+    uri: str,
+    doc: TextDocument,
+    ctx: CursorContext,
+    completion: Completion,
+    selected: types.SelectedCompletionInfo | None,
+) -> types.InlineCompletionItem:
+    """Ghost text; with a menu item selected, it replaces that item's range."""
+    if selected is not None:
+        edit_range = selected.range
+        insert_text = selected.text + completion.text
+    else:
+        end_character, insert_text = line_edit(ctx, completion.text, completion.end_character)
+        edit_range = types.Range(
+            start=on_cursor_line(doc, ctx, ctx.character),
+            end=on_cursor_line(doc, ctx, end_character),
+        )
+    return types.InlineCompletionItem(
+        insert_text=insert_text,
+        range=edit_range,
+        command=accept_command(uri, edit_range, insert_text),
+    )
+
+
+def menu_item(
+    doc: TextDocument, ctx: CursorContext, completion: Completion, markdown: bool
+) -> types.CompletionItem:
+    """One completion-menu entry: the first line as label, the whole text as documentation."""
+    text = completion.text
+    first, _, more = text.partition("\n")
+    label = (first.strip() or text.strip().split("\n")[0]) + (" …" if more else "")
+    end_character, new_text = line_edit(ctx, text, completion.end_character)
+    edit_range = types.Range(
+        start=on_cursor_line(doc, ctx, ctx.character),
+        end=on_cursor_line(doc, ctx, end_character),
+    )
+    documentation: types.MarkupContent | str = text
+    if markdown:
+        documentation = types.MarkupContent(
+            kind=types.MarkupKind.Markdown, value=f"```python\n{text}\n```"
+        )
+    return types.CompletionItem(
+        label=label[:80],
+        kind=types.CompletionItemKind.Text,
+        detail="codellama",
+        documentation=documentation,
+        text_edit=types.TextEdit(range=edit_range, new_text=new_text),
+        insert_text_format=types.InsertTextFormat.PlainText,
+        # Matched against what is typed after the range's start (the cursor): typing the
+        # completion's own beginning keeps the item.
+        filter_text=new_text,
+        sort_text="0",
+        preselect=True,
+    )
+
+
+def renders_markdown(capabilities: types.ClientCapabilities) -> bool:
+    """Whether the client shows completion-item documentation as Markdown."""
+    document = capabilities.text_document
+    item = document.completion.completion_item if document and document.completion else None
+    return types.MarkupKind.Markdown in ((item.documentation_format if item else None) or [])
