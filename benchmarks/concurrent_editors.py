@@ -32,7 +32,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from codellama_lsp.stats import percentile  # noqa: E402
-from tests.lsp_helpers import Session, lsp_session  # noqa: E402
+from tests.support.lsp_session import Session, lsp_session  # noqa: E402
 
 
 def peak_rss_mb(pid: int) -> float:

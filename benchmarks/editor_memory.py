@@ -26,7 +26,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.concurrent_editors import peak_rss_mb, session_pid  # noqa: E402
-from tests.lsp_helpers import lsp_session  # noqa: E402
+from tests.support.lsp_session import lsp_session  # noqa: E402
 
 PRELOAD = "import torch, transformers\nfrom transformers import AutoTokenizer\n"
 

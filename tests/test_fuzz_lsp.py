@@ -29,7 +29,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from benchmarks.soak import DEMO, RawClient
+from tests.support import DEMO
+from tests.support.raw_client import RawClient
 
 EXAMPLES = int(os.environ.get("CODELLAMA_FUZZ_EXAMPLES", "40"))
 OPTIONS = {**DEMO, "max_new_tokens": 6, "max_context_tokens": 512}

@@ -20,7 +20,9 @@ from typing import Any
 
 import pytest
 
-from benchmarks.soak import DEMO, ROOT, SERVER, RawClient
+from tests.support import CLI, DEMO, ROOT
+from tests.support.model_servers import free_port
+from tests.support.raw_client import RawClient
 
 ENV = {"CODELLAMA_LSP_DEBUG_COMMANDS": "1"}
 URI = "file:///hostile.py"
@@ -369,11 +371,9 @@ def read_frames(sock: socket.socket, count: int) -> list[dict[str, Any]]:
 @pytest.mark.timeout(120)
 def test_tcp_uses_the_same_reader_and_rules() -> None:
     """``--tcp`` ran pygls' own reader: the fixes above must hold there too."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_port()
     proc = subprocess.Popen(
-        [*SERVER, "--tcp", f"127.0.0.1:{port}"], stdin=subprocess.DEVNULL, cwd=ROOT
+        [*CLI, "--tcp", f"127.0.0.1:{port}"], stdin=subprocess.DEVNULL, cwd=ROOT
     )
     try:
         deadline = time.monotonic() + 90

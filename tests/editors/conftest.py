@@ -17,7 +17,7 @@ from typing import TypeVar
 
 import pytest
 
-from tests.scripted_model_server import TYPING_HEAD
+from tests.support.scripted_model_server import TYPING_HEAD
 
 ROOT = Path(__file__).resolve().parents[2]
 TOOLS = Path(os.environ.get("CODELLAMA_TOOLS_DIR", ROOT / ".tools"))

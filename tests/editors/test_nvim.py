@@ -22,8 +22,8 @@ from typing import Any
 
 import pytest
 
-from tests.lsp_helpers import scripted_model_server
-from tests.scripted_model_server import TYPING_TARGET
+from tests.support.model_servers import scripted_model_server
+from tests.support.scripted_model_server import TYPING_TARGET
 
 from .conftest import (
     INSTALL_HINT,

@@ -13,7 +13,6 @@ from __future__ import annotations
 import contextlib
 import json
 import re
-import socket
 import subprocess
 import urllib.request
 from pathlib import Path
@@ -21,8 +20,8 @@ from typing import Any
 
 import pytest
 
-from tests.lsp_helpers import scripted_model_server
-from tests.scripted_model_server import TYPING_TARGET
+from tests.support.model_servers import free_port, scripted_model_server
+from tests.support.scripted_model_server import TYPING_TARGET
 
 from .conftest import (
     INSTALL_HINT,
@@ -88,12 +87,6 @@ def require_vscode() -> Path:
         pytest.skip(f"VS Code test needs {', '.join(missing)}: {INSTALL_HINT}")
     assert vsix is not None
     return vsix
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class CodeServer:
