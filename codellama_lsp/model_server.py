@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 from aiohttp import web
+from aiohttp.typedefs import Handler
 from pydantic import ValidationError
 
 from codellama_lsp import __version__
@@ -414,7 +415,7 @@ class ModelServer:
         self.worker.stop()
 
     @web.middleware
-    async def _errors(self, request: web.Request, handler: Any) -> web.StreamResponse:
+    async def _errors(self, request: web.Request, handler: Handler) -> web.StreamResponse:
         endpoint = request.path if request.path in ENDPOINTS else "other"
         try:
             response = await handler(request)
@@ -430,7 +431,7 @@ class ModelServer:
         return response
 
     @web.middleware
-    async def _auth(self, request: web.Request, handler: Any) -> web.StreamResponse:
+    async def _auth(self, request: web.Request, handler: Handler) -> web.StreamResponse:
         if self.api_key and request.path != "/health":
             header = request.headers.get("Authorization", "")
             scheme, _, token = header.partition(" ")

@@ -86,7 +86,7 @@ def ref_apply(text: str, change: dict[str, Any], encoding: str) -> str:
     a = ref_offset(text, r["start"]["line"], r["start"]["character"], encoding)
     b = ref_offset(text, r["end"]["line"], r["end"]["character"], encoding)
     a, b = min(a, b), max(a, b)
-    return text[:a] + change["text"] + text[b:]
+    return text[:a] + str(change["text"]) + text[b:]
 
 
 def ref_cursor(text: str, line: int, character: int, encoding: str) -> tuple[int, int, str]:

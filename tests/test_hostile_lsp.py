@@ -45,7 +45,8 @@ def completion(client: RawClient, position: Any, uri: str = URI) -> dict[str, An
 
 
 def error_code(response: dict[str, Any]) -> int | None:
-    return response.get("error", {}).get("code")
+    code = response.get("error", {}).get("code")
+    return code if isinstance(code, int) else None
 
 
 def frame(body: bytes, length: int | None = None) -> bytes:
@@ -353,7 +354,8 @@ def test_bad_log_level_reported_once_and_a_model_change_still_reloads() -> None:
 
 # ------------------------------------------------------------------------------- TCP
 def read_frames(sock: socket.socket, count: int) -> list[dict[str, Any]]:
-    data, messages = b"", []
+    data = b""
+    messages: list[dict[str, Any]] = []
     while len(messages) < count:
         chunk = sock.recv(65536)
         assert chunk, "the server closed the connection"

@@ -22,8 +22,10 @@ async def test_initialize_advertises_both_providers() -> None:
         caps = s.capabilities
         assert caps.inline_completion_provider is not None
         assert caps.completion_provider is not None
+        assert caps.execute_command_provider is not None
         commands = caps.execute_command_provider.commands
         assert {"codellama.stats", "codellama.status", "codellama.accepted"} <= set(commands)
+        assert isinstance(caps.text_document_sync, types.TextDocumentSyncOptions)
         assert caps.text_document_sync.change == types.TextDocumentSyncKind.Incremental
 
 

@@ -15,7 +15,9 @@ import math
 import shutil
 import threading
 from collections import Counter
+from collections.abc import Hashable
 from pathlib import Path
+from typing import TypeVar
 
 import pytest
 import torch
@@ -173,7 +175,10 @@ def test_background_prefill_still_generates_nothing() -> None:
 # ------------------------------------------------------------------ sampling distribution
 
 
-def chi_square_differs(a: Counter[tuple[int, ...]], b: Counter[tuple[int, ...]]) -> bool:
+K = TypeVar("K", bound=Hashable)
+
+
+def chi_square_differs(a: Counter[K], b: Counter[K]) -> bool:
     """Two-sample chi-square test at p < 0.001 (categories under 5 expected merged)."""
     n_a, n_b = sum(a.values()), sum(b.values())
     keys = sorted(set(a) | set(b), key=lambda k: -(a[k] + b[k]))

@@ -142,8 +142,13 @@ def type_scripted_steps(
         for key in keys:
             type_key(key)
             time.sleep(0.08)
+
+        def step_ghost(want: str = step.ghost) -> str | None:
+            shown = ghost()
+            return shown if shown is not None and shown.startswith(want) else None
+
         shown = wait_for(
-            lambda step=step: (g := ghost()) is not None and g.startswith(step.ghost) and g,
+            step_ghost,
             20,
             f"ghost text {step.ghost!r} {step.case}",
             0.05,
@@ -154,12 +159,19 @@ def type_scripted_steps(
         if step.inserted:
             accept()
             expected += step.inserted
+
+            def accepted(want: str = expected) -> bool:
+                return document() == want
+
+            def describe_document(want: str = expected) -> str:
+                return f"document: {document()!r}\nexpected: {want!r}\n{describe()}"
+
             wait_for(
-                lambda want=expected: document() == want,
+                accepted,
                 20,
                 f"the accepted text ({step.case}) in the document",
                 0.1,
-                lambda want=expected: f"document: {document()!r}\nexpected: {want!r}\n{describe()}",
+                describe_document,
             )
     assert expected == SCRIPTED_END
     return seen

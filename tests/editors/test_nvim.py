@@ -121,10 +121,10 @@ class Nvim:
         return json.loads(self.expr(f'luaeval("{call}")'))
 
     def state(self) -> dict[str, Any]:
-        return self.lua_json("T.state()")
+        return dict(self.lua_json("T.state()"))
 
     def stats(self) -> dict[str, Any]:
-        return self.lua_json("T.stats()")
+        return dict(self.lua_json("T.stats()"))
 
     def close(self) -> None:
         try:
@@ -277,7 +277,9 @@ def test_checkhealth(nvim: Nvim) -> None:
     wait_ready(nvim)
     nvim.send("<Esc>:checkhealth codellama<CR>")
     report = wait_for(
-        lambda: "codellama: model" in (t := nvim.expr("join(getline(1, '$'), \"\\n\")")) and t,
+        lambda: (
+            t if "codellama: model" in (t := nvim.expr("join(getline(1, '$'), \"\\n\")")) else None
+        ),
         30,
         ":checkhealth codellama output",
         0.2,

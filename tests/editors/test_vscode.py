@@ -14,9 +14,11 @@ import contextlib
 import json
 import re
 import subprocess
+import urllib.parse
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -34,6 +36,9 @@ from .conftest import (
     type_until_ghost,
     wait_for,
 )
+
+if TYPE_CHECKING:
+    from selenium.webdriver.remote.webdriver import WebDriver
 
 CODE_SERVER = TOOLS / "code-server" / "bin" / "code-server"
 CHROMIUM = Path("/usr/bin/chromium")
@@ -143,7 +148,7 @@ class CodeServer:
             pytest.fail(f"code-server exited:\n{self.read_log()}")
         try:
             with urllib.request.urlopen(f"{self.url}/healthz", timeout=2) as r:
-                return r.status == 200
+                return bool(r.status == 200)
         except OSError:
             return False
 
@@ -188,7 +193,7 @@ def editor_settings(server_settings: dict[str, Any]) -> dict[str, Any]:
 
 
 @pytest.fixture
-def code_server(tmp_path: Path):
+def code_server(tmp_path: Path) -> Iterator[tuple[CodeServer, Path]]:
     vsix = require_vscode()
     workspace = tmp_path / "ws"
     workspace.mkdir()
@@ -204,7 +209,7 @@ def code_server(tmp_path: Path):
 
 
 @pytest.fixture
-def browser(tmp_path: Path):
+def browser(tmp_path: Path) -> Iterator[WebDriver]:
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 
@@ -265,7 +270,9 @@ def run_command(driver: Any, title: str, describe: Any) -> None:
     box.send_keys(Keys.ENTER)
 
 
-def test_ghost_text_tab_accept_and_status(code_server, browser, artifacts_dir: Path) -> None:
+def test_ghost_text_tab_accept_and_status(
+    code_server: tuple[CodeServer, Path], browser: WebDriver, artifacts_dir: Path
+) -> None:
     from selenium.webdriver.common.action_chains import ActionChains
     from selenium.webdriver.common.by import By
     from selenium.webdriver.common.keys import Keys
@@ -274,7 +281,7 @@ def test_ghost_text_tab_accept_and_status(code_server, browser, artifacts_dir: P
     file = workspace / "geometry.py"
     driver = browser
     payload = json.dumps([["openFile", f"vscode-remote://{file}"]])
-    driver.get(f"{server.url}/?folder={workspace}&payload={urllib.request.quote(payload)}")
+    driver.get(f"{server.url}/?folder={workspace}&payload={urllib.parse.quote(payload)}")
 
     def describe() -> str:
         with contextlib.suppress(Exception):
@@ -315,7 +322,7 @@ def test_ghost_text_tab_accept_and_status(code_server, browser, artifacts_dir: P
         assert "<PRE>" not in ghost and "<MID>" not in ghost and "<EOT>" not in ghost
         # Auto save has written what was typed; the ghost text is not in the file.
         before = wait_for(
-            lambda: (t := file.read_text()).endswith(typed) and t,
+            lambda: t if (t := file.read_text()).endswith(typed) else None,
             10,
             "the typed text to be saved",
             0.1,
@@ -326,7 +333,7 @@ def test_ghost_text_tab_accept_and_status(code_server, browser, artifacts_dir: P
         ActionChains(driver).send_keys(Keys.TAB).perform()
         expected = before + ghost
         saved = wait_for(
-            lambda: (t := file.read_text()) != before and len(t) >= len(expected) and t,
+            lambda: t if (t := file.read_text()) != before and len(t) >= len(expected) else None,
             20,
             "the accepted text to be saved",
             0.2,
@@ -337,7 +344,7 @@ def test_ghost_text_tab_accept_and_status(code_server, browser, artifacts_dir: P
 
         # The status bar shows the latency of the last completion.
         latency = wait_for(
-            lambda: "·" in (t := status_text(driver)) and t,
+            lambda: t if "·" in (t := status_text(driver)) else None,
             20,
             "the status bar to show the last latency",
             0.3,
@@ -364,7 +371,7 @@ def test_ghost_text_tab_accept_and_status(code_server, browser, artifacts_dir: P
         # "Code Llama: Toggle Completions" turns them off and on; the status bar follows.
         run_command(driver, "Code Llama: Toggle Completions", describe)
         off = wait_for(
-            lambda: "off" in (t := status_text(driver)) and t,
+            lambda: t if "off" in (t := status_text(driver)) else None,
             20,
             "the status bar to show off",
             0.3,
@@ -372,7 +379,7 @@ def test_ghost_text_tab_accept_and_status(code_server, browser, artifacts_dir: P
         )
         run_command(driver, "Code Llama: Toggle Completions", describe)
         on = wait_for(
-            lambda: "ready" in (t := status_text(driver)) and t,
+            lambda: t if "ready" in (t := status_text(driver)) else None,
             20,
             "the status bar to show ready again",
             0.3,
@@ -388,7 +395,7 @@ def test_ghost_text_tab_accept_and_status(code_server, browser, artifacts_dir: P
 
 
 @pytest.fixture
-def scripted_code_server(tmp_path: Path):
+def scripted_code_server(tmp_path: Path) -> Iterator[tuple[CodeServer, Path]]:
     """code-server whose language server asks the scripted model server (known answers)."""
     vsix = require_vscode()
     workspace = tmp_path / "ws"
@@ -412,7 +419,9 @@ def scripted_code_server(tmp_path: Path):
             server.close()
 
 
-def test_ghost_text_while_typing_a_word(scripted_code_server, browser, artifacts_dir) -> None:
+def test_ghost_text_while_typing_a_word(
+    scripted_code_server: tuple[CodeServer, Path], browser: WebDriver, artifacts_dir: Path
+) -> None:
     """Ghost text after a letter, a space, "(" and on a fresh indented line; Tab inserts it."""
     from selenium.webdriver.common.action_chains import ActionChains
     from selenium.webdriver.common.by import By
@@ -422,7 +431,7 @@ def test_ghost_text_while_typing_a_word(scripted_code_server, browser, artifacts
     file = workspace / "count.py"
     driver = browser
     payload = json.dumps([["openFile", f"vscode-remote://{file}"]])
-    driver.get(f"{server.url}/?folder={workspace}&payload={urllib.request.quote(payload)}")
+    driver.get(f"{server.url}/?folder={workspace}&payload={urllib.parse.quote(payload)}")
 
     def describe() -> str:
         with contextlib.suppress(Exception):
