@@ -21,8 +21,7 @@ import psutil
 import pytest
 
 from codellama_lsp.demo_model import resolve_model
-from tests.support import DEMO, ROOT
-from tests.support.documents import wait_until
+from tests.support import DEMO, ROOT, wait_until
 from tests.support.raw_client import RawClient
 
 SAMPLE = (

@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from tests.support.documents import wait_until
+from tests.support import wait_until
 from tests.support.model_servers import ModelServer, running_server
 
 KEY = "k" * 32

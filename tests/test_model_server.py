@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 from lsprotocol import types
 
-from tests.support import CLI
-from tests.support.documents import SAMPLE, end_of, wait_until
+from tests.support import CLI, wait_until
+from tests.support.documents import SAMPLE, end_of
 from tests.support.lsp_session import lsp_session
 from tests.support.model_servers import (
     ModelServer,

@@ -26,8 +26,7 @@ from codellama_lsp.demo_model import demo_model_dir
 from codellama_lsp.engines.base import GenerationRequest, GenerationResult
 from codellama_lsp.engines.decoding import Sampling
 from codellama_lsp.engines.local import LocalEngine, vocabulary_mismatch
-from tests.support import DEMO
-from tests.support.documents import wait_until
+from tests.support import DEMO, wait_until
 from tests.support.engines import load_engine
 from tests.support.raw_client import RawClient
 

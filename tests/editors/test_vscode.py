@@ -22,20 +22,18 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from tests.support.model_servers import free_port, scripted_model_server
-from tests.support.scripted_model_server import TYPING_TARGET
-
-from .conftest import (
+from tests.support import ROOT, wait_until
+from tests.support.editors import (
     INSTALL_HINT,
-    ROOT,
     SCRIPTED_START,
     TOOLS,
     isolated_env,
     server_command,
     type_scripted_steps,
     type_until_ghost,
-    wait_for,
 )
+from tests.support.model_servers import free_port, scripted_model_server
+from tests.support.scripted_model_server import TYPING_TARGET
 
 if TYPE_CHECKING:
     from selenium.webdriver.remote.webdriver import WebDriver
@@ -137,7 +135,7 @@ class CodeServer:
             stdout=self._log_file,
             stderr=subprocess.STDOUT,
         )
-        wait_for(self._healthy, 60, "code-server to answer /healthz", 0.3, self.read_log)
+        wait_until(self._healthy, 60, "code-server to answer /healthz", 0.3, self.read_log)
 
     @property
     def url(self) -> str:
@@ -252,7 +250,7 @@ def run_command(driver: Any, title: str, describe: Any) -> None:
     from selenium.webdriver.common.keys import Keys
 
     ActionChains(driver).send_keys(Keys.F1).perform()
-    box = wait_for(
+    box = wait_until(
         lambda: driver.find_elements(By.CSS_SELECTOR, ".quick-input-box input"),
         10,
         "the command palette",
@@ -260,7 +258,7 @@ def run_command(driver: Any, title: str, describe: Any) -> None:
         describe,
     )[0]
     box.send_keys(title)
-    wait_for(
+    wait_until(
         lambda: any(title in t for t in texts(driver, ".quick-input-list .monaco-list-row")),
         10,
         f"command {title!r}",
@@ -289,7 +287,7 @@ def test_ghost_text_tab_accept_and_status(
         return f"status bar: {status_text(driver)!r}\nextension log:\n{server.extension_log()}"
 
     try:
-        wait_for(
+        wait_until(
             lambda: driver.find_elements(By.CSS_SELECTOR, ".tab .label-name"),
             60,
             "the editor tab for geometry.py",
@@ -305,7 +303,7 @@ def test_ghost_text_tab_accept_and_status(
                 seen.append(text)
             return text if "ready" in text else None
 
-        ready = wait_for(ready_status, 90, "the status bar to show ready", 0.1, describe)
+        ready = wait_until(ready_status, 90, "the status bar to show ready", 0.1, describe)
         print(f"status bar while starting: {seen!r}")
         assert ready.endswith("Code Llama: ready")
 
@@ -321,7 +319,7 @@ def test_ghost_text_tab_accept_and_status(
         print(f"ghost text after typing {typed!r}: {ghost!r}")
         assert "<PRE>" not in ghost and "<MID>" not in ghost and "<EOT>" not in ghost
         # Auto save has written what was typed; the ghost text is not in the file.
-        before = wait_for(
+        before = wait_until(
             lambda: t if (t := file.read_text()).endswith(typed) else None,
             10,
             "the typed text to be saved",
@@ -332,7 +330,7 @@ def test_ghost_text_tab_accept_and_status(
 
         ActionChains(driver).send_keys(Keys.TAB).perform()
         expected = before + ghost
-        saved = wait_for(
+        saved = wait_until(
             lambda: t if (t := file.read_text()) != before and len(t) >= len(expected) else None,
             20,
             "the accepted text to be saved",
@@ -343,7 +341,7 @@ def test_ghost_text_tab_accept_and_status(
         assert saved == expected
 
         # The status bar shows the latency of the last completion.
-        latency = wait_for(
+        latency = wait_until(
             lambda: t if "·" in (t := status_text(driver)) else None,
             20,
             "the status bar to show the last latency",
@@ -355,7 +353,7 @@ def test_ghost_text_tab_accept_and_status(
 
         # "Code Llama: Show Stats" from the command palette: the accept reached the server.
         run_command(driver, "Code Llama: Show Stats", describe)
-        toast = wait_for(
+        toast = wait_until(
             lambda: next(
                 (t for t in texts(driver, ".notification-list-item-message") if "requests" in t),
                 None,
@@ -370,7 +368,7 @@ def test_ghost_text_tab_accept_and_status(
 
         # "Code Llama: Toggle Completions" turns them off and on; the status bar follows.
         run_command(driver, "Code Llama: Toggle Completions", describe)
-        off = wait_for(
+        off = wait_until(
             lambda: t if "off" in (t := status_text(driver)) else None,
             20,
             "the status bar to show off",
@@ -378,7 +376,7 @@ def test_ghost_text_tab_accept_and_status(
             describe,
         )
         run_command(driver, "Code Llama: Toggle Completions", describe)
-        on = wait_for(
+        on = wait_until(
             lambda: t if "ready" in (t := status_text(driver)) else None,
             20,
             "the status bar to show ready again",
@@ -442,14 +440,14 @@ def test_ghost_text_while_typing_a_word(
         ActionChains(driver).send_keys(Keys.ENTER if key == "\n" else key).perform()
 
     try:
-        wait_for(
+        wait_until(
             lambda: driver.find_elements(By.CSS_SELECTOR, ".tab .label-name"),
             60,
             "the editor tab for count.py",
             0.3,
             describe,
         )
-        wait_for(lambda: "ready" in status_text(driver), 90, "ready", 0.2, describe)
+        wait_until(lambda: "ready" in status_text(driver), 90, "ready", 0.2, describe)
         driver.find_element(By.CSS_SELECTOR, ".monaco-editor .view-lines").click()
         ActionChains(driver).key_down(Keys.CONTROL).send_keys(Keys.END).key_up(
             Keys.CONTROL
