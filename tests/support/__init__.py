@@ -21,7 +21,7 @@ from typing import TypeVar
 T = TypeVar("T")
 
 ROOT = Path(__file__).resolve().parents[2]
-"""The repository (the servers run there, as a user's editor would start them anywhere)."""
+"""The repository root: the working folder of the processes the tests start."""
 CLI = [sys.executable, "-m", "codellama_lsp.cli"]
 """The ``codellama-lsp`` command of the Python that runs the tests."""
 GREEDY = {"model": "demo", "temperature": 0, "debounce_ms": 0}
