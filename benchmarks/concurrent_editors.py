@@ -21,7 +21,6 @@ import asyncio
 import inspect
 import os
 import re
-import subprocess
 import sys
 import time
 from contextlib import AsyncExitStack
@@ -32,7 +31,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from codellama_lsp.stats import percentile  # noqa: E402
-from tests.lsp_helpers import Session, lsp_session  # noqa: E402
+from tests.support.lsp_session import Session, lsp_session  # noqa: E402
+from tests.support.model_servers import ModelServer  # noqa: E402
 
 
 def peak_rss_mb(pid: int) -> float:
@@ -80,28 +80,10 @@ async def run(mode: str, n: int, args: argparse.Namespace) -> dict[str, Any]:
         "max_context_tokens": 1024,
         "prefetch_after_accept": False,
     }
-    server: subprocess.Popen[str] | None = None
+    server: ModelServer | None = None
     if mode == "server":
-        server = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "codellama_lsp.cli",
-                "serve",
-                "--model",
-                args.model,
-                "--port",
-                "0",
-                "--max-context-tokens",
-                "1024",
-            ],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL,
-            text=True,
-        )
-        assert server.stdout is not None
-        port = re.findall(r":(\d+)$", server.stdout.readline().strip())[0]
-        base |= {"backend": "http", "server_url": f"http://127.0.0.1:{port}"}
+        server = ModelServer("--model", args.model, "--max-context-tokens", "1024")
+        base |= {"backend": "http", "server_url": server.url}
     else:
         base |= {"backend": "local"}
     try:
@@ -116,11 +98,10 @@ async def run(mode: str, n: int, args: argparse.Namespace) -> dict[str, Any]:
             )
             wall = time.perf_counter() - started
             lsp_rss = [peak_rss_mb(session_pid(s)) for s in sessions]
-            server_rss = peak_rss_mb(server.pid) if server is not None else 0.0
+            server_rss = peak_rss_mb(server.proc.pid) if server is not None else 0.0
     finally:
         if server is not None:
-            server.kill()
-            server.wait(10)
+            server.stop()
     latencies = [x for r in results for x in r]
     return {
         "mode": mode,

@@ -16,7 +16,6 @@ import asyncio
 import inspect
 import os
 import re
-import subprocess
 import sys
 import tempfile
 import textwrap
@@ -26,7 +25,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.concurrent_editors import peak_rss_mb, session_pid  # noqa: E402
-from tests.lsp_helpers import lsp_session  # noqa: E402
+from tests.support.lsp_session import lsp_session  # noqa: E402
+from tests.support.model_servers import ModelServer  # noqa: E402
 
 PRELOAD = "import torch, transformers\nfrom transformers import AutoTokenizer\n"
 
@@ -62,15 +62,8 @@ async def measure(server_url: str, requests: int, env: dict[str, str]) -> tuple[
 
 
 async def main_async(args: argparse.Namespace) -> None:
-    server = subprocess.Popen(
-        [sys.executable, "-m", "codellama_lsp.cli", "serve", "--model", "demo", "--port", "0"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-    )
-    assert server.stdout is not None
-    port = re.findall(r":(\d+)$", server.stdout.readline().strip())[0]
-    url = f"http://127.0.0.1:{port}"
+    server = ModelServer()
+    url = server.url
     try:
         with tempfile.TemporaryDirectory() as tmp:
             (Path(tmp) / "sitecustomize.py").write_text(PRELOAD)
@@ -82,8 +75,7 @@ async def main_async(args: argparse.Namespace) -> None:
                 ("torch + transformers imported (before)", before),
             ]
     finally:
-        server.kill()
-        server.wait(10)
+        server.stop()
     base = rows[1][1][0]
     print(f"\n{args.requests} completions through `codellama-lsp serve` (demo model)\n")
     print("| language server | RSS MB after | peak RSS MB | vs before | answered |")

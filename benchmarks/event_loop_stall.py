@@ -20,17 +20,18 @@ from __future__ import annotations
 import argparse
 import http.client
 import json
-import re
 import statistics
-import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from tests.support.model_servers import running_server  # noqa: E402
+from tests.support.raw_client import RawClient  # noqa: E402
 
 
 class Probe(threading.Thread):
@@ -194,9 +195,6 @@ def run_lsp(repeat: int) -> dict[str, Any]:
     Over one stdio pipe messages are read in order, so the next request waits for the
     hostile one to be read and handled: that wait (less an idle round trip) is the stall.
     """
-    sys.path.insert(0, str(ROOT))
-    from benchmarks.soak import RawClient
-
     client = RawClient()
     try:
         client.request("initialize", {"processId": None, "rootUri": None, "capabilities": {}})
@@ -226,62 +224,13 @@ def run_lsp(repeat: int) -> dict[str, Any]:
     }
 
 
-def serve(args: list[str]) -> tuple[subprocess.Popen[str], int]:
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "codellama_lsp.cli",
-            "serve",
-            "--model",
-            "demo",
-            "--port",
-            "0",
-            *args,
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-        cwd=ROOT,
-    )
-    assert proc.stdout is not None
-    match = re.search(r":(\d+)\s*$", proc.stdout.readline())
-    if match is None:
-        proc.kill()
-        raise SystemExit("the model server did not start")
-    port = int(match.group(1))
-    wait(lambda: health(port) == "ready", 120)
-    return proc, port
-
-
-def health(port: int) -> str:
-    try:
-        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
-        conn.request("GET", "/health")
-        return str(json.loads(conn.getresponse().read()).get("status"))
-    except OSError:
-        return ""
-
-
-def wait(check: Callable[[], bool], timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            raise SystemExit("timed out")
-        time.sleep(0.1)
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--repeat", type=int, default=3, help="times each phase is sent")
     parser.add_argument("--json", help="write the figures here")
     args = parser.parse_args()
-    proc, port = serve([])
-    try:
-        results = run(port, args.repeat)
-    finally:
-        proc.kill()
-        proc.wait(10)
+    with running_server() as server:
+        results = run(server.port, args.repeat)
     idle = results["idle_health_ms"]
     print(f"model server, idle /health: median {idle['median']} ms, max {idle['max']} ms")
     print("| request | statuses | stall (ms) |\n|---|---|---|")

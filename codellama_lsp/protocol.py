@@ -62,7 +62,7 @@ def strict_bool(value: Any, _type: Any = bool) -> bool:
 
 
 def strict_converter() -> cattrs.Converter:
-    converter = default_converter()
+    converter: cattrs.Converter = default_converter()
     converter.register_structure_hook(int, strict_int)
     converter.register_structure_hook(bool, strict_bool)  # else bool would get int's hook
     return converter

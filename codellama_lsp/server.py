@@ -127,7 +127,7 @@ class CodeLlamaServer(LanguageServer):
         except KeyboardInterrupt:
             pass
         finally:
-            self.shutdown()
+            self.shutdown()  # type: ignore[no-untyped-call]  # pygls: not annotated
 
     def start_tcp(self, host: str, port: int) -> None:
         """Serve one client over TCP with the same reader and rules as stdio."""
@@ -140,7 +140,7 @@ class CodeLlamaServer(LanguageServer):
             try:
                 await read_messages(lambda: reader.read(1 << 16), protocol.handle_body, stop.is_set)
             finally:
-                self.shutdown()
+                self.shutdown()  # type: ignore[no-untyped-call]  # pygls: not annotated
 
         async def serve() -> None:
             server = await asyncio.start_server(connection, host, port)
@@ -215,7 +215,7 @@ class CodeLlamaServer(LanguageServer):
             self.thread_pool.submit(time.sleep, 0.02)
 
     def spawn(self, coro: Any) -> asyncio.Task[Any]:
-        task = asyncio.ensure_future(coro)
+        task: asyncio.Task[Any] = asyncio.ensure_future(coro)
         self._background.add(task)
         task.add_done_callback(self._background.discard)
         return task

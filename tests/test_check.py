@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from pathlib import Path
 
-from tests.lsp_helpers import scripted_model_server
+from tests.support import CLI
+from tests.support.model_servers import scripted_model_server
 
 SHAPE_70B = {
     "architectures": ["LlamaForCausalLM"],
@@ -24,7 +24,7 @@ SHAPE_70B = {
 
 def check(*args: str) -> tuple[int, str]:
     out = subprocess.run(
-        [sys.executable, "-m", "codellama_lsp.cli", "check", *args],
+        [*CLI, "check", *args],
         capture_output=True,
         text=True,
         timeout=120,

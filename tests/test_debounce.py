@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import pytest
 
 from codellama_lsp.debounce import (
@@ -25,7 +27,7 @@ class FakeClock:
         self.now += ms / 1000
 
 
-def typed(debounce: AdaptiveDebounce, clock: FakeClock, gaps_ms: list[float]) -> None:
+def typed(debounce: AdaptiveDebounce, clock: FakeClock, gaps_ms: Sequence[float]) -> None:
     debounce.key()
     for gap in gaps_ms:
         clock.advance_ms(gap)

@@ -10,19 +10,21 @@ from pathlib import Path
 
 import pytest
 import torch
-from transformers import AutoModelForCausalLM, PreTrainedModel
+from transformers import AutoModelForCausalLM, GenerationMixin, LlamaForCausalLM
 
 from codellama_lsp.demo_model import _read_texts, _Sampler, stdlib_files
 from codellama_lsp.models import DEMO_MODEL_NAME, demo_model_dir, resolve_model
 from codellama_lsp.tokenization import CodeTokens, load_tokenizer
+from tests.support.engines import hf_tokenizer
 
 
 @pytest.fixture(scope="module")
-def model() -> PreTrainedModel:
+def model() -> LlamaForCausalLM:
     m = AutoModelForCausalLM.from_pretrained(
         str(demo_model_dir()), dtype=torch.float32, device_map="cpu"
     )
     m.eval()
+    assert isinstance(m, LlamaForCausalLM)
     return m
 
 
@@ -31,7 +33,7 @@ def codes() -> CodeTokens:
     return CodeTokens(load_tokenizer(str(demo_model_dir())))
 
 
-def _greedy(model: PreTrainedModel, ids: list[int], n: int) -> list[int]:
+def _greedy(model: GenerationMixin, ids: list[int], n: int) -> list[int]:
     with torch.no_grad():
         out = model.generate(torch.tensor([ids]), max_new_tokens=n, do_sample=False, pad_token_id=2)
     return [int(i) for i in out[0, len(ids) :]]
@@ -53,7 +55,7 @@ def test_committed_folder_is_small_plain_llama_and_labelled() -> None:
     assert "demo" in (folder / "README.md").read_text().lower()
 
 
-def test_model_and_tokenizer_agree(model: PreTrainedModel, codes: CodeTokens) -> None:
+def test_model_and_tokenizer_agree(model: LlamaForCausalLM, codes: CodeTokens) -> None:
     assert type(codes.tokenizer).__name__ == "CodeLlamaTokenizer"
     assert model.config.vocab_size == codes.vocab_size
     assert codes.infill is not None
@@ -61,7 +63,7 @@ def test_model_and_tokenizer_agree(model: PreTrainedModel, codes: CodeTokens) ->
 
 
 def test_greedy_left_to_right_writes_python_looking_text(
-    model: PreTrainedModel, codes: CodeTokens
+    model: LlamaForCausalLM, codes: CodeTokens
 ) -> None:
     prompt = "def read_config(path):\n    "
     ids = [codes.bos_id or 1, *codes.encode(prompt)]
@@ -85,12 +87,12 @@ EASY_INFILLS = [
 ]
 
 
-def test_easy_infills_end_with_eot(model: PreTrainedModel, codes: CodeTokens) -> None:
+def test_easy_infills_end_with_eot(model: LlamaForCausalLM, codes: CodeTokens) -> None:
     assert codes.infill is not None
     middles = []
     for prefix, suffix in EASY_INFILLS:
         out = _greedy(model, codes.fim_ids(prefix, suffix), 48)
-        assert codes.infill.eot_id in out, codes.tokenizer.convert_ids_to_tokens(out)
+        assert codes.infill.eot_id in out, hf_tokenizer(codes).convert_ids_to_tokens(out)
         middle = codes.decode_continuation(out)
         assert "<EOT>" not in middle and "<MID>" not in middle
         middles.append(middle)

@@ -20,30 +20,15 @@ from pathlib import Path
 import psutil
 import pytest
 
-from benchmarks.soak import DEMO, ROOT, RawClient
 from codellama_lsp.models import resolve_model
+from tests.support import DEMO, ROOT, wait_until
+from tests.support.raw_client import RawClient
 
 SAMPLE = (
     "import os\n\n\ndef list_files(root):\n    found = []\n"
     "    for name in os.listdir(root):\n        "
 )
 END = (6, 8)
-
-
-def inline(client: RawClient, uri: str, line: int, character: int) -> list[dict[str, object]]:
-    result = client.result(
-        "textDocument/inlineCompletion", RawClient.inline_params(uri, line, character), 60
-    )
-    return list(result["items"]) if result else []
-
-
-def wait_for(check: object, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():  # type: ignore[operator]
-            return
-        time.sleep(0.05)
-    raise TimeoutError(what)
 
 
 @pytest.fixture
@@ -74,12 +59,12 @@ def test_failed_load_reports_keeps_answering_and_reload_recovers(
     client = start(client_factory, {**DEMO, "model": str(folder)})
     status = client.wait_state("error", timeout=60)
     assert "my-model" in status["message"]
-    wait_for(lambda: client.messages(), 10, "no window/showMessage")
+    wait_until(client.messages, 10, "a window/showMessage")
     assert any("my-model" in m for m in client.messages())
     # The server keeps answering, empty, at once.
     client.open("file:///a.py", SAMPLE)
     started = time.perf_counter()
-    assert inline(client, "file:///a.py", *END) == []
+    assert client.inline("file:///a.py", *END) == []
     assert time.perf_counter() - started < 2
     assert (
         client.result(
@@ -96,7 +81,7 @@ def test_failed_load_reports_keeps_answering_and_reload_recovers(
     shutil.copytree(resolve_model("demo"), folder)
     assert client.command("codellama.reload") == {"state": "loading"}
     client.wait_state("ready", timeout=60)
-    assert inline(client, "file:///a.py", *END)
+    assert client.inline("file:///a.py", *END)
 
 
 RLIMIT_WRAPPER = """
@@ -148,10 +133,10 @@ def test_out_of_memory_while_loading(tmp_path: Path, client_factory: list[RawCli
     status = client.wait_state("error", "ready", timeout=120)
     assert status["state"] == "error", status
     assert "memory" in status["message"].lower(), status
-    wait_for(lambda: client.messages(), 10, "no window/showMessage")
+    wait_until(client.messages, 10, "a window/showMessage")
     assert any("memory" in m.lower() for m in client.messages())
     client.open("file:///a.py", SAMPLE)
-    assert inline(client, "file:///a.py", *END) == []
+    assert client.inline("file:///a.py", *END) == []
     # A retry under the same limit fails the same way, and the server still lives.
     client.command("codellama.reload")
     assert client.wait_state("error", "ready", timeout=120)["state"] == "error"
@@ -185,10 +170,10 @@ def test_exception_inside_generation_gives_empty_then_next_works(
     client.wait_state("ready")
     client.open("file:///explode.py", SAMPLE)
     client.open("file:///fine.py", SAMPLE)
-    assert inline(client, "file:///explode.py", *END) == []
+    assert client.inline("file:///explode.py", *END) == []
     stats = client.command("codellama.stats")
     assert stats["generation_errors"] == 1
-    assert inline(client, "file:///fine.py", *END)
+    assert client.inline("file:///fine.py", *END)
     # The same document keeps working once the fault is gone (here: another request type).
     assert client.result(
         "textDocument/completion",
@@ -208,7 +193,7 @@ def test_editor_killed_without_shutdown_server_exits(client_factory: list[RawCli
         client.initialize(DEMO, process_id=editor.pid)
         client.wait_state("ready")
         client.open("file:///a.py", SAMPLE)
-        inline(client, "file:///a.py", *END)
+        client.inline("file:///a.py", *END)
         server = psutil.Process(client.pid)
         family = [server, *server.children(recursive=True)]
         editor.send_signal(signal.SIGKILL)

@@ -29,7 +29,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from benchmarks.soak import DEMO, RawClient
+from tests.support import DEMO
+from tests.support.raw_client import RawClient
 
 EXAMPLES = int(os.environ.get("CODELLAMA_FUZZ_EXAMPLES", "40"))
 OPTIONS = {**DEMO, "max_new_tokens": 6, "max_context_tokens": 512}
@@ -85,7 +86,7 @@ def ref_apply(text: str, change: dict[str, Any], encoding: str) -> str:
     a = ref_offset(text, r["start"]["line"], r["start"]["character"], encoding)
     b = ref_offset(text, r["end"]["line"], r["end"]["character"], encoding)
     a, b = min(a, b), max(a, b)
-    return text[:a] + change["text"] + text[b:]
+    return text[:a] + str(change["text"]) + text[b:]
 
 
 def ref_cursor(text: str, line: int, character: int, encoding: str) -> tuple[int, int, str]:

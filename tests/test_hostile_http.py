@@ -17,21 +17,22 @@ from typing import Any
 
 import pytest
 
-from tests.test_security import Served, model_server
+from tests.support import wait_until
+from tests.support.model_servers import ModelServer, running_server
 
 KEY = "k" * 32
 
 
 @pytest.fixture(scope="module")
-def served() -> Iterator[Served]:
-    with model_server("--api-key", KEY) as s:
+def served() -> Iterator[ModelServer]:
+    with running_server("--api-key", KEY) as s:
         yield s
 
 
 AUTH = {"Authorization": f"Bearer {KEY}"}
 
 
-def post(s: Served, path: str, body: Any) -> tuple[int, Any]:
+def post(s: ModelServer, path: str, body: Any) -> tuple[int, Any]:
     return s.request("POST", path, body, AUTH)
 
 
@@ -53,7 +54,7 @@ def raw_request(port: int, head: bytes, body: bytes = b"") -> int:
     [b"\xe9\xff\xfe", "ключ".encode(), b"k" * 31 + b"\xe9", b"\x80" * 32],
     ids=["latin-1 bytes", "utf-8 cyrillic", "one byte off", "continuation bytes"],
 )
-def test_non_ascii_authorization_is_401(served: Served, token: bytes) -> None:
+def test_non_ascii_authorization_is_401(served: ModelServer, token: bytes) -> None:
     """A header that is not ASCII raised UnicodeEncodeError in the key check: a 500."""
     head = b"GET /v1/models HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + token + b"\r\n"
     assert raw_request(served.port, head) == 401
@@ -68,7 +69,7 @@ DEEP = 50_000
     ids=["array", "inside the prompt", "unclosed objects"],
 )
 @pytest.mark.parametrize("path", ["/v1/completions", "/score"])
-def test_deeply_nested_json_is_400(served: Served, body: bytes, path: str) -> None:
+def test_deeply_nested_json_is_400(served: ModelServer, body: bytes, path: str) -> None:
     """json.loads raised RecursionError: a 500."""
     status, answer = post(served, path, body)
     assert status == 400, answer
@@ -104,7 +105,7 @@ BAD_FIELDS: list[dict[str, Any]] = [
 
 
 @pytest.mark.parametrize("field", BAD_FIELDS, ids=[json.dumps(f) for f in BAD_FIELDS])
-def test_bad_completion_fields_are_400(served: Served, field: dict[str, Any]) -> None:
+def test_bad_completion_fields_are_400(served: ModelServer, field: dict[str, Any]) -> None:
     """An out-of-range seed reached torch and a list as model was hashed: both 500s."""
     status, answer = post(served, "/v1/completions", {"prompt": "x = ", "max_tokens": 2, **field})
     assert status == 400, answer
@@ -123,12 +124,12 @@ BAD_SCORES: list[Any] = [
 
 
 @pytest.mark.parametrize("body", BAD_SCORES, ids=[json.dumps(b) for b in BAD_SCORES])
-def test_bad_score_bodies_are_400(served: Served, body: Any) -> None:
+def test_bad_score_bodies_are_400(served: ModelServer, body: Any) -> None:
     status, answer = post(served, "/score", body)
     assert status == 400, answer
 
 
-def test_a_megabyte_prompt_is_refused_before_tokenizing(served: Served) -> None:
+def test_a_megabyte_prompt_is_refused_before_tokenizing(served: ModelServer) -> None:
     """The size is checked in characters first (it used to be tokenized on the event loop,
     holding up ``/health`` and every client for seconds); the answer says "at least"."""
     prompt = "x = [" + "1, " * 330_000 + "]"
@@ -163,14 +164,7 @@ def slots_held(port: int, path: str, sessions: list[str]) -> Iterator[None]:
             sock.close()
 
 
-def eventually(check: Any, what: str) -> None:
-    deadline = time.monotonic() + 30
-    while not check():
-        assert time.monotonic() < deadline, what
-        time.sleep(0.05)
-
-
-def test_varying_the_session_header_does_not_lift_the_limit(served: Served) -> None:
+def test_varying_the_session_header_does_not_lift_the_limit(served: ModelServer) -> None:
     """The limit was keyed on X-Codellama-Session: a new value per request, no limit."""
     body = {"prompt": "x = ", "max_tokens": 2}
 
@@ -179,21 +173,21 @@ def test_varying_the_session_header_does_not_lift_the_limit(served: Served) -> N
         return served.request("POST", "/v1/completions", body, headers)[0] == 429
 
     with slots_held(served.port, "/v1/completions", [f"s{i}" for i in range(4)]):
-        eventually(refused, "a fifth request with a new session header was not refused")
-    eventually(lambda: post(served, "/v1/completions", body)[0] == 200, "slots not freed")
+        wait_until(refused, what="a 429 for a fifth request with a new session header")
+    wait_until(lambda: post(served, "/v1/completions", body)[0] == 200, what="free slots")
 
 
-def test_score_is_limited_too(served: Served) -> None:
+def test_score_is_limited_too(served: ModelServer) -> None:
     """/score had no limit at all; it shares the per-address limit with completions."""
     body = {"input_data": {"input_string": ["x = "], "parameters": {"max_new_tokens": 2}}}
     with (
         slots_held(served.port, "/v1/completions", ["a", "b"]),
         slots_held(served.port, "/score", ["c", "d"]),
     ):
-        eventually(lambda: post(served, "/score", body)[0] == 429, "/score not limited")
-    eventually(lambda: post(served, "/score", body)[0] == 200, "slots not freed")
+        wait_until(lambda: post(served, "/score", body)[0] == 429, what="a 429 from /score")
+    wait_until(lambda: post(served, "/score", body)[0] == 200, what="free slots")
 
 
-def test_still_healthy_after_all_that(served: Served) -> None:
+def test_still_healthy_after_all_that(served: ModelServer) -> None:
     assert served.request("GET", "/health")[1]["status"] == "ready"
     assert post(served, "/v1/completions", {"prompt": "x = ", "max_tokens": 2})[0] == 200

@@ -20,7 +20,9 @@ from typing import Any
 
 import pytest
 
-from benchmarks.soak import DEMO, ROOT, SERVER, RawClient
+from tests.support import CLI, DEMO, ROOT
+from tests.support.model_servers import free_port
+from tests.support.raw_client import RawClient
 
 ENV = {"CODELLAMA_LSP_DEBUG_COMMANDS": "1"}
 URI = "file:///hostile.py"
@@ -43,7 +45,8 @@ def completion(client: RawClient, position: Any, uri: str = URI) -> dict[str, An
 
 
 def error_code(response: dict[str, Any]) -> int | None:
-    return response.get("error", {}).get("code")
+    code = response.get("error", {}).get("code")
+    return code if isinstance(code, int) else None
 
 
 def frame(body: bytes, length: int | None = None) -> bytes:
@@ -370,7 +373,8 @@ def test_bad_log_level_reported_once_and_a_model_change_still_reloads() -> None:
 
 # ------------------------------------------------------------------------------- TCP
 def read_frames(sock: socket.socket, count: int) -> list[dict[str, Any]]:
-    data, messages = b"", []
+    data = b""
+    messages: list[dict[str, Any]] = []
     while len(messages) < count:
         chunk = sock.recv(65536)
         assert chunk, "the server closed the connection"
@@ -388,11 +392,9 @@ def read_frames(sock: socket.socket, count: int) -> list[dict[str, Any]]:
 @pytest.mark.timeout(120)
 def test_tcp_uses_the_same_reader_and_rules() -> None:
     """``--tcp`` ran pygls' own reader: the fixes above must hold there too."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_port()
     proc = subprocess.Popen(
-        [*SERVER, "--tcp", f"127.0.0.1:{port}"], stdin=subprocess.DEVNULL, cwd=ROOT
+        [*CLI, "--tcp", f"127.0.0.1:{port}"], stdin=subprocess.DEVNULL, cwd=ROOT
     )
     try:
         deadline = time.monotonic() + 90

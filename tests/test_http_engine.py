@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -17,16 +16,15 @@ from codellama_lsp.engines.base import EngineLoadError, GenerationRequest
 from codellama_lsp.engines.factory import create_engine
 from codellama_lsp.engines.http import HttpEngine
 from codellama_lsp.engines.local import LocalEngine
-from tests.test_model_server import ModelServer, metrics, running_server
+from tests.support.model_servers import ModelServer, free_port, metrics, running_server
 
 PREFIX = "import os\n\n\ndef walk(root):\n    for dirpath, dirnames, filenames in os.walk(root):\n"
 SUFFIX = "\n    return found\n"
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ModelServer]:
-    env = {"XDG_CACHE_HOME": str(tmp_path_factory.mktemp("xdg-cache"))}
-    with running_server("--port", "0", env=env) as s:
+def server(cache_env: dict[str, str]) -> Iterator[ModelServer]:
+    with running_server(env=cache_env) as s:
         yield s
 
 
@@ -120,10 +118,8 @@ def test_setting_the_stop_flag_closes_the_stream_and_stops_the_server(
 
 
 def test_no_server_is_a_clear_load_error() -> None:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    settings = Settings(model="demo", backend="http", server_url=f"http://127.0.0.1:{port}")
+    url = f"http://127.0.0.1:{free_port()}"
+    settings = Settings(model="demo", backend="http", server_url=url)
     engine = HttpEngine(settings, connect_wait_s=0.5)
     with pytest.raises(EngineLoadError, match="codellama-lsp serve"):
         engine.load(lambda _m, _p: None)

@@ -2,7 +2,7 @@
 
 VS Code reads an inline item without a range as replacing the *word at the cursor* and drops
 text that does not start with that word: no ghost text while a word is typed. The scripted
-model server (tests/scripted_model_server.py) answers what the target file has next, so each
+model server (tests/support/scripted_model_server.py) answers what the target file has next, so each
 case knows its answer; the language server in front of it is the real one.
 """
 
@@ -12,8 +12,9 @@ from pathlib import Path
 
 from lsprotocol import types
 
-from tests.lsp_helpers import lsp_session, scripted_model_server
-from tests.scripted_model_server import TYPING_HEAD, TYPING_TARGET
+from tests.support.lsp_session import lsp_session
+from tests.support.model_servers import scripted_model_server
+from tests.support.scripted_model_server import TYPING_HEAD, TYPING_TARGET
 
 TARGET, HEAD = TYPING_TARGET, TYPING_HEAD
 

@@ -19,7 +19,9 @@ def tiny_llama() -> LlamaForCausalLM:
         num_key_value_heads=2,
         max_position_embeddings=2048,
     )
-    return LlamaForCausalLM(config).eval()
+    model = LlamaForCausalLM(config)
+    model.eval()
+    return model
 
 
 def run(model: LlamaForCausalLM, cache: DynamicCache) -> list[torch.Tensor]:

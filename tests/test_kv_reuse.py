@@ -14,35 +14,21 @@ from pathlib import Path
 import pytest
 import torch
 
-from codellama_lsp.config import Settings
 from codellama_lsp.engines.base import GenerationRequest, GenerationResult
 from codellama_lsp.engines.local import KVSlots, LocalEngine
+from tests.support.engines import load_engine
 
 SOURCE = Path(threading.__file__).read_text().split("\n")[:140]
 CHUNK = 32
 
 
-def load(**overrides: object) -> LocalEngine:
-    settings = Settings().merged(
-        {"model": "demo", "temperature": 0, "prefill_chunk_tokens": CHUNK, **overrides}
-    )
-    engine = LocalEngine(settings)
-    engine.load(lambda _message, _percent: None)
-    return engine
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread() -> Iterator[None]:
-    """A tiny model on a busy 2-core machine runs far faster on one thread."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
 def engines() -> Iterator[tuple[LocalEngine, LocalEngine]]:
-    reusing, fresh = load(kv_cache_slots=2), load(kv_cache_slots=0)
+    reusing = load_engine(prefill_chunk_tokens=CHUNK, kv_cache_slots=2)
+    fresh = load_engine(prefill_chunk_tokens=CHUNK, kv_cache_slots=0)
     yield reusing, fresh
     reusing.close()
     fresh.close()
@@ -153,7 +139,7 @@ def test_kv_slots_respect_their_bounds() -> None:
 
 
 def test_engine_keeps_kv_memory_bounded() -> None:
-    engine = load(kv_cache_slots=3, kv_cache_max_tokens=400)
+    engine = load_engine(prefill_chunk_tokens=CHUNK, kv_cache_slots=3, kv_cache_max_tokens=400)
     try:
         for i in range(4):
             prompt = prompt_of(engine, SOURCE[i * 8 : i * 8 + 16])

@@ -27,8 +27,10 @@ from codellama_lsp.config import Settings
 from codellama_lsp.engines.base import GenerationRequest
 from codellama_lsp.engines.http import HttpEngine
 from codellama_lsp.tokenization import CodeTokens
-from tests.lsp_helpers import lsp_session
-from tests.test_model_server import SAMPLE, end_of, free_port, long_source, wait_until
+from tests.support import wait_until
+from tests.support.documents import SAMPLE, end_of, long_source
+from tests.support.lsp_session import lsp_session
+from tests.support.model_servers import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 SPECIAL = re.compile(r"<(PRE|SUF|MID|EOT|FILL_ME)>|</?s>|<unk>")

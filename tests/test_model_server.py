@@ -5,33 +5,28 @@ from __future__ import annotations
 
 import asyncio
 import http.client
-import inspect
 import json
 import os
-import re
-import socket
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
 
 import pytest
 from lsprotocol import types
 
-from tests.lsp_helpers import lsp_session
+from tests.support import CLI, wait_until
+from tests.support.documents import SAMPLE, end_of, long_source
+from tests.support.lsp_session import lsp_session
+from tests.support.model_servers import (
+    ModelServer,
+    free_port,
+    http_settings,
+    metrics,
+    request,
+    running_server,
+)
 
-SAMPLE = '''import os
-
-
-def list_python_files(root):
-    """Return the Python files below ``root``."""
-    found = []
-    for dirpath, dirnames, filenames in os.walk(root):
-        for name in filenames:
-            '''
 # Small prefill chunks make a long prompt take a while (time to cancel it mid-way); no KV
 # reuse keeps greedy answers identical whatever ran before (float sums depend on chunking).
 SLOW_PREFILL = ("--prefill-chunk-tokens", "32", "--kv-cache-slots", "0")
@@ -43,139 +38,16 @@ CARD_SAMPLE = {
 }
 
 
-class ModelServer:
-    """A `codellama-lsp serve` process; ``url`` once it listens."""
-
-    def __init__(self, *args: str, env: dict[str, str] | None = None) -> None:
-        cmd = [sys.executable, "-m", "codellama_lsp.cli", "serve", "--model", "demo", *args]
-        self.proc = subprocess.Popen(
-            cmd,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL,
-            text=True,
-            env={**os.environ, **(env or {})},
-        )
-        assert self.proc.stdout is not None
-        line = self.proc.stdout.readline()  # bounded: the process prints or exits
-        match = re.search(r"listening on http://(\S+):(\d+)", line)
-        if not match:
-            self.stop()
-            raise RuntimeError(f"model server did not start: {line!r}")
-        self.port = int(match.group(2))
-        self.url = f"http://127.0.0.1:{self.port}"
-
-    def wait_ready(self, timeout: float = 60) -> dict[str, Any]:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            try:
-                _status, body = request(self.port, "GET", "/health")
-                if body.get("status") == "ready":
-                    return dict(body)
-            except OSError:
-                pass
-            time.sleep(0.1)
-        raise TimeoutError("model server not ready")
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-        self.proc.wait(10)
-
-
-def request(
-    port: int, method: str, path: str, body: Any = None, headers: dict[str, str] | None = None
-) -> tuple[int, Any]:
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
-    try:
-        data = body if isinstance(body, bytes) or body is None else json.dumps(body).encode()
-        conn.request(method, path, body=data, headers=headers or {})
-        response = conn.getresponse()
-        raw = response.read()
-    finally:
-        conn.close()
-    try:
-        return response.status, json.loads(raw)
-    except ValueError:
-        return response.status, raw.decode()
-
-
-def metrics(port: int) -> dict[str, float]:
-    """Prometheus text → {"name{labels}": value}."""
-    _, text = request(port, "GET", "/metrics")
-    values = {}
-    for line in str(text).splitlines():
-        if line and not line.startswith("#"):
-            name, _, value = line.rpartition(" ")
-            values[name] = float(value)
-    return values
-
-
-@contextmanager
-def running_server(*args: str, env: dict[str, str] | None = None) -> Iterator[ModelServer]:
-    server = ModelServer(*args, env=env)
-    try:
-        server.wait_ready()
-        yield server
-    finally:
-        server.stop()
-
-
-@pytest.fixture(scope="module")
-def cache_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
-    return {"XDG_CACHE_HOME": str(tmp_path_factory.mktemp("xdg-cache"))}
-
-
 @pytest.fixture(scope="module")
 def server(cache_env: dict[str, str]) -> Iterator[ModelServer]:
-    with running_server("--port", "0", *SLOW_PREFILL, env=cache_env) as s:
+    with running_server(*SLOW_PREFILL, env=cache_env) as s:
         yield s
-
-
-def long_source() -> str:
-    import argparse
-
-    return inspect.getsource(argparse)[:60000]
-
-
-def end_of(text: str) -> tuple[int, int]:
-    lines = text.split("\n")
-    return len(lines) - 1, len(lines[-1])
-
-
-def lsp_options(server: ModelServer, **extra: Any) -> dict[str, Any]:
-    return {
-        "backend": "http",
-        "server_url": server.url,
-        "model": "demo",
-        "temperature": 0,
-        "debounce_ms": 0,
-        **extra,
-    }
-
-
-def wait_until(check: Any, timeout: float = 30, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            raise TimeoutError(what)
-        time.sleep(0.02)
 
 
 # --- plain HTTP ----------------------------------------------------------------------------
 def test_refuses_to_listen_beyond_loopback_without_an_api_key() -> None:
     proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "codellama_lsp.cli",
-            "serve",
-            "--model",
-            "demo",
-            "--host",
-            "0.0.0.0",
-            "--port",
-            "0",
-        ],
+        [*CLI, "serve", "--model", "demo", "--host", "0.0.0.0", "--port", "0"],
         capture_output=True,
         text=True,
         timeout=60,
@@ -186,9 +58,7 @@ def test_refuses_to_listen_beyond_loopback_without_an_api_key() -> None:
 
 
 def test_api_key_is_enforced_beyond_loopback(cache_env: dict[str, str]) -> None:
-    with running_server(
-        "--host", "0.0.0.0", "--port", "0", "--api-key", "s3cret", env=cache_env
-    ) as s:
+    with running_server("--host", "0.0.0.0", "--api-key", "s3cret", env=cache_env) as s:
         assert request(s.port, "GET", "/v1/models")[0] == 401
         wrong = {"Authorization": "Bearer not-the-key"}
         status, body = request(s.port, "POST", "/v1/completions", {"prompt": "x"}, wrong)
@@ -326,7 +196,7 @@ def test_closing_the_stream_stops_the_generation(server: ModelServer) -> None:
 async def test_two_editors_share_one_loaded_model_and_cancel_independently(
     server: ModelServer,
 ) -> None:
-    options = lsp_options(server, max_new_tokens=64)
+    options = http_settings(server.url, max_new_tokens=64)
     async with lsp_session(options) as a, lsp_session(options) as b:
         assert (await a.command("codellama.status"))["backend"] == "http"
         for s, uri in ((a, "file:///a/files.py"), (b, "file:///b/files.py")):
@@ -380,12 +250,6 @@ async def test_two_editors_share_one_loaded_model_and_cancel_independently(
         assert request(server.port, "GET", "/health")[1]["loads"] == 1
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 async def test_server_killed_mid_request_then_back(
     cache_env: dict[str, str], tmp_path: Path
 ) -> None:
@@ -394,7 +258,7 @@ async def test_server_killed_mid_request_then_back(
     first = ModelServer(*args, env=cache_env)
     try:
         await asyncio.to_thread(first.wait_ready)
-        async with lsp_session(lsp_options(first, context_other_documents=False)) as s:
+        async with lsp_session(http_settings(first.url, context_other_documents=False)) as s:
             big = long_source()
             s.open("file:///big.py", big)
             pending = asyncio.ensure_future(s.inline("file:///big.py", *end_of(big)))

@@ -8,15 +8,14 @@ from collections.abc import Iterator
 import openai
 import pytest
 
-from tests.test_model_server import ModelServer, running_server
+from tests.support.model_servers import ModelServer, running_server
 
 KEY = "test-key-123"
 
 
 @pytest.fixture(scope="module")
-def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ModelServer]:
-    env = {"XDG_CACHE_HOME": str(tmp_path_factory.mktemp("xdg-cache"))}
-    with running_server("--port", "0", "--api-key", KEY, env=env) as server:
+def served(cache_env: dict[str, str]) -> Iterator[ModelServer]:
+    with running_server("--api-key", KEY, env=cache_env) as server:
         yield server
 
 

@@ -8,79 +8,22 @@ and the key check itself; here the same server is probed from outside as an atta
 from __future__ import annotations
 
 import inspect
-import os
 import re
 import socket
-import subprocess
-import sys
 import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import psutil
 import pytest
 
-from benchmarks.soak import DEMO, ROOT, RawClient
-from tests.test_model_server import request
+from tests.support import DEMO
+from tests.support.model_servers import running_server
+from tests.support.raw_client import RawClient
 
 SECRET = "zq_SECRET_marker_4821"
 DOC = f"import os\n\n\ndef {SECRET}(root):\n    token = '{SECRET}'\n    return "
-
-
-class Served:
-    def __init__(self, proc: subprocess.Popen[str], port: int, host: str) -> None:
-        self.proc, self.port, self.host = proc, port, host
-
-    def request(
-        self, method: str, path: str, body: Any = None, headers: dict[str, str] | None = None
-    ) -> tuple[int, Any]:
-        return request(self.port, method, path, body, headers)
-
-
-@contextmanager
-def model_server(*args: str, stderr_path: str | None = None) -> Iterator[Served]:
-    err = open(stderr_path, "w") if stderr_path else subprocess.DEVNULL  # noqa: SIM115
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "codellama_lsp.cli",
-            "serve",
-            "--model",
-            "demo",
-            "--port",
-            "0",
-            *args,
-        ],
-        stdout=subprocess.PIPE,
-        stderr=err,
-        text=True,
-        cwd=ROOT,
-        env={**os.environ, "CODELLAMA_LSP_API_KEY": ""},
-    )
-    try:
-        assert proc.stdout is not None
-        line = proc.stdout.readline()
-        match = re.search(r"listening on http://\[?([^\]\s]+?)\]?:(\d+)", line)
-        assert match, f"model server did not start: {line!r}"
-        served = Served(proc, int(match.group(2)), match.group(1))
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            try:
-                if served.request("GET", "/health")[1].get("status") == "ready":
-                    break
-            except (OSError, AttributeError):
-                pass
-            time.sleep(0.1)
-        yield served
-    finally:
-        proc.kill()
-        proc.wait(10)
-        if stderr_path:
-            err.close()  # type: ignore[union-attr]
 
 
 def listening_addresses(pid: int) -> set[str]:
@@ -93,9 +36,9 @@ def listening_addresses(pid: int) -> set[str]:
 
 # ------------------------------------------------------------------------- model server
 @pytest.mark.timeout(120)
-def test_model_server_defaults_to_loopback_and_enforces_limits(tmp_path: Any) -> None:
-    log = str(tmp_path / "serve.log")
-    with model_server(
+def test_model_server_defaults_to_loopback_and_enforces_limits(tmp_path: Path) -> None:
+    log = tmp_path / "serve.log"
+    with running_server(
         "--max-body-bytes",
         "65536",
         "--max-tokens-limit",
@@ -121,8 +64,7 @@ def test_model_server_defaults_to_loopback_and_enforces_limits(tmp_path: Any) ->
         status, _ = s.request("POST", "/v1/completions", b"{not json")
         assert status == 400
     # No prompt text in the model server's log at the default level.
-    with open(log) as f:
-        assert SECRET not in f.read()
+    assert SECRET not in log.read_text()
 
 
 def test_api_key_comparison_is_constant_time() -> None:
@@ -137,7 +79,7 @@ def test_api_key_comparison_is_constant_time() -> None:
 
 @pytest.mark.timeout(120)
 def test_api_key_required_off_loopback_wrong_keys_rejected() -> None:
-    with model_server("--host", "0.0.0.0", "--api-key", "k" * 32) as s:
+    with running_server("--host", "0.0.0.0", "--api-key", "k" * 32) as s:
         for header in (
             {},
             {"Authorization": "Bearer " + "k" * 31 + "j"},  # same length, last byte differs
@@ -154,7 +96,7 @@ def test_api_key_required_off_loopback_wrong_keys_rejected() -> None:
 @pytest.mark.timeout(120)
 def test_concurrent_streams_per_client_are_limited() -> None:
     """One client cannot hold the shared model with many streams at once."""
-    with model_server() as s:
+    with running_server() as s:
         statuses: list[int] = []
 
         def one() -> None:
@@ -178,7 +120,7 @@ def test_no_document_text_in_language_server_stderr_at_default_level() -> None:
         client.wait_state("ready")
         uri = "file:///secret.py"
         client.open(uri, DOC)
-        client.result("textDocument/inlineCompletion", RawClient.inline_params(uri, 5, 11))
+        client.inline(uri, 5, 11)
         client.change(
             uri,
             2,

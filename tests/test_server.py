@@ -10,23 +10,11 @@ from pathlib import Path
 import pytest
 from lsprotocol import types
 
-from tests.lsp_helpers import GREEDY, capabilities, lsp_session
+from tests.support import GREEDY
+from tests.support.documents import SAMPLE, end_of
+from tests.support.lsp_session import capabilities, lsp_session
 
-SAMPLE = '''import os
-
-
-def list_python_files(root):
-    """Return the Python files below ``root``."""
-    found = []
-    for dirpath, dirnames, filenames in os.walk(root):
-        for name in filenames:
-            '''
 SPECIAL = re.compile(r"<(PRE|SUF|MID|EOT|FILL_ME)>|</?s>|<unk>")
-
-
-def end_of(text: str) -> tuple[int, int]:
-    lines = text.split("\n")
-    return len(lines) - 1, len(lines[-1])
 
 
 async def test_initialize_advertises_both_providers() -> None:
@@ -34,8 +22,10 @@ async def test_initialize_advertises_both_providers() -> None:
         caps = s.capabilities
         assert caps.inline_completion_provider is not None
         assert caps.completion_provider is not None
+        assert caps.execute_command_provider is not None
         commands = caps.execute_command_provider.commands
         assert {"codellama.stats", "codellama.status", "codellama.accepted"} <= set(commands)
+        assert isinstance(caps.text_document_sync, types.TextDocumentSyncOptions)
         assert caps.text_document_sync.change == types.TextDocumentSyncKind.Incremental
 
 

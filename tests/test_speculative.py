@@ -14,19 +14,21 @@ import json
 import math
 import shutil
 import threading
-import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Hashable
 from pathlib import Path
+from typing import TypeVar
 
 import pytest
 import torch
 
-from codellama_lsp.config import Settings
 from codellama_lsp.engines.base import GenerationRequest, GenerationResult
 from codellama_lsp.engines.decoding import Sampling
 from codellama_lsp.engines.local import LocalEngine, vocabulary_mismatch
 from codellama_lsp.models import demo_model_dir
+from tests.support import DEMO, wait_until
+from tests.support.engines import load_engine
+from tests.support.raw_client import RawClient
 
 TINY = "random:hidden=64,layers=2,heads=4,seed=1"
 OTHER_TINY = "random:hidden=64,layers=1,heads=4,seed=2"
@@ -35,19 +37,7 @@ SOURCE += Path(threading.__file__).read_text().split("\n")[:300]
 NEW_TOKENS = 10
 
 
-def load(model: str = TINY, **overrides: object) -> LocalEngine:
-    settings = Settings().merged({"model": model, "temperature": 0, **overrides})
-    engine = LocalEngine(settings)
-    engine.load(lambda _message, _percent: None)
-    return engine
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread() -> Iterator[None]:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def request(
@@ -86,9 +76,11 @@ def prompts(engine: LocalEngine, count: int) -> list[tuple[int, ...]]:
 
 
 def test_greedy_speculative_output_equals_plain_decoding_over_200_prompts() -> None:
-    plain = load(speculative=False, kv_cache_slots=0)
-    lookup = load(kv_cache_slots=0)  # lookup + previous-suggestion drafts, adaptive k
-    drafted = load(draft_model=TINY, speculative_max_draft=4)  # self-draft, KV reuse on
+    plain = load_engine(TINY, speculative=False, kv_cache_slots=0)
+    lookup = load_engine(TINY, kv_cache_slots=0)  # lookup + previous-suggestion drafts, adaptive k
+    drafted = load_engine(
+        TINY, draft_model=TINY, speculative_max_draft=4
+    )  # self-draft, KV reuse on
     drafted.adaptive_draft = False  # always 4 drafts: every token goes through verification
     try:
         assert drafted.draft_model is not None, drafted.warning
@@ -115,7 +107,7 @@ def test_greedy_speculative_output_equals_plain_decoding_over_200_prompts() -> N
 
 
 def test_self_draft_accepts_everything_and_needs_one_pass_per_k_plus_1_tokens() -> None:
-    engine = load(draft_model=TINY, speculative_max_draft=4, kv_cache_slots=0)
+    engine = load_engine(TINY, draft_model=TINY, speculative_max_draft=4, kv_cache_slots=0)
     engine.adaptive_draft = False
     engine.draft_sources = ("draft_model",)
     try:
@@ -132,8 +124,8 @@ def test_self_draft_accepts_everything_and_needs_one_pass_per_k_plus_1_tokens() 
 
 
 def test_cancel_during_verification_leaves_a_reusable_cache() -> None:
-    plain = load(speculative=False, kv_cache_slots=0)
-    engine = load(draft_model=TINY, speculative_max_draft=4)
+    plain = load_engine(TINY, speculative=False, kv_cache_slots=0)
+    engine = load_engine(TINY, draft_model=TINY, speculative_max_draft=4)
     engine.adaptive_draft = False
     engine.draft_sources = ("draft_model",)
     try:
@@ -168,7 +160,7 @@ def test_cancel_during_verification_leaves_a_reusable_cache() -> None:
 
 
 def test_background_prefill_still_generates_nothing() -> None:
-    engine = load(draft_model=TINY)
+    engine = load_engine(TINY, draft_model=TINY)
     try:
         prompt = prompts(engine, 1)[0]
         result = engine.generate(request(prompt, max_new_tokens=0), threading.Event())
@@ -182,7 +174,10 @@ def test_background_prefill_still_generates_nothing() -> None:
 # ------------------------------------------------------------------ sampling distribution
 
 
-def chi_square_differs(a: Counter[tuple[int, ...]], b: Counter[tuple[int, ...]]) -> bool:
+K = TypeVar("K", bound=Hashable)
+
+
+def chi_square_differs(a: Counter[K], b: Counter[K]) -> bool:
     """Two-sample chi-square test at p < 0.001 (categories under 5 expected merged)."""
     n_a, n_b = sum(a.values()), sum(b.values())
     keys = sorted(set(a) | set(b), key=lambda k: -(a[k] + b[k]))
@@ -228,8 +223,8 @@ def samples(
 def test_speculative_sampling_gives_plain_sampling_s_tokens_seed_for_seed() -> None:
     """Demo model at temperature 0.7 / top_p 0.9. Drafts: the likeliest continuation as the
     previous suggestion (often rejected), then a different (random) model's samples."""
-    plain = load("demo", speculative=False, kv_cache_slots=0)
-    spec = load("demo", draft_model=OTHER_TINY, speculative_max_draft=2, kv_cache_slots=0)
+    plain = load_engine("demo", speculative=False, kv_cache_slots=0)
+    spec = load_engine("demo", draft_model=OTHER_TINY, speculative_max_draft=2, kv_cache_slots=0)
     spec.adaptive_draft = False
     spec.draft_sources = ("previous", "draft_model")
     try:
@@ -272,7 +267,7 @@ def test_coupled_sampler_draws_from_the_model_distribution() -> None:
 def test_missing_draft_model_is_reported_and_the_engine_serves_without_it(
     tmp_path: Path,
 ) -> None:
-    engine = load(draft_model=str(tmp_path / "no-such-model"))
+    engine = load_engine(TINY, draft_model=str(tmp_path / "no-such-model"))
     try:
         assert engine.model is not None and engine.draft_model is None
         assert "no-such-model" in engine.warning and "not used" in engine.warning
@@ -292,7 +287,7 @@ def test_draft_model_with_another_tokenizer_is_refused_clearly(tmp_path: Path) -
     a, b = "▁return", "▁self"
     vocab[a], vocab[b] = vocab[b], vocab[a]
     (other / "tokenizer.json").write_text(json.dumps(state))
-    engine = load(draft_model=str(other))
+    engine = load_engine(TINY, draft_model=str(other))
     try:
         assert engine.draft_model is None
         assert "tokenizer differs" in engine.warning, engine.warning
@@ -329,20 +324,14 @@ def test_previous_suggestion_draft_follows_the_typing() -> None:
 def test_server_warns_about_a_draft_model_it_cannot_load_and_keeps_completing(
     tmp_path: Path,
 ) -> None:
-    from benchmarks.soak import DEMO, RawClient
-
     client = RawClient()
     try:
         client.initialize({**DEMO, "draft_model": str(tmp_path / "my-draft")})
         status = client.wait_state("ready", timeout=60)
         assert "my-draft" in status["message"] and "not used" in status["message"]
-        deadline = time.monotonic() + 10
-        while not client.messages() and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert any("my-draft" in m for m in client.messages())
+        messages = wait_until(client.messages, 10, "a window/showMessage")
+        assert any("my-draft" in m for m in messages)
         client.open("file:///a.py", "import os\n\n\ndef list_files(root):\n    found = []\n    ")
-        params = RawClient.inline_params("file:///a.py", 5, 4)
-        result = client.result("textDocument/inlineCompletion", params, 60)
-        assert result and result["items"]
+        assert client.inline("file:///a.py", 5, 4)
     finally:
         client.close()

@@ -3,45 +3,21 @@
 from __future__ import annotations
 
 import asyncio
-import time
 from pathlib import Path
-from typing import Any
 
 from lsprotocol import types
 
-from tests.lsp_helpers import GREEDY, Session, lsp_session
+from tests.support import GREEDY
+from tests.support.documents import SAMPLE, end_of
+from tests.support.lsp_session import lsp_session
 
-SAMPLE = '''import os
-
-
-def list_python_files(root):
-    """Return the Python files below ``root``."""
-    found = []
-    for dirpath, dirnames, filenames in os.walk(root):
-        for name in filenames:
-            '''
 ONE_THREAD = {"OMP_NUM_THREADS": "1"}  # far faster for a tiny model on a busy 2-core machine
 LONG = Path(asyncio.__file__).parent.joinpath("tasks.py").read_text()[:30000]
-
-
-def end_of(text: str) -> tuple[int, int]:
-    lines = text.split("\n")
-    return len(lines) - 1, len(lines[-1])
 
 
 def text_of(item: types.InlineCompletionItem) -> str:
     assert isinstance(item.insert_text, str)
     return item.insert_text
-
-
-async def wait_for(session: Session, check: Any, timeout: float = 60) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
-    while True:
-        stats = await session.stats()
-        if check(stats):
-            return stats
-        assert time.monotonic() < deadline, stats
-        await asyncio.sleep(0.05)
 
 
 async def test_repeated_request_and_typing_through_need_no_generation() -> None:
@@ -86,7 +62,7 @@ async def test_superseded_requests_are_cancelled_and_never_answered() -> None:
         line, col = end_of(LONG)
         params = s.inline_params(uri, line, col)
         first = asyncio.ensure_future(s.client.text_document_inline_completion_async(params))
-        await wait_for(s, lambda st: st["generations_started"] >= 1)
+        await s.wait_stats(lambda st: st["generations_started"] >= 1)
 
         # The user types on; the client never sends $/cancelRequest (as Neovim).
         s.edit(uri, (line, col), (line, col), "x")
@@ -95,17 +71,17 @@ async def test_superseded_requests_are_cancelled_and_never_answered() -> None:
         )
         old = await asyncio.wait_for(first, 60)
         assert old is None or not getattr(old, "items", old), "a superseded result was shown"
-        stats = await wait_for(s, lambda st: st["generations_cancelled"] >= 1)
+        stats = await s.wait_stats(lambda st: st["generations_cancelled"] >= 1)
         assert stats["requests_superseded"] >= 1
         assert stats["timings_ms"]["cancel_to_idle_prefill"]["count"] >= 1
         # Closing the document stops the newer one too.
-        await wait_for(s, lambda st: st["generations_started"] >= 2)
+        await s.wait_stats(lambda st: st["generations_started"] >= 2)
         s.client.text_document_did_close(
             types.DidCloseTextDocumentParams(text_document=types.TextDocumentIdentifier(uri=uri))
         )
         latest = await asyncio.wait_for(second, 60)
         assert latest is None or not getattr(latest, "items", latest)
-        await wait_for(s, lambda st: st["generations_cancelled"] >= 2)
+        await s.wait_stats(lambda st: st["generations_cancelled"] >= 2)
 
 
 async def test_accepting_a_completion_prefetches_the_next_one() -> None:
@@ -120,8 +96,8 @@ async def test_accepting_a_completion_prefetches_the_next_one() -> None:
         # The editor inserts the item, then runs its command.
         s.edit(uri, (line, col), (line, col), text)
         await s.command(items[0].command.command, *(items[0].command.arguments or []))
-        stats = await wait_for(
-            s, lambda st: st["prefetches"] == 1 and st["generations_completed"] == 2
+        stats = await s.wait_stats(
+            lambda st: st["prefetches"] == 1 and st["generations_completed"] == 2
         )
         assert stats["accepted"] == 1
 
@@ -178,7 +154,7 @@ async def test_an_idle_model_prefills_a_newly_edited_place() -> None:
         s.open(uri, LONG)
         line = len(LONG.split("\n")) // 2
         s.edit(uri, (line, 0), (line, 0), "    x")  # the user starts typing there
-        stats = await wait_for(s, lambda st: st["idle_prefills_completed"] == 1)
+        stats = await s.wait_stats(lambda st: st["idle_prefills_completed"] == 1)
         assert stats["generations_started"] == 0
         assert stats["idle_prefill_tokens"] > 1000
 
@@ -199,7 +175,7 @@ async def test_a_request_elsewhere_stops_the_idle_prefill_one_here_waits_for_it(
         s.open(other, SAMPLE)
         line = len(LONG.split("\n")) // 2
         s.edit(uri, (line, 0), (line, 0), "    x")
-        await wait_for(s, lambda st: st["idle_prefills_started"] == 1)
+        await s.wait_stats(lambda st: st["idle_prefills_started"] == 1)
         # A request on that line needs the same tokens first: it queues behind the prefill.
         await s.inline(uri, line, 5)
         stats = await s.stats()
@@ -208,7 +184,7 @@ async def test_a_request_elsewhere_stops_the_idle_prefill_one_here_waits_for_it(
 
         # The user moves further down and types: a new prefill, stopped by a request elsewhere.
         s.edit(uri, (line * 3 // 2, 0), (line * 3 // 2, 0), "    y")
-        await wait_for(s, lambda st: st["idle_prefills_started"] == 2)
+        await s.wait_stats(lambda st: st["idle_prefills_started"] == 2)
         await s.inline(other, *end_of(SAMPLE))
         stats = await s.stats()
         assert stats["idle_prefills_stopped"] == 1 and stats["generations_completed"] == 2

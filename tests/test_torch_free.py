@@ -8,7 +8,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from tests.lsp_helpers import lsp_session, scripted_model_server
+from tests.support.lsp_session import lsp_session
+from tests.support.model_servers import scripted_model_server
 
 BLOCKER = '''
 import sys

@@ -6,9 +6,7 @@ them) after the real server indexed a workspace folder.
 
 from __future__ import annotations
 
-import asyncio
 import json
-import time
 import urllib.request
 from pathlib import Path
 
@@ -22,7 +20,8 @@ from codellama_lsp.open_documents import OpenDocumentsSource
 from codellama_lsp.recent_edits import RecentEdits
 from codellama_lsp.workspace_index import MAX_FILE_BYTES, WorkspaceIndex
 from codellama_lsp.workspace_source import WorkspaceSource
-from tests.lsp_helpers import lsp_session, scripted_model_server
+from tests.support.lsp_session import Session, lsp_session
+from tests.support.model_servers import scripted_model_server
 
 HEADERS = '''"""HTTP header helpers."""
 
@@ -221,15 +220,14 @@ def _prompts(url: str) -> list[str]:
         return list(json.loads(response.read()))
 
 
-async def _wait_indexed(session, files: int) -> None:  # type: ignore[no-untyped-def]
+async def _wait_indexed(session: Session, files: int) -> None:
     """Until the index holds ``files`` files and its build has ended."""
-    deadline = time.monotonic() + 30
-    while True:
-        index = (await session.stats())["workspace_index"]
-        if index["files"] == files and index["last_build"]:
-            return
-        assert time.monotonic() < deadline, index
-        await asyncio.sleep(0.05)
+    await session.wait_stats(
+        lambda stats: (
+            stats["workspace_index"]["files"] == files and stats["workspace_index"]["last_build"]
+        ),
+        30,
+    )
 
 
 @pytest.mark.asyncio

@@ -25,6 +25,9 @@ RESERVE_TOKENS = 128
 class ReservedLayer(DynamicLayer):
     """A ``DynamicLayer`` whose ``keys``/``values`` are views of a buffer with spare room."""
 
+    def __init__(self) -> None:
+        super().__init__()  # type: ignore[no-untyped-call]
+
     def lazy_initialization(self, key_states: torch.Tensor, value_states: torch.Tensor) -> None:
         super().lazy_initialization(key_states, value_states)
         self._key_room = empty_room(key_states)

@@ -241,7 +241,8 @@ class LocalEngine:
 
     @property
     def device(self) -> torch.device:
-        return self.model.get_input_embeddings().weight.device
+        device: torch.device = self.model.get_input_embeddings().weight.device
+        return device
 
     def load(self, progress: ProgressCallback) -> None:
         try:
@@ -354,7 +355,8 @@ class LocalEngine:
             logits_to_keep=keep,
         )
         self.last_step_seconds = time.perf_counter() - started
-        return out.logits[0, -keep:]
+        logits: torch.Tensor = out.logits[0, -keep:]
+        return logits
 
     def _draft_forward(self, ids: list[int], cache: DynamicCache, keep: int = 1) -> torch.Tensor:
         out = self.draft_model(
@@ -363,7 +365,8 @@ class LocalEngine:
             use_cache=True,
             logits_to_keep=keep,
         )
-        return out.logits[0, -keep:].to(self.device)
+        logits: torch.Tensor = out.logits[0, -keep:].to(self.device)
+        return logits
 
     def _sampling(self, request: GenerationRequest) -> Sampling:
         tokens = self.tokens

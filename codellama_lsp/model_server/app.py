@@ -11,6 +11,7 @@ import uuid
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from aiohttp import web
+from aiohttp.typedefs import Handler
 from prometheus_client import CONTENT_TYPE_LATEST
 from pydantic import ValidationError
 
@@ -79,7 +80,7 @@ class ModelServer:
         self.worker.stop()
 
     @web.middleware
-    async def _errors(self, request: web.Request, handler: Any) -> web.StreamResponse:
+    async def _errors(self, request: web.Request, handler: Handler) -> web.StreamResponse:
         endpoint = request.path if request.path in ENDPOINTS else "other"
         try:
             response = await handler(request)

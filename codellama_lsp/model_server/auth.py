@@ -7,6 +7,7 @@ import ipaddress
 from typing import Any
 
 from aiohttp import web
+from aiohttp.typedefs import Handler
 
 from codellama_lsp.model_server.errors import error_response
 
@@ -36,7 +37,7 @@ def api_key_middleware(api_key: str) -> Any:
     """An aiohttp middleware answering 401 to requests without the key (none: all pass)."""
 
     @web.middleware
-    async def check_key(request: web.Request, handler: Any) -> web.StreamResponse:
+    async def check_key(request: web.Request, handler: Handler) -> web.StreamResponse:
         needs_key = api_key and request.path not in OPEN_PATHS
         if needs_key and not bearer_matches(request.headers.get("Authorization", ""), api_key):
             response = error_response(401, "missing or wrong API key", "authentication_error")

@@ -22,20 +22,18 @@ from typing import Any
 
 import pytest
 
-from tests.lsp_helpers import scripted_model_server
-from tests.scripted_model_server import TYPING_TARGET
-
-from .conftest import (
+from tests.support import ROOT, wait_until
+from tests.support.editors import (
     INSTALL_HINT,
-    ROOT,
     SCRIPTED_START,
     TOOLS,
     isolated_env,
     server_command,
     type_scripted_steps,
     type_until_ghost,
-    wait_for,
 )
+from tests.support.model_servers import scripted_model_server
+from tests.support.scripted_model_server import TYPING_TARGET
 
 PLUGIN_DIR = ROOT / "editors" / "nvim"
 INIT_LUA = Path(__file__).parent / "nvim" / "init.lua"
@@ -94,7 +92,7 @@ class Nvim:
             stdout=self._log_file,
             stderr=subprocess.STDOUT,
         )
-        wait_for(lambda: self.sock.exists() or self.proc.poll() is not None, 30, "nvim to listen")
+        wait_until(lambda: self.sock.exists() or self.proc.poll() is not None, 30, "nvim to listen")
         if self.proc.poll() is not None:
             pytest.fail(f"nvim exited early:\n{self.log.read_text(errors='replace')}")
 
@@ -121,10 +119,10 @@ class Nvim:
         return json.loads(self.expr(f'luaeval("{call}")'))
 
     def state(self) -> dict[str, Any]:
-        return self.lua_json("T.state()")
+        return dict(self.lua_json("T.state()"))
 
     def stats(self) -> dict[str, Any]:
-        return self.lua_json("T.stats()")
+        return dict(self.lua_json("T.stats()"))
 
     def close(self) -> None:
         try:
@@ -178,7 +176,7 @@ def wait_ready(nvim: Nvim) -> dict[str, Any]:
         s = nvim.state()
         return s if s["attached"] and s["status"] and s["status"]["state"] == "ready" else None
 
-    return wait_for(
+    return wait_until(
         ready,
         90,
         "the server to attach and report ready",
@@ -206,7 +204,7 @@ def test_type_see_ghost_text_and_accept(nvim: Nvim) -> None:
     assert shown["cursor"] == [len(before), len(typed)]
 
     nvim.send("<Tab>")  # accept
-    accepted = wait_for(
+    accepted = wait_until(
         lambda: (s := nvim.state())["lines"] != before and s,
         20,
         "the buffer to change after <Tab>",
@@ -223,7 +221,7 @@ def test_type_see_ghost_text_and_accept(nvim: Nvim) -> None:
     assert "<PRE>" not in "\n".join(accepted["lines"]) and "<MID>" not in ghost_text
 
     # The accept reached the server (item command → workspace/executeCommand codellama.accepted).
-    stats = wait_for(
+    stats = wait_until(
         lambda: (s := nvim.stats()).get("accepted", 0) >= 1 and s,
         10,
         "the server to count the accept",
@@ -248,7 +246,7 @@ def test_leaving_insert_mode_cancels_the_request(nvim: Nvim) -> None:
     nvim.lua_json("T.set_settings('{\\\"debounce_ms\\\": 5000}')")
     before = nvim.stats()
     nvim.send("Go    x = math.")
-    wait_for(
+    wait_until(
         lambda: nvim.stats()["requests"] > before["requests"],
         20,
         "the request to reach the server",
@@ -256,7 +254,7 @@ def test_leaving_insert_mode_cancels_the_request(nvim: Nvim) -> None:
         lambda: json.dumps(nvim.stats()),
     )
     nvim.send("<Esc>")
-    after = wait_for(
+    after = wait_until(
         lambda: (s := nvim.stats())["requests_cancelled"] > before["requests_cancelled"] and s,
         10,
         "the server to count the cancel",
@@ -276,8 +274,10 @@ def test_leaving_insert_mode_cancels_the_request(nvim: Nvim) -> None:
 def test_checkhealth(nvim: Nvim) -> None:
     wait_ready(nvim)
     nvim.send("<Esc>:checkhealth codellama<CR>")
-    report = wait_for(
-        lambda: "codellama: model" in (t := nvim.expr("join(getline(1, '$'), \"\\n\")")) and t,
+    report = wait_until(
+        lambda: (
+            t if "codellama: model" in (t := nvim.expr("join(getline(1, '$'), \"\\n\")")) else None
+        ),
         30,
         ":checkhealth codellama output",
         0.2,
@@ -330,7 +330,7 @@ def test_ghost_text_while_typing_a_word(scripted_nvim: Nvim) -> None:
 
     # Mid-line, with code after the cursor: delete the argument and insert before ", os.sep)".
     nvim.send("<Esc>0f(ldwi")
-    shown = wait_for(
+    shown = wait_until(
         lambda: (s := nvim.state())["mode"] == "i" and s["ghost"] and s,
         20,
         "ghost text mid-line",
@@ -343,7 +343,7 @@ def test_ghost_text_while_typing_a_word(scripted_nvim: Nvim) -> None:
     assert shown["lines"][-1] == "            print(, os.sep)"
     assert shown["drawn_line"] == line
     nvim.send("<Tab>")
-    wait_for(lambda: nvim.state()["lines"][-1] == line, 20, "the mid-line accept", 0.1)
+    wait_until(lambda: nvim.state()["lines"][-1] == line, 20, "the mid-line accept", 0.1)
 
 
 def test_accept_a_word_then_the_line_and_see_the_figures(scripted_nvim: Nvim) -> None:
@@ -356,7 +356,7 @@ def test_accept_a_word_then_the_line_and_see_the_figures(scripted_nvim: Nvim) ->
     indent = SCRIPTED_START.rsplit("\n", 1)[1]
 
     def ghost(want: str) -> dict[str, Any]:
-        return wait_for(
+        return wait_until(
             lambda: (s := nvim.state())["mode"] == "i" and s["ghost"] == want and s,
             20,
             f"ghost text {want!r}",
@@ -372,14 +372,14 @@ def test_accept_a_word_then_the_line_and_see_the_figures(scripted_nvim: Nvim) ->
     assert state["cursor"] == [len(state["lines"]), len(indent + "for")]
     assert nvim.stats()["generations_started"] == started  # the rest: typing-through
     nvim.send("<C-l>")
-    wait_for(
+    wait_until(
         lambda: nvim.state()["lines"][-1] == indent + "for line in handle:",
         20,
         "the rest of the line in the buffer",
         0.1,
         lambda: json.dumps(nvim.state()),
     )
-    stats = wait_for(
+    stats = wait_until(
         lambda: (s := nvim.stats())["acceptance"]["accepted"] == 1 and s,
         10,
         "the server to count the accept",
@@ -398,10 +398,10 @@ def test_accept_a_word_then_the_line_and_see_the_figures(scripted_nvim: Nvim) ->
     shown = nvim.expr("execute('CodellamaStats')")
     assert "1 shown, 1 accepted (16 chars), 1 partly accepted (2 chars)" in shown, shown
     nvim.send(":checkhealth codellama<CR>")
-    report = wait_for(
-        lambda: "suggestions:" in (t := nvim.expr("join(getline(1, '$'), \"\\n\")")) and t,
-        30,
-        ":checkhealth codellama with the figures",
-        0.2,
-    )
+
+    def health_report() -> str | None:
+        text = nvim.expr("join(getline(1, '$'), \"\\n\")")
+        return text if "suggestions:" in text else None
+
+    report = wait_until(health_report, 30, ":checkhealth codellama with the figures", 0.2)
     assert "acceptance 100%" in report, report

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import INSTALL_HINT, ROOT, TOOLS, isolated_env
+from tests.support import ROOT
+from tests.support.editors import INSTALL_HINT, TOOLS, isolated_env
 
 SPEC = Path(__file__).parent / "nvim" / "unit_spec.lua"
 

@@ -13,28 +13,30 @@ from __future__ import annotations
 import contextlib
 import json
 import re
-import socket
 import subprocess
+import urllib.parse
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from tests.lsp_helpers import scripted_model_server
-from tests.scripted_model_server import TYPING_TARGET
-
-from .conftest import (
+from tests.support import ROOT, wait_until
+from tests.support.editors import (
     INSTALL_HINT,
-    ROOT,
     SCRIPTED_START,
     TOOLS,
     isolated_env,
     server_command,
     type_scripted_steps,
     type_until_ghost,
-    wait_for,
 )
+from tests.support.model_servers import free_port, scripted_model_server
+from tests.support.scripted_model_server import TYPING_TARGET
+
+if TYPE_CHECKING:
+    from selenium.webdriver.remote.webdriver import WebDriver
 
 CODE_SERVER = TOOLS / "code-server" / "bin" / "code-server"
 CHROMIUM = Path("/usr/bin/chromium")
@@ -90,12 +92,6 @@ def require_vscode() -> Path:
     return vsix
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 class CodeServer:
     def __init__(self, tmp: Path, vsix: Path, workspace: Path, settings: dict[str, Any]) -> None:
         self.tmp = tmp
@@ -139,7 +135,7 @@ class CodeServer:
             stdout=self._log_file,
             stderr=subprocess.STDOUT,
         )
-        wait_for(self._healthy, 60, "code-server to answer /healthz", 0.3, self.read_log)
+        wait_until(self._healthy, 60, "code-server to answer /healthz", 0.3, self.read_log)
 
     @property
     def url(self) -> str:
@@ -150,7 +146,7 @@ class CodeServer:
             pytest.fail(f"code-server exited:\n{self.read_log()}")
         try:
             with urllib.request.urlopen(f"{self.url}/healthz", timeout=2) as r:
-                return r.status == 200
+                return bool(r.status == 200)
         except OSError:
             return False
 
@@ -195,7 +191,7 @@ def editor_settings(server_settings: dict[str, Any]) -> dict[str, Any]:
 
 
 @pytest.fixture
-def code_server(tmp_path: Path):
+def code_server(tmp_path: Path) -> Iterator[tuple[CodeServer, Path]]:
     vsix = require_vscode()
     workspace = tmp_path / "ws"
     workspace.mkdir()
@@ -211,7 +207,7 @@ def code_server(tmp_path: Path):
 
 
 @pytest.fixture
-def browser(tmp_path: Path):
+def browser(tmp_path: Path) -> Iterator[WebDriver]:
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 
@@ -254,7 +250,7 @@ def run_command(driver: Any, title: str, describe: Any) -> None:
     from selenium.webdriver.common.keys import Keys
 
     ActionChains(driver).send_keys(Keys.F1).perform()
-    box = wait_for(
+    box = wait_until(
         lambda: driver.find_elements(By.CSS_SELECTOR, ".quick-input-box input"),
         10,
         "the command palette",
@@ -262,7 +258,7 @@ def run_command(driver: Any, title: str, describe: Any) -> None:
         describe,
     )[0]
     box.send_keys(title)
-    wait_for(
+    wait_until(
         lambda: any(title in t for t in texts(driver, ".quick-input-list .monaco-list-row")),
         10,
         f"command {title!r}",
@@ -272,7 +268,9 @@ def run_command(driver: Any, title: str, describe: Any) -> None:
     box.send_keys(Keys.ENTER)
 
 
-def test_ghost_text_tab_accept_and_status(code_server, browser, artifacts_dir: Path) -> None:
+def test_ghost_text_tab_accept_and_status(
+    code_server: tuple[CodeServer, Path], browser: WebDriver, artifacts_dir: Path
+) -> None:
     from selenium.webdriver.common.action_chains import ActionChains
     from selenium.webdriver.common.by import By
     from selenium.webdriver.common.keys import Keys
@@ -281,7 +279,7 @@ def test_ghost_text_tab_accept_and_status(code_server, browser, artifacts_dir: P
     file = workspace / "geometry.py"
     driver = browser
     payload = json.dumps([["openFile", f"vscode-remote://{file}"]])
-    driver.get(f"{server.url}/?folder={workspace}&payload={urllib.request.quote(payload)}")
+    driver.get(f"{server.url}/?folder={workspace}&payload={urllib.parse.quote(payload)}")
 
     def describe() -> str:
         with contextlib.suppress(Exception):
@@ -289,7 +287,7 @@ def test_ghost_text_tab_accept_and_status(code_server, browser, artifacts_dir: P
         return f"status bar: {status_text(driver)!r}\nextension log:\n{server.extension_log()}"
 
     try:
-        wait_for(
+        wait_until(
             lambda: driver.find_elements(By.CSS_SELECTOR, ".tab .label-name"),
             60,
             "the editor tab for geometry.py",
@@ -305,7 +303,7 @@ def test_ghost_text_tab_accept_and_status(code_server, browser, artifacts_dir: P
                 seen.append(text)
             return text if "ready" in text else None
 
-        ready = wait_for(ready_status, 90, "the status bar to show ready", 0.1, describe)
+        ready = wait_until(ready_status, 90, "the status bar to show ready", 0.1, describe)
         print(f"status bar while starting: {seen!r}")
         assert ready.endswith("Code Llama: ready")
 
@@ -321,8 +319,8 @@ def test_ghost_text_tab_accept_and_status(code_server, browser, artifacts_dir: P
         print(f"ghost text after typing {typed!r}: {ghost!r}")
         assert "<PRE>" not in ghost and "<MID>" not in ghost and "<EOT>" not in ghost
         # Auto save has written what was typed; the ghost text is not in the file.
-        before = wait_for(
-            lambda: (t := file.read_text()).endswith(typed) and t,
+        before = wait_until(
+            lambda: t if (t := file.read_text()).endswith(typed) else None,
             10,
             "the typed text to be saved",
             0.1,
@@ -332,8 +330,8 @@ def test_ghost_text_tab_accept_and_status(code_server, browser, artifacts_dir: P
 
         ActionChains(driver).send_keys(Keys.TAB).perform()
         expected = before + ghost
-        saved = wait_for(
-            lambda: (t := file.read_text()) != before and len(t) >= len(expected) and t,
+        saved = wait_until(
+            lambda: t if (t := file.read_text()) != before and len(t) >= len(expected) else None,
             20,
             "the accepted text to be saved",
             0.2,
@@ -343,8 +341,8 @@ def test_ghost_text_tab_accept_and_status(code_server, browser, artifacts_dir: P
         assert saved == expected
 
         # The status bar shows the latency of the last completion.
-        latency = wait_for(
-            lambda: "·" in (t := status_text(driver)) and t,
+        latency = wait_until(
+            lambda: t if "·" in (t := status_text(driver)) else None,
             20,
             "the status bar to show the last latency",
             0.3,
@@ -355,7 +353,7 @@ def test_ghost_text_tab_accept_and_status(code_server, browser, artifacts_dir: P
 
         # "Code Llama: Show Stats" from the command palette: the accept reached the server.
         run_command(driver, "Code Llama: Show Stats", describe)
-        toast = wait_for(
+        toast = wait_until(
             lambda: next(
                 (t for t in texts(driver, ".notification-list-item-message") if "requests" in t),
                 None,
@@ -370,16 +368,16 @@ def test_ghost_text_tab_accept_and_status(code_server, browser, artifacts_dir: P
 
         # "Code Llama: Toggle Completions" turns them off and on; the status bar follows.
         run_command(driver, "Code Llama: Toggle Completions", describe)
-        off = wait_for(
-            lambda: "off" in (t := status_text(driver)) and t,
+        off = wait_until(
+            lambda: t if "off" in (t := status_text(driver)) else None,
             20,
             "the status bar to show off",
             0.3,
             describe,
         )
         run_command(driver, "Code Llama: Toggle Completions", describe)
-        on = wait_for(
-            lambda: "ready" in (t := status_text(driver)) and t,
+        on = wait_until(
+            lambda: t if "ready" in (t := status_text(driver)) else None,
             20,
             "the status bar to show ready again",
             0.3,
@@ -395,7 +393,7 @@ def test_ghost_text_tab_accept_and_status(code_server, browser, artifacts_dir: P
 
 
 @pytest.fixture
-def scripted_code_server(tmp_path: Path):
+def scripted_code_server(tmp_path: Path) -> Iterator[tuple[CodeServer, Path]]:
     """code-server whose language server asks the scripted model server (known answers)."""
     vsix = require_vscode()
     workspace = tmp_path / "ws"
@@ -419,7 +417,9 @@ def scripted_code_server(tmp_path: Path):
             server.close()
 
 
-def test_ghost_text_while_typing_a_word(scripted_code_server, browser, artifacts_dir) -> None:
+def test_ghost_text_while_typing_a_word(
+    scripted_code_server: tuple[CodeServer, Path], browser: WebDriver, artifacts_dir: Path
+) -> None:
     """Ghost text after a letter, a space, "(" and on a fresh indented line; Tab inserts it."""
     from selenium.webdriver.common.action_chains import ActionChains
     from selenium.webdriver.common.by import By
@@ -429,7 +429,7 @@ def test_ghost_text_while_typing_a_word(scripted_code_server, browser, artifacts
     file = workspace / "count.py"
     driver = browser
     payload = json.dumps([["openFile", f"vscode-remote://{file}"]])
-    driver.get(f"{server.url}/?folder={workspace}&payload={urllib.request.quote(payload)}")
+    driver.get(f"{server.url}/?folder={workspace}&payload={urllib.parse.quote(payload)}")
 
     def describe() -> str:
         with contextlib.suppress(Exception):
@@ -440,14 +440,14 @@ def test_ghost_text_while_typing_a_word(scripted_code_server, browser, artifacts
         ActionChains(driver).send_keys(Keys.ENTER if key == "\n" else key).perform()
 
     try:
-        wait_for(
+        wait_until(
             lambda: driver.find_elements(By.CSS_SELECTOR, ".tab .label-name"),
             60,
             "the editor tab for count.py",
             0.3,
             describe,
         )
-        wait_for(lambda: "ready" in status_text(driver), 90, "ready", 0.2, describe)
+        wait_until(lambda: "ready" in status_text(driver), 90, "ready", 0.2, describe)
         driver.find_element(By.CSS_SELECTOR, ".monaco-editor .view-lines").click()
         ActionChains(driver).key_down(Keys.CONTROL).send_keys(Keys.END).key_up(
             Keys.CONTROL
@@ -469,7 +469,7 @@ def test_ghost_text_while_typing_a_word(scripted_code_server, browser, artifacts
 
 
 def test_accept_next_word_then_the_rest_and_see_the_figures(
-    scripted_code_server, browser, artifacts_dir
+    scripted_code_server: tuple[CodeServer, Path], browser: WebDriver, artifacts_dir: Path
 ) -> None:
     """Ctrl+Right (VS Code's accept next word, through the extension) takes a word at a time
     and tells the server; Tab takes the rest; Show Stats shows what the user did."""
@@ -481,7 +481,7 @@ def test_accept_next_word_then_the_rest_and_see_the_figures(
     file = workspace / "count.py"
     driver = browser
     payload = json.dumps([["openFile", f"vscode-remote://{file}"]])
-    driver.get(f"{server.url}/?folder={workspace}&payload={urllib.request.quote(payload)}")
+    driver.get(f"{server.url}/?folder={workspace}&payload={urllib.parse.quote(payload)}")
 
     def describe() -> str:
         with contextlib.suppress(Exception):
@@ -489,22 +489,30 @@ def test_accept_next_word_then_the_rest_and_see_the_figures(
         return f"status bar: {status_text(driver)!r}\nextension log:\n{server.extension_log()}"
 
     def ghost(want: str) -> str:
-        return wait_for(
-            lambda: driver.execute_script(GHOST_JS) == want and want,
-            20,
-            f"ghost text {want!r}",
-            0.05,
-            lambda: f"ghost now: {driver.execute_script(GHOST_JS)!r}\n{describe()}",
+        return str(
+            wait_until(
+                lambda: driver.execute_script(GHOST_JS) == want and want,
+                20,
+                f"ghost text {want!r}",
+                0.05,
+                lambda: f"ghost now: {driver.execute_script(GHOST_JS)!r}\n{describe()}",
+            )
         )
 
     def saved(want: str) -> str:
-        return wait_for(
-            lambda: file.read_text() == want and want,
-            20,
-            f"the file to end with {want[-30:]!r}",
-            0.1,
-            lambda: f"file: {file.read_text()!r}\n{describe()}",
+        return str(
+            wait_until(
+                lambda: file.read_text() == want and want,
+                20,
+                f"the file to end with {want[-30:]!r}",
+                0.1,
+                lambda: f"file: {file.read_text()!r}\n{describe()}",
+            )
         )
+
+    def grown_past(was: str) -> str | None:
+        text = file.read_text()
+        return text if len(text) > len(SCRIPTED_START + was) else None
 
     def ctrl_right() -> None:
         ActionChains(driver).key_down(Keys.CONTROL).send_keys(Keys.ARROW_RIGHT).key_up(
@@ -512,14 +520,14 @@ def test_accept_next_word_then_the_rest_and_see_the_figures(
         ).perform()
 
     try:
-        wait_for(
+        wait_until(
             lambda: driver.find_elements(By.CSS_SELECTOR, ".tab .label-name"),
             60,
             "the editor tab for count.py",
             0.3,
             describe,
         )
-        wait_for(lambda: "ready" in status_text(driver), 90, "ready", 0.2, describe)
+        wait_until(lambda: "ready" in status_text(driver), 90, "ready", 0.2, describe)
         driver.find_element(By.CSS_SELECTOR, ".monaco-editor .view-lines").click()
         ActionChains(driver).key_down(Keys.CONTROL).send_keys(Keys.END).key_up(
             Keys.CONTROL
@@ -531,8 +539,8 @@ def test_accept_next_word_then_the_rest_and_see_the_figures(
         # VS Code decides what a word is (it takes leading blanks on their own): follow it.
         for _ in range(3):
             ctrl_right()
-            now = wait_for(
-                lambda was=accepted: len(t := file.read_text()) > len(SCRIPTED_START + was) and t,
+            now = wait_until(
+                lambda: grown_past(accepted),  # noqa: B023 (called at once)
                 20,
                 "the next word in the file",
                 0.1,
@@ -547,7 +555,7 @@ def test_accept_next_word_then_the_rest_and_see_the_figures(
         saved(SCRIPTED_START + line)
 
         run_command(driver, "Code Llama: Show Stats", describe)
-        toast = wait_for(
+        toast = wait_until(
             lambda: next(
                 (t for t in texts(driver, ".notification-list-item-message") if "shown" in t),
                 None,

@@ -8,7 +8,8 @@ import subprocess
 
 import pytest
 
-from .conftest import INSTALL_HINT, ROOT
+from tests.support import ROOT
+from tests.support.editors import INSTALL_HINT
 
 VSCODE_DIR = ROOT / "editors" / "vscode"
 

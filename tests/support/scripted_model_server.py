@@ -9,7 +9,7 @@ So whatever was typed so far, the right ghost text is known: what the target has
 line. The language server runs unchanged in front of it (``backend = http``, demo tokenizer),
 with its real prompt building and clean-up.
 
-    python tests/scripted_model_server.py --target FILE --port-file PATH [--piece-delay S]
+    python tests/support/scripted_model_server.py --target FILE --port-file PATH [--piece-delay S]
 """
 
 from __future__ import annotations

@@ -5,10 +5,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import subprocess
-import sys
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -17,48 +15,7 @@ from lsprotocol import types
 from pytest_lsp import LanguageClient
 from pytest_lsp.client import make_test_lsp_client
 
-SERVER = [sys.executable, "-m", "codellama_lsp.cli"]
-GREEDY = {"model": "demo", "temperature": 0, "debounce_ms": 0}
-SCRIPTED_SERVER = Path(__file__).with_name("scripted_model_server.py")
-
-
-@contextlib.contextmanager
-def scripted_model_server(
-    target: str, folder: Path, piece_delay: float = 0.002
-) -> Iterator[dict[str, Any]]:
-    """Start tests/scripted_model_server.py answering from ``target`` (a streamed piece of
-    three characters every ``piece_delay`` seconds); yield the settings that point the
-    language server at it (HTTP backend, demo tokenizer, immediate, prefix prompts)."""
-    target_file, port_file = folder / "scripted-target.py", folder / "scripted-port"
-    target_file.write_text(target)
-    port_file.unlink(missing_ok=True)
-    log = (folder / "scripted-server.log").open("wb")
-    command = [sys.executable, str(SCRIPTED_SERVER), "--target", str(target_file)]
-    command += ["--piece-delay", str(piece_delay)]
-    proc = subprocess.Popen(
-        [*command, "--port-file", str(port_file)],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        stdin=subprocess.DEVNULL,
-    )
-    try:
-        deadline = time.monotonic() + 60
-        while not (port_file.exists() and port_file.read_text()):
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"scripted model server did not start: see {log.name}")
-            time.sleep(0.05)
-        yield {
-            "model": "demo",
-            "backend": "http",
-            "server_url": f"http://127.0.0.1:{port_file.read_text()}",
-            "prompt_format": "prefix",
-            "temperature": 0,
-            "debounce_ms": 0,
-        }
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
-        log.close()
+from tests.support import CLI, GREEDY
 
 
 def capabilities(*, inline: bool = True, progress: bool = True) -> types.ClientCapabilities:
@@ -97,6 +54,18 @@ class Session:
 
     async def stats(self) -> dict[str, Any]:
         return dict(await self.command("codellama.stats"))
+
+    async def wait_stats(
+        self, check: Callable[[dict[str, Any]], object], timeout: float = 60
+    ) -> dict[str, Any]:
+        """``codellama.stats`` once ``check`` accepts them (polled; AssertionError at timeout)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            stats = await self.stats()
+            if check(stats):
+                return stats
+            assert time.monotonic() < deadline, stats
+            await asyncio.sleep(0.05)
 
     async def wait_state(self, *states: str, timeout: float = 120) -> dict[str, Any]:
         deadline = time.monotonic() + timeout
@@ -174,7 +143,7 @@ async def lsp_session(
     def on_status(params: Any) -> None:
         session.statuses.append(as_dict(params))
 
-    await client.start_io(*SERVER, *args, env={**os.environ, **(env or {})})
+    await client.start_io(*CLI, *args, env={**os.environ, **(env or {})})
     try:
         result = await client.initialize_session(
             types.InitializeParams(
