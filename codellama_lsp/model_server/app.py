@@ -8,6 +8,7 @@ import asyncio
 import json
 import time
 import uuid
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from aiohttp import web
@@ -247,6 +248,19 @@ class ModelServer:
                 {**chunk(result.text, openai_finish(result)), "usage": usage(result)}
             )
 
+        response = await self._stream(request, body, job, chunk)
+        self.metrics.request_duration.observe(time.perf_counter() - started)
+        return response
+
+    async def _stream(
+        self,
+        request: web.Request,
+        body: CompletionBody,
+        job: Job,
+        chunk: Callable[[str, str | None], dict[str, Any]],
+    ) -> web.StreamResponse:
+        """The completion as server-sent events, delta by delta as the worker makes them."""
+        gen = job.request
         stream = TextStream(gen.stop_sequences)
         deltas: asyncio.Queue[str | None] = asyncio.Queue()
         job.request = with_text_hook(
@@ -280,7 +294,6 @@ class ModelServer:
             # Client gone (disconnect cancels this handler) or stream closed: stop its job now.
             if not job.done.done():
                 job.stop()
-        self.metrics.request_duration.observe(time.perf_counter() - started)
         return response
 
     def _check(self, result: GenerationResult) -> None:
