@@ -16,8 +16,9 @@ from lsprotocol import types
 
 from codellama_lsp.acceptance import RETENTION_EDITS, Acceptance, Change, leading, moved
 from codellama_lsp.client_timing import client_wait_ms
-from tests.lsp_helpers import Session, lsp_session, scripted_model_server
-from tests.scripted_model_server import TYPING_HEAD, TYPING_TARGET
+from tests.support.lsp_session import Session, lsp_session
+from tests.support.model_servers import scripted_model_server
+from tests.support.scripted_model_server import TYPING_HEAD, TYPING_TARGET
 
 URI = "file:///project/count.py"
 START = TYPING_HEAD + " " * 8  # the cursor under ``with open(path) as handle:``

@@ -15,8 +15,9 @@ from typing import Any
 
 import pytest
 
-from tests.lsp_helpers import Session, lsp_session, scripted_model_server
-from tests.scripted_model_server import TYPING_HEAD
+from tests.support.lsp_session import Session, lsp_session
+from tests.support.model_servers import scripted_model_server
+from tests.support.scripted_model_server import TYPING_HEAD
 
 LINE = 6  # the cursor's line in TYPING_HEAD + "        f"
 WAIT = 0.15
