@@ -19,6 +19,7 @@ from codellama_lsp.config import Settings
 from codellama_lsp.cursor import CursorContext
 from codellama_lsp.debounce import AdaptiveDebounce
 from codellama_lsp.engines.base import Engine, GenerationRequest, GenerationResult
+from codellama_lsp.parse_check import checked, is_python
 from codellama_lsp.postprocess import block_done, clean, replace_range_end
 from codellama_lsp.prefill import IdlePrefill, keeps_kv_cache, line_prefix_ids
 from codellama_lsp.prompt import LineCounter, Prompt, build_prompt, choose_format
@@ -259,6 +260,7 @@ class Completer:
             s.top_p,
             s.fim_suffix_share,
             s.stop_sequences,
+            s.parse_check,
             hash(before),
             hash(after),
             len(before),
@@ -342,6 +344,8 @@ class Completer:
             return None
         self.debounce.generation(result.prefill_seconds + result.decode_seconds)
         text = clean(result.text, ctx, s.stop_sequences, truncated=result.finish_reason == "length")
+        if s.parse_check and is_python(uri):
+            text = await asyncio.to_thread(checked, text, ctx, replace_range_end(ctx), self.stats)
         if s.naive:
             if ticket.number != self._naive_requests.get(uri):  # a newer request came
                 self.stats.add("discarded_tokens", result.generated_tokens)

@@ -51,6 +51,8 @@ class Settings:
     fim_suffix_share: float = 0.25
     stop_sequences: tuple[str, ...] = ("\ndef ", "\nclass ", "\nif __name__", "\n\n\n")
     enabled: bool = True
+    candidates: int = 3
+    parse_check: bool = True
     debounce_ms: int = -1
     idle_prefill: bool = True
     prefill_chunk_tokens: int = 256
@@ -102,6 +104,7 @@ class Settings:
                 -1 <= self.debounce_ms <= 5000,
                 "debounce_ms must be between 0 and 5000, or -1 (adaptive)",
             ),
+            (1 <= self.candidates <= 10, "candidates must be between 1 and 10"),
             (self.prefill_chunk_tokens >= 1, "prefill_chunk_tokens must be at least 1"),
             (self.cache_size >= 0, "cache_size must not be negative"),
             (self.cache_ttl_s > 0, "cache_ttl_s must be positive"),
@@ -232,6 +235,10 @@ HELP = {
     "fim_suffix_share": "share of the prompt budget for the text after the cursor (FIM)",
     "stop_sequences": "generation stops at any of these",
     "enabled": "false = answer every request empty",
+    "candidates": "suggestions to cycle through when you ask explicitly (Invoked); typing "
+    "always gets one",
+    "parse_check": "Python: trim or drop a suggestion that would make code which parsed stop "
+    "parsing",
     "debounce_ms": "wait this long for more keystrokes before asking the model; -1 = adaptive: "
     "0 ms for a model faster than a pause in your typing, else wait for such a pause",
     "idle_prefill": "while the model is idle, prefill the prompt at a newly edited line "

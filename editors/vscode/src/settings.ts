@@ -30,6 +30,8 @@ export const SERVER_SETTING_KEYS: Readonly<Record<string, string>> = {
   stopSequences: "stop_sequences",
   debounceMs: "debounce_ms",
   idlePrefill: "idle_prefill",
+  candidates: "candidates",
+  parseCheck: "parse_check",
   prefillChunkTokens: "prefill_chunk_tokens",
   cacheSize: "cache_size",
   cacheTtlS: "cache_ttl_s",

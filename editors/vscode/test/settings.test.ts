@@ -39,6 +39,8 @@ const PACKAGE_DEFAULTS: Record<string, unknown> = {
   promptFormat: "",
   debounceMs: null,
   idlePrefill: null,
+  candidates: null,
+  parseCheck: null,
   httpModelName: "",
   fimSuffixShare: null,
   stopSequences: null,
