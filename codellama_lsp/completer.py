@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
 from codellama_lsp.cache import CompletionCache, TypingThrough
+from codellama_lsp.candidates import add_distinct, alternative_requests
 from codellama_lsp.config import Settings
 from codellama_lsp.cursor import CursorContext
 from codellama_lsp.debounce import AdaptiveDebounce
@@ -326,26 +327,13 @@ class Completer:
         if not ticket.live:
             raise Superseded
         s = self.settings
-        single = self.single_line(ctx)
-        request = GenerationRequest(
-            prompt_ids=prompt.ids,
-            max_new_tokens=s.max_new_tokens_single_line if single else s.max_new_tokens,
-            temperature=s.temperature,
-            top_p=s.top_p,
-            stop_sequences=("\n",) if single else s.stop_sequences,
-            is_done=block_done(ctx),
-            session="" if s.naive else uri,
-            draft_text="" if s.naive else self.typing.draft(uri, ctx.prefix),
-            max_draft=s.speculative_max_draft if s.speculative and not s.naive else 0,
-        )
+        request = self._request(uri, ctx, prompt)
         self.idle_prefill.stop_unless_prefix_of(prompt.ids)
         result = await self.scheduler.run(ticket, lambda _stop: self._run_engine(request, ticket))
         if result.cancelled or result.finish_reason == "error":
             return None
         self.debounce.generation(result.prefill_seconds + result.decode_seconds)
-        text = clean(result.text, ctx, s.stop_sequences, truncated=result.finish_reason == "length")
-        if s.parse_check and is_python(uri):
-            text = await asyncio.to_thread(checked, text, ctx, replace_range_end(ctx), self.stats)
+        text = await self._polish(uri, ctx, result)
         if s.naive:
             if ticket.number != self._naive_requests.get(uri):  # a newer request came
                 self.stats.add("discarded_tokens", result.generated_tokens)
@@ -357,6 +345,58 @@ class Completer:
             self.stats.add("discarded_tokens", result.generated_tokens)
             return None
         return Completion(text, replace_range_end(ctx), "model") if text else None
+
+    def _request(self, uri: str, ctx: CursorContext, prompt: Prompt) -> GenerationRequest:
+        s = self.settings
+        single = self.single_line(ctx)
+        return GenerationRequest(
+            prompt_ids=prompt.ids,
+            max_new_tokens=s.max_new_tokens_single_line if single else s.max_new_tokens,
+            temperature=s.temperature,
+            top_p=s.top_p,
+            stop_sequences=("\n",) if single else s.stop_sequences,
+            is_done=block_done(ctx),
+            session="" if s.naive else uri,
+            draft_text="" if s.naive else self.typing.draft(uri, ctx.prefix),
+            max_draft=s.speculative_max_draft if s.speculative and not s.naive else 0,
+        )
+
+    async def _polish(self, uri: str, ctx: CursorContext, result: GenerationResult) -> str:
+        """The model's text as shown: cleaned up, then parse-checked (Python, when on)."""
+        s = self.settings
+        text = clean(result.text, ctx, s.stop_sequences, truncated=result.finish_reason == "length")
+        if s.parse_check and is_python(uri):
+            text = await asyncio.to_thread(checked, text, ctx, replace_range_end(ctx), self.stats)
+        return text
+
+    async def alternatives(self, uri: str, ctx: CursorContext, first: str, count: int) -> list[str]:
+        """Up to ``count - 1`` more texts for ``ctx``, each different from ``first`` and from
+        each other (see :mod:`codellama_lsp.candidates`); for requests the user invoked."""
+        if count <= 1 or not self.ready or self.settings.naive:
+            return []
+        ticket = self.scheduler.ticket(uri)
+        kept = [first]
+        try:
+            context = self.context_provider.prepare(uri) if self.context_provider else None
+            prompt = await asyncio.to_thread(self._locked_prompt, uri, ctx, context)
+            for request in alternative_requests(self._request(uri, ctx, prompt), count - 1):
+                if not ticket.live:
+                    break
+                result = await self.scheduler.run(ticket, self._engine_job(request, ticket))
+                if result.cancelled or result.finish_reason == "error":
+                    break
+                self.stats.add("candidates_generated")
+                add_distinct(kept, await self._polish(uri, ctx, result))
+                if len(kept) == count:
+                    break
+        finally:
+            self.scheduler.release(ticket)
+        return kept[1:]
+
+    def _engine_job(
+        self, request: GenerationRequest, ticket: Ticket
+    ) -> Callable[[threading.Event], GenerationResult]:
+        return lambda _stop: self._run_engine(request, ticket)
 
     def _run_engine(self, request: GenerationRequest, ticket: Ticket) -> GenerationResult:
         """On the model worker: run one generation and count what it did."""

@@ -22,6 +22,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 from urllib.parse import unquote
 
+import attrs
 from lsprotocol import types
 from pygls.exceptions import JsonRpcInvalidParams
 from pygls.io_ import StdoutWriter
@@ -655,7 +656,20 @@ def create_server(settings: Settings) -> CodeLlamaServer:
                 ],
             ),
         )
-        return types.InlineCompletionList(items=[item])
+        items = [item]
+        if params.context.trigger_kind == types.InlineCompletionTriggerKind.Invoked:
+            # Asked for explicitly: more candidates to cycle through (typing gets one).
+            more = await ls.completer.alternatives(
+                uri, ctx, completion.text, ls.settings.candidates
+            )
+            for text in more:
+                full = (
+                    prefix_text + text
+                    if selected is not None
+                    else line_edit(ctx, text, completion.end_character)[1]
+                )
+                items.append(with_insert_text(item, full))
+        return types.InlineCompletionList(items=items)
 
     @server.feature(types.TEXT_DOCUMENT_COMPLETION, types.CompletionOptions(resolve_provider=False))
     async def completion(
@@ -772,6 +786,15 @@ def create_server(settings: Settings) -> CodeLlamaServer:
         ls.spawn(_prefetch_after_accept(ls, info))
 
     return server
+
+
+def with_insert_text(item: types.InlineCompletionItem, text: str) -> types.InlineCompletionItem:
+    """``item`` showing ``text`` instead (same range; the accept command reports ``text``)."""
+    command = item.command
+    if command is not None and command.arguments and isinstance(command.arguments[0], dict):
+        arguments = [{**command.arguments[0], "text": text}]
+        command = attrs.evolve(command, arguments=arguments)
+    return attrs.evolve(item, insert_text=text, command=command)
 
 
 def _documentation(ls: CodeLlamaServer, text: str) -> types.MarkupContent | str:
