@@ -125,22 +125,20 @@ local function show(bufnr, plan, row, col)
   local candidates = buffers[bufnr].candidates or {}
   clear(bufnr)
   buffers[bufnr].candidates = candidates
-  local virt_lines = {}
-  for i = 2, #plan.lines do
-    table.insert(virt_lines, { { plan.lines[i], "CodellamaSuggestion" } })
+  local chunks = {}
+  for _, text in ipairs(plan.lines) do
+    table.insert(chunks, { { text, "CodellamaSuggestion" } })
   end
+  if #candidates > 1 then -- which one of how many, after the text (as Neovim 0.12 shows it)
+    table.insert(chunks[#chunks], { string.format(" (%d/%d)", plan.index, #candidates), "CodellamaSuggestionCount" })
+  end
+  local virt_lines = { unpack(chunks, 2) }
   vim.api.nvim_buf_set_extmark(bufnr, ns, row, col, {
-    virt_text = { { plan.lines[1], "CodellamaSuggestion" } },
+    virt_text = chunks[1],
     virt_text_pos = "inline",
     virt_lines = #virt_lines > 0 and virt_lines or nil,
     hl_mode = "combine",
   })
-  if #candidates > 1 then
-    vim.api.nvim_buf_set_extmark(bufnr, ns, row, 0, {
-      virt_text = { { string.format(" (%d/%d)", plan.index, #candidates), "CodellamaSuggestionCount" } },
-      virt_text_pos = "eol",
-    })
-  end
   plan.row, plan.col, plan.tick = row, col, vim.api.nvim_buf_get_changedtick(bufnr)
   buffers[bufnr].suggestion = plan
 end
