@@ -105,6 +105,7 @@ class Stats:
         data["timings_ms"] = {
             name: {
                 "p50": percentile(v, 50),
+                "p95": percentile(v, 95),
                 "max": round(max(v), 3) if v else None,
                 "count": len(v),
             }
