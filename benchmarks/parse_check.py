@@ -20,10 +20,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import quality  # noqa: E402
+import quality
 
-from codellama_lsp.cursor import CursorContext  # noqa: E402
-from codellama_lsp.parse_check import keep_parsing, parses, window  # noqa: E402
+from codellama_lsp.cursor import CursorContext
+from codellama_lsp.parse_check import keep_parsing, parses, window
 
 BROKEN_TAIL = "\n    x = (("
 
