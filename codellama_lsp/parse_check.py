@@ -14,7 +14,7 @@ import time
 import warnings
 from dataclasses import dataclass
 
-from codellama_lsp.cursor import CursorContext
+from codellama_lsp.cursor import CursorContext, indentation
 from codellama_lsp.stats import Stats
 
 MAX_WINDOW_LINES = 400
@@ -62,6 +62,18 @@ class Window:
     def after(self, text: str) -> str:
         return self.head + text + self.tail
 
+    def keeps_parsing(self, text: str) -> bool:
+        """Does the window parse with ``text`` inserted? A suggestion may end with a block's
+        header (``for line in f:``): its body is what the user types next, so a header
+        counts as whole when an indented body after it would make the window parse."""
+        if parses(self.after(text)):
+            return True
+        if not text.rstrip().endswith(":"):
+            return False
+        last_line = (self.head + text).rsplit("\n", 1)[-1]
+        body = indentation(last_line) + "    pass"
+        return parses(self.after(text.rstrip() + "\n" + body + "\n"))
+
 
 def window(ctx: CursorContext, end_character: int) -> Window | None:
     """The top-level statements around the cursor (None when too large to check)."""
@@ -91,12 +103,12 @@ def keep_parsing(text: str, ctx: CursorContext, end_character: int) -> str:
     win = window(ctx, end_character)
     if win is None or not parses(win.before):
         return text
-    if parses(win.after(text)):
+    if win.keeps_parsing(text):
         return text
     lines = text.split("\n")
     for keep in range(len(lines) - 1, 0, -1):
         shorter = "\n".join(lines[:keep]).rstrip()
-        if shorter and parses(win.after(shorter)):
+        if shorter and win.keeps_parsing(shorter):
             return shorter
     return ""
 

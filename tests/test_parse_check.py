@@ -36,7 +36,16 @@ def test_a_suggestion_that_breaks_the_function_is_cut_to_the_lines_that_parse() 
 
 def test_a_suggestion_with_no_parsing_prefix_is_dropped() -> None:
     assert check(FUNCTION, "y = = 2") == ""
-    assert check(FUNCTION, "if y:\n    return") == ""  # bad indentation from the first line
+    assert check(FUNCTION, "print(y))\n    y = 1") == ""  # broken from the first line
+
+
+def test_a_suggestion_may_end_with_a_block_header_whose_body_comes_next() -> None:
+    # "f" parsed (a name); "for line in handle:" does not by itself, but its body is what the
+    # user types next: it is shown. A header that cannot take a body still breaks the code.
+    source = "def f(handle):\n    total = 0\n    f|\n    return total\n"
+    assert check(source, "or line in handle:") == "or line in handle:"
+    assert check(source, "or line in handle:\n        total += (") == "or line in handle:"
+    assert check(source, "or line in handle:)") == ""
 
 
 def test_code_that_did_not_parse_before_is_left_alone() -> None:
