@@ -240,10 +240,8 @@ class CodeLlamaClient implements vscode.Disposable {
 
   async onConfigurationChanged(e: vscode.ConfigurationChangeEvent): Promise<void> {
     if (!e.affectsConfiguration(SECTION)) return;
-    if (e.affectsConfiguration(`${SECTION}.${API_KEY_SETTING}`)) {
-      await this.loadApiKey(); // typed into settings.json: move it (SecretStorage then tells us)
-      return;
-    }
+    // A key typed into settings.json: move it into SecretStorage (which then tells the server).
+    if (e.affectsConfiguration(`${SECTION}.${API_KEY_SETTING}`)) await this.loadApiKey();
     if (needsRestart((section) => e.affectsConfiguration(section))) {
       await this.restart();
       return;
