@@ -331,11 +331,12 @@ def inserted_at_cursor(item: types.InlineCompletionItem, line_text: str, column:
 
 def breaks_parsing(case: Case, completion: str) -> bool | None:
     """None when the code around the cursor did not parse before (the parse check leaves such
-    places alone) or nothing is shown; else whether inserting ``completion`` breaks it."""
+    places alone) or nothing is shown; else whether inserting ``completion`` breaks it (a
+    completion ending with a block header counts as whole: its body is typed next)."""
     win = window(CursorContext(case.text, case.line, case.column), case.column)
     if not completion or win is None or not parses(win.before):
         return None
-    return not parses(win.after(completion))
+    return not win.keeps_parsing(completion)
 
 
 def parse_check_line(results: list[dict[str, Any]]) -> str:
