@@ -8,8 +8,8 @@ the other; all editors run at the same time. Two set-ups per N:
   ``backend = "http"`` (they hold only the tokenizer);
 * ``in-process``: N language servers with ``backend = "local"``, each with its own model copy.
 
-Reported: completion latency p50/p95 per N, the model server's peak RSS (VmHWM), and the
-peak RSS of all processes together. Run:
+Reported: completion latency p50/p95 per N, the peak RSS (VmHWM) of one editor's language
+server (the mean over the N), the model server's, and that of all processes together. Run:
 
     .venv/bin/python benchmarks/concurrent_editors.py --model random:hidden=512,layers=8
 """
@@ -129,6 +129,7 @@ async def run(mode: str, n: int, args: argparse.Namespace) -> dict[str, Any]:
         "p95": percentile(latencies, 95),
         "wall_s": wall,
         "model_server_mb": server_rss,
+        "per_editor_mb": sum(lsp_rss) / len(lsp_rss),
         "total_mb": server_rss + sum(lsp_rss),
         "requests": len(latencies),
     }
@@ -152,17 +153,18 @@ async def main_async(args: argparse.Namespace) -> None:
         f"max_new_tokens {args.max_new_tokens}, {os.cpu_count()} CPUs\n"
     )
     print(
-        "| N | set-up | p50 ms | p95 ms | model server peak RSS MB | all processes peak RSS MB "
-        "| memory vs N=1 |"
+        "| N | set-up | p50 ms | p95 ms | language server peak RSS MB (per editor) "
+        "| model server peak RSS MB | all processes peak RSS MB | memory vs N=1 |"
     )
-    print("|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|")
     for n in args.editors:
         for mode in ("server", "in-process"):
             r = by[(mode, n)]
             ratio = r["total_mb"] / by[(mode, first)]["total_mb"]
             server_mb = f"{r['model_server_mb']:.0f}" if mode == "server" else "—"
             print(
-                f"| {n} | {mode} | {r['p50']:.0f} | {r['p95']:.0f} | {server_mb} "
+                f"| {n} | {mode} | {r['p50']:.0f} | {r['p95']:.0f} | {r['per_editor_mb']:.0f} "
+                f"| {server_mb} "
                 f"| {r['total_mb']:.0f} | {ratio:.2f}× |"
             )
 

@@ -7,7 +7,8 @@ random bf16 weights built on the device (no download, no checkpoint): all 80 lay
 fit, else as many as fit, and then the 80-layer figures are extrapolated per layer from two
 depths (t(L) = fixed + L × per_layer, stated in the output). Reported:
 
-* ms per decode token (plain ``DynamicCache`` steps after a 1,500-token prompt) vs the floor;
+* ms per decode token (plain steps after a 1,500-token prompt, the engine's KV cache) vs the
+  floor, and with transformers' ``DynamicCache`` (which copies the cache at every step);
 * prefill tokens/s at 1,500 tokens (one pass, and in the engine's 256-token chunks);
 * first-token time with KV reuse (1,500 cached + 20 new tokens) vs a cold prompt, through
   ``LocalEngine.generate`` (the real decode loop, the demo tokenizer standing in);
@@ -40,6 +41,7 @@ sys.path.insert(0, str(ROOT))
 from codellama_lsp.config import Settings  # noqa: E402
 from codellama_lsp.demo_model import demo_model_dir  # noqa: E402
 from codellama_lsp.engines.base import GenerationRequest  # noqa: E402
+from codellama_lsp.engines.kv_cache import new_kv_cache  # noqa: E402
 from codellama_lsp.engines.local import LocalEngine  # noqa: E402
 from codellama_lsp.tokenization import CodeTokens, load_tokenizer  # noqa: E402
 
@@ -159,13 +161,16 @@ def engine_for(model: Any, chunk: int) -> LocalEngine:
     return engine
 
 
-def decode_ms(model: Any, prompt: int, steps: int, device: torch.device) -> float:
-    """ms per plain decode step after ``prompt`` tokens."""
+def decode_ms(
+    model: Any, prompt: int, steps: int, device: torch.device, dynamic: bool = False
+) -> float:
+    """ms per plain decode step after ``prompt`` tokens, with the engine's KV cache (reserved
+    room, ``engines/kv_cache.py``) or, ``dynamic``, transformers' ``DynamicCache``."""
     from transformers import DynamicCache
 
     ids = torch.randint(3, 8000, (1, prompt), device=device)
     with torch.inference_mode():
-        cache = DynamicCache(config=model.config)
+        cache = DynamicCache(config=model.config) if dynamic else new_kv_cache(model.config)
         token = step(model, ids, cache)[:, -1:].argmax(-1)
         sync(device)
         started = time.perf_counter()
@@ -247,10 +252,12 @@ def main() -> int:
 
     # Decode: at two depths when not all layers fit, for the per-layer extrapolation.
     ms_full = decode_ms(model, prompt, steps, device)
+    ms_dynamic = decode_ms(model, prompt, steps, device, dynamic=True)
     floor = weight_bytes / bandwidth * 1000
     lines.append(
         f"decode: {ms_full:.2f} ms/token with {layers} layers; bandwidth floor "
-        f"{floor:.2f} ms ({floor / ms_full:.0%} of the floor reached)"
+        f"{floor:.2f} ms ({floor / ms_full:.0%} of the floor reached); with DynamicCache "
+        f"{ms_dynamic:.2f} ms ({ms_full / ms_dynamic:.2f}× of it)"
     )
     if layers < shape.layers:
         half = max(1, layers // 2)

@@ -9,7 +9,9 @@ Two traces (``--trace``):
 
 In both the user fixes typos with backspace, pauses at line ends where they wait for the
 completion, then accept it (the item's text is applied and its ``codellama.accepted`` command
-sent), type its first characters, ask again at the same place, or ignore it. Every edit sends
+sent), type its first characters, ask again at the same place, accept its next word (Copilot's
+``textDocument/didPartiallyAcceptCompletion``), or ignore it; the server's acceptance figures
+are checked against what the simulated user did (``acceptance_matches``). Every edit sends
 ``didChange`` and an inline completion request, and like Neovim the client never sends
 ``$/cancelRequest``: the server must supersede stale requests itself.
 
@@ -43,6 +45,7 @@ import importlib.util
 import json
 import os
 import random
+import re
 import sys
 import sysconfig
 import time
@@ -75,7 +78,12 @@ NAIVE = {"naive": True, "debounce_ms": 0, "cache_size": 0, "kv_cache_slots": 0}
 MODES: dict[str, dict[str, Any]] = {
     "after": {},
     # Issue 4's server: fixed debounce, no idle prefill, one token per forward pass.
-    "before": {"debounce_ms": 60, "idle_prefill": False, "speculative": False},
+    "before": {
+        "debounce_ms": 60,
+        "idle_prefill": False,
+        "speculative": False,
+        "keep_matching_generations": False,
+    },
     "naive": NAIVE,
 }
 
@@ -341,6 +349,11 @@ class RunResult:
     censored: int
     stats: dict[str, Any]
     wall_s: float
+    did: dict[str, int]
+    """What the simulated user accepted: whole items, partial accepts and their characters."""
+
+
+NEXT_WORD = re.compile(r"\s*(?:\w+|[^\w\s]+)")
 
 
 async def replay(
@@ -398,6 +411,7 @@ async def replay(
     rng = random.Random(1)
     background: set[asyncio.Future[Any]] = set()
     censored = 0
+    did = dict.fromkeys(("accepted", "partially_accepted", "partially_accepted_chars"), 0)
     started = time.perf_counter()
     for trace in traces:
         ed = Editor(client, trace.uri, trace.text)
@@ -428,6 +442,7 @@ async def replay(
                         end = (item.range.end.line, ed.column(item.range.end))
                     ed.keystrokes += 1
                     ed.replace((ed.line, ed.col), end, shown)
+                    did["accepted"] += 1
                     if item.command is not None:
                         arguments = item.command.arguments or []
                         background.add(
@@ -444,6 +459,21 @@ async def replay(
                 elif step.choice < 0.7:  # the editor asks again at the same place
                     last = ed.request("repeat", shown)
                     censored += await wait(ed.sent[-1], last, max_wait)
+                elif step.choice < 0.85 and (word := NEXT_WORD.match(shown)) and word[0] != shown:
+                    # Accept its next word (the rest then comes by typing-through).
+                    command = ed.sent[-1].items[0].command
+                    ed.keystrokes += 1
+                    ed.replace((ed.line, ed.col), (ed.line, ed.col), word[0])
+                    arguments = command.arguments if command is not None else None
+                    item = {"insertText": shown, "command": {"arguments": arguments}}
+                    length = len(word[0].encode("utf-16-le")) // 2
+                    client.protocol.notify(
+                        "textDocument/didPartiallyAcceptCompletion",
+                        {"item": item, "acceptedLength": length},
+                    )
+                    did["partially_accepted"] += 1
+                    did["partially_accepted_chars"] += len(word[0])
+                    last = ed.request("typing-through", shown[len(word[0]) :])
         if last is not None:
             censored += await wait(ed.sent[-1], last, max_wait)
     wall = time.perf_counter() - started
@@ -455,7 +485,7 @@ async def replay(
         server.terminate()
     await client.stop()
     sent = [s for ed in editors for s in ed.sent]
-    return RunResult(sent, sum(ed.keystrokes for ed in editors), censored, stats, wall)
+    return RunResult(sent, sum(ed.keystrokes for ed in editors), censored, stats, wall, did)
 
 
 async def wait(sent: Sent, future: asyncio.Future[Any], max_wait: float) -> int:
@@ -506,7 +536,10 @@ def summarize(run: RunResult, max_wait: float, naive: bool) -> dict[str, Any]:
         value = timings.get(name, {})
         return value.get(key) if value.get("count") else None
 
+    acceptance = st.get("acceptance", {})
     return {
+        "partial_accepts": run.did["partially_accepted"],
+        "acceptance_matches": all(acceptance.get(k) == v for k, v in run.did.items()),
         "keystrokes": run.keystrokes,
         "requests": st["requests"],
         "wall_s": round(run.wall_s, 1),
@@ -525,6 +558,8 @@ def summarize(run: RunResult, max_wait: float, naive: bool) -> dict[str, Any]:
         "completed_per_100_keys": round(100 * st["generations_completed"] / keys, 1),
         "cancelled_per_100_keys": round(100 * st["generations_cancelled"] / keys, 1),
         "completed_share": round(st["generations_completed"] / max(1, started), 3),
+        "kept_per_100_keys": round(100 * st.get("generations_kept", 0) / keys, 1),
+        "kept_hits": st.get("kept_generation_hits", 0),
         "idle_prefills_per_100_keys": round(100 * st.get("idle_prefills_started", 0) / keys, 1),
         "idle_prefill_tokens": st.get("idle_prefill_tokens", 0),
         "debounce_wait_p50_ms": timing("debounce_wait", "p50"),
@@ -621,6 +656,8 @@ ROWS = [
     ("generations completed per 100 keys", "completed_per_100_keys"),
     ("generations cancelled per 100 keys", "cancelled_per_100_keys"),
     ("share of started generations completed", "completed_share"),
+    ("generations kept running by matching keys per 100 keys", "kept_per_100_keys"),
+    ("  answers a kept generation gave at a pause", "kept_hits"),
     ("idle-time prefills per 100 keys", "idle_prefills_per_100_keys"),
     ("  tokens they prefilled", "idle_prefill_tokens"),
     ("debounce wait p50 / max (ms)", "debounce_wait"),
@@ -641,6 +678,8 @@ ROWS = [
     ("one decode step p50 / max (ms, mean per generation)", "decode_step"),
     ("keystrokes / requests", "keys"),
     ("replay wall time (s)", "wall_s"),
+    ("partial accepts by the user", "partial_accepts"),
+    ("server's acceptance figures = what the user did", "acceptance_matches"),
 ]
 
 

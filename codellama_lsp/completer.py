@@ -74,6 +74,17 @@ class BoundedLineCounter(LineCounter):
         return super().__call__(line)
 
 
+def recording_text(ticket: Ticket, is_done: Callable[[str], bool]) -> Callable[[str], bool]:
+    """``is_done`` that also writes the text so far to ``ticket.made``: engines call it after
+    every token, and the scheduler reads it to decide whether the generation is still wanted."""
+
+    def check(text: str) -> bool:
+        ticket.made = text
+        return is_done(text)
+
+    return check
+
+
 @dataclass(frozen=True)
 class Completion:
     text: str
@@ -90,6 +101,8 @@ class Completer:
     engine: Engine | None = None
     context_provider: ContextProvider | None = None
     on_result: Callable[[], None] | None = None
+    client_wait_ms: float = 0.0
+    """What the editor already waited after the last key (see :mod:`client_timing`)."""
 
     def __post_init__(self) -> None:
         self.cache = CompletionCache(self.settings.cache_size, self.settings.cache_ttl_s)
@@ -97,6 +110,8 @@ class Completer:
         self._counter: LineCounter | None = None
         self._inflight: dict[Hashable, asyncio.Future[Completion | None]] = {}
         self.scheduler.on_superseded = lambda _ticket: self.stats.add("requests_superseded")
+        self.scheduler.on_kept = lambda _ticket: self.stats.add("generations_kept")
+        self.scheduler.keep_matching = self.settings.keep_matching_generations
         self._naive_requests: dict[str, int] = {}
         self.debounce = AdaptiveDebounce()
         self._prompt_lock = threading.Lock()
@@ -116,6 +131,7 @@ class Completer:
         ):
             self.cache = CompletionCache(settings.cache_size, settings.cache_ttl_s)
         self.settings = settings
+        self.scheduler.keep_matching = settings.keep_matching_generations
 
     @property
     def ready(self) -> bool:
@@ -152,7 +168,8 @@ class Completer:
     def debounce_s(self) -> float:
         """How long a request waits for more keys: ``debounce_ms``, or adaptive when -1."""
         fixed = self.settings.debounce_ms
-        ms = self.debounce.wait_ms() if fixed < 0 else float(fixed)
+        adaptive = max(0.0, self.debounce.wait_ms() - self.client_wait_ms)
+        ms = adaptive if fixed < 0 else float(fixed)
         self.stats.timing("debounce_wait", ms)
         return ms / 1000
 
@@ -176,7 +193,7 @@ class Completer:
             result = await asyncio.shield(joined)
             return self._finish(result, started)
 
-        ticket = self.scheduler.ticket(uri)
+        ticket = self.scheduler.ticket(uri, before, after)
         rest = self.typing.lookup(uri, before, after)
         if rest is not None:
             self.stats.add("typing_through_hits")
@@ -225,7 +242,7 @@ class Completer:
             return  # the user already asked for something newer: never supersede it
         future: asyncio.Future[Completion | None] = asyncio.get_running_loop().create_future()
         self._inflight[key] = future
-        ticket = self.scheduler.ticket(uri)
+        ticket = self.scheduler.ticket(uri, ctx.prefix, ctx.suffix)
         try:
             future.set_result(await self._generate(uri, ctx, key, ticket, debounce=False))
         except BaseException:
@@ -321,13 +338,22 @@ class Completer:
         if debounce:
             self._prefill_when_idle(uri, ctx.line, lambda: ctx)  # the cursor moved, no edit yet
             await self.scheduler.debounce(ticket, self.debounce_s())
+        await self.scheduler.settle(ticket)
+        if not ticket.live:
+            raise Superseded
+        # A generation kept running for an earlier keystroke may have answered this one.
+        rest = self.typing.lookup(uri, ctx.prefix, ctx.suffix)
+        if rest is not None:
+            self.stats.add("typing_through_hits")
+            self.stats.add("kept_generation_hits")
+            return Completion(rest, replace_range_end(ctx), "typing-through")
         # The context's snapshot is taken here, on the event loop that edits the documents.
         context = self.context_provider.prepare(uri) if self.context_provider else None
         prompt = await asyncio.to_thread(self._locked_prompt, uri, ctx, context)
         if not ticket.live:
             raise Superseded
         s = self.settings
-        request = self._request(uri, ctx, prompt)
+        request = self._request(uri, ctx, prompt, ticket)
         self.idle_prefill.stop_unless_prefix_of(prompt.ids)
         result = await self.scheduler.run(ticket, lambda _stop: self._run_engine(request, ticket))
         if result.cancelled or result.finish_reason == "error":
@@ -346,7 +372,9 @@ class Completer:
             return None
         return Completion(text, replace_range_end(ctx), "model") if text else None
 
-    def _request(self, uri: str, ctx: CursorContext, prompt: Prompt) -> GenerationRequest:
+    def _request(
+        self, uri: str, ctx: CursorContext, prompt: Prompt, ticket: Ticket
+    ) -> GenerationRequest:
         s = self.settings
         single = self.single_line(ctx)
         return GenerationRequest(
@@ -355,7 +383,7 @@ class Completer:
             temperature=s.temperature,
             top_p=s.top_p,
             stop_sequences=("\n",) if single else s.stop_sequences,
-            is_done=block_done(ctx),
+            is_done=recording_text(ticket, block_done(ctx)),
             session="" if s.naive else uri,
             draft_text="" if s.naive else self.typing.draft(uri, ctx.prefix),
             max_draft=s.speculative_max_draft if s.speculative and not s.naive else 0,
@@ -374,12 +402,13 @@ class Completer:
         each other (see :mod:`codellama_lsp.candidates`); for requests the user invoked."""
         if count <= 1 or not self.ready or self.settings.naive:
             return []
-        ticket = self.scheduler.ticket(uri)
+        ticket = self.scheduler.ticket(uri, ctx.prefix, ctx.suffix)
         kept = [first]
         try:
             context = self.context_provider.prepare(uri) if self.context_provider else None
             prompt = await asyncio.to_thread(self._locked_prompt, uri, ctx, context)
-            for request in alternative_requests(self._request(uri, ctx, prompt), count - 1):
+            base = self._request(uri, ctx, prompt, ticket)
+            for request in alternative_requests(base, count - 1):
                 if not ticket.live:
                     break
                 result = await self.scheduler.run(ticket, self._engine_job(request, ticket))

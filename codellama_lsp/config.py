@@ -55,6 +55,7 @@ class Settings:
     parse_check: bool = True
     debounce_ms: int = -1
     idle_prefill: bool = True
+    keep_matching_generations: bool = True
     prefill_chunk_tokens: int = 256
     cache_size: int = 256
     cache_ttl_s: float = 600.0
@@ -241,6 +242,9 @@ HELP = {
     "parsing",
     "debounce_ms": "wait this long for more keystrokes before asking the model; -1 = adaptive: "
     "0 ms for a model faster than a pause in your typing, else wait for such a pause",
+    "keep_matching_generations": "a generation in flight runs on while what the user types "
+    "matches the text it has made so far (its answer then serves the next pause); false stops "
+    "it at the next key",
     "idle_prefill": "while the model is idle, prefill the prompt at a newly edited line "
     "(local backend)",
     "prefill_chunk_tokens": "prompt tokens per forward pass (cancellation checks between)",

@@ -3,9 +3,12 @@
 Waiting for a pause saves the generations that the next key would cancel, but the user pays
 the wait at every pause. A model that answers faster than that wait gains nothing from it: it
 starts at once (0 ms) and answers as soon as a naive server would. A slower model waits for a
-pause: a gap a few times the user's usual interval between keys (as Tabby's agent, ×1.5–3 of
-its typing interval, clamped to 100–1000 ms), so that it is not kept busy with generations
-nobody will see and the answer at a pause does not wait for a cancelled one's forward pass.
+pause: a gap longer than nearly all of the user's recent gaps between keys (1.25 × their 90th
+percentile, clamped to 100–1000 ms; Tabby's agent uses ×1.5–3 of the mean interval), so that
+it is not kept busy with generations nobody will see and the answer at a pause does not wait
+for a cancelled one's forward pass. The percentile follows the whole rhythm, not only its
+middle: a steady typist (keys 40–120 ms apart) has paused after ~140 ms, an uneven one (median
+150 ms, a long tail) only after ~350 ms.
 
 :func:`adaptive_wait_ms` is the policy as a pure function; :class:`AdaptiveDebounce` keeps
 the two measurements it needs (keystroke gaps, model latency) and takes a clock for tests.
@@ -16,14 +19,16 @@ from __future__ import annotations
 import statistics
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 UNMEASURED_WAIT_MS = 60.0
 """The wait until the model's latency is known (the first request): the former fixed wait."""
-DEFAULT_INTERVAL_MS = 100.0
-"""The keystroke interval assumed until a few gaps are measured (~120 words per minute)."""
-PAUSE_FACTOR = 3.0
-"""A gap this many times the usual interval between keys is a pause, not the next key."""
+DEFAULT_PAUSE_MS = 300.0
+"""The pause assumed until a few gaps are measured (3 × the ~100 ms between keys at ~120 words
+per minute)."""
+PAUSE_QUANTILE = 0.9
+PAUSE_MARGIN = 1.25
+"""A gap ``PAUSE_MARGIN`` × the ``PAUSE_QUANTILE`` of recent gaps between keys is a pause."""
 MIN_PAUSE_MS = 100.0
 MAX_PAUSE_MS = 1000.0
 MAX_KEY_GAP_MS = 1000.0
@@ -33,24 +38,31 @@ LATENCY_WINDOW = 9
 MIN_GAPS = 4
 
 
-def adaptive_wait_ms(latency_ms: float | None, interval_ms: float) -> float:
-    """The wait (ms) for a model answering in ``latency_ms`` and keys ``interval_ms`` apart.
+def pause_ms(gaps_ms: Sequence[float]) -> float:
+    """The shortest gap (ms) that counts as a pause, from recent gaps between keys."""
+    if len(gaps_ms) < MIN_GAPS:
+        return DEFAULT_PAUSE_MS
+    ordered = sorted(gaps_ms)
+    high = ordered[min(len(ordered) - 1, int(PAUSE_QUANTILE * len(ordered)))]
+    return min(MAX_PAUSE_MS, max(MIN_PAUSE_MS, PAUSE_MARGIN * high))
+
+
+def adaptive_wait_ms(latency_ms: float | None, pause: float) -> float:
+    """The wait (ms) for a model answering in ``latency_ms`` when ``pause`` ms is a pause.
 
     * unknown latency: :data:`UNMEASURED_WAIT_MS`;
-    * a pause is ``PAUSE_FACTOR`` × the interval, clamped to 100–1000 ms: wait for one when
-      a generation takes longer than that wait, else start at once (0).
+    * wait for a pause when a generation takes longer than one, else start at once (0).
     """
     if latency_ms is None:
         return UNMEASURED_WAIT_MS
-    pause = min(MAX_PAUSE_MS, max(MIN_PAUSE_MS, PAUSE_FACTOR * interval_ms))
     return pause if latency_ms > pause else 0.0
 
 
 class AdaptiveDebounce:
     """Measures the typing rhythm and the model's latency; says how long to wait.
 
-    Both are medians of recent values, so one long prefill (a jump to a new place) or one
-    hesitation does not flip the decision.
+    The latency is a median and the pause a high percentile of recent values, so one long
+    prefill (a jump to a new place) or one hesitation does not flip the decision.
     """
 
     def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
@@ -77,14 +89,12 @@ class AdaptiveDebounce:
         self._latencies_ms.clear()
 
     @property
-    def interval_ms(self) -> float:
-        if len(self._gaps_ms) < MIN_GAPS:
-            return DEFAULT_INTERVAL_MS
-        return statistics.median(self._gaps_ms)
+    def pause_ms(self) -> float:
+        return pause_ms(self._gaps_ms)
 
     @property
     def latency_ms(self) -> float | None:
         return statistics.median(self._latencies_ms) if self._latencies_ms else None
 
     def wait_ms(self) -> float:
-        return adaptive_wait_ms(self.latency_ms, self.interval_ms)
+        return adaptive_wait_ms(self.latency_ms, self.pause_ms)

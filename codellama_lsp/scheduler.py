@@ -1,9 +1,13 @@
 """Who gets the model, and when: debounce, newest-wins per document, one worker.
 
 Each request takes a :class:`Ticket` for its document. A newer ticket for the same document
-supersedes the older one at once: its stop flag is set, so a generation in flight stops within
-one decode step or prefill chunk, and a request still waiting in its debounce never reaches
-the model. Clients need not send ``$/cancelRequest`` (Neovim does not while typing).
+supersedes the older one: a request still waiting in its debounce never reaches the model, and
+a generation in flight stops within one decode step or prefill chunk — unless what the user
+typed since agrees with the text it has made so far (``keep_matching``). Such a generation
+runs on: its answer, stored for typing-through, is then the answer at the user's next pause,
+with no new generation. The newer request, when its debounce is over, :meth:`Scheduler.settle`
+s it: waits for it if it has already made what was typed, else stops it. Clients need not send
+``$/cancelRequest`` (Neovim does not while typing).
 
 All model work runs on a single worker thread, so documents queue in arrival order and two
 generations never compete for the model.
@@ -18,7 +22,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import TypeVar
+from typing import Any, TypeVar
 
 T = TypeVar("T")
 
@@ -31,14 +35,33 @@ class Superseded(Exception):
 class Ticket:
     key: str
     number: int
+    before: str = ""
+    """The text before the cursor when the request came (its document's, as far as it sent)."""
+    after: str = ""
     cancel: threading.Event = field(default_factory=threading.Event)
     superseded: bool = False
     cancelled_at: float | None = None
     """``time.perf_counter()`` when the stop flag was first set (for cancel → idle times)."""
+    made: str = ""
+    """The text its generation has made so far (written by the model worker)."""
+    running: asyncio.Future[Any] | None = None
+    """Its job on the model worker, once submitted."""
 
     @property
     def live(self) -> bool:
         return not self.cancel.is_set()
+
+    def typed_since(self, before: str, after: str) -> str | None:
+        """What was typed at this request's place to get to ``before``; None if elsewhere."""
+        if after != self.after or not before.startswith(self.before):
+            return None
+        return before[len(self.before) :]
+
+    def agrees_with(self, before: str, after: str) -> bool:
+        """The user typed on from here, and what they typed and what the generation has made
+        so far agree (one starts the other): its answer may still serve them."""
+        typed = self.typed_since(before, after)
+        return typed is not None and (self.made.startswith(typed) or typed.startswith(self.made))
 
     def stop(self) -> None:
         if self.cancelled_at is None:
@@ -47,12 +70,16 @@ class Ticket:
 
 
 class Scheduler:
-    def __init__(self) -> None:
+    def __init__(self, keep_matching: bool = True) -> None:
         self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="codellama-model")
         self._latest: dict[str, Ticket] = {}
+        self._kept: dict[str, Ticket] = {}
+        """Per document: a superseded generation that runs on because the typing agrees."""
         self._numbers = itertools.count(1)
         self._jobs = 0
+        self.keep_matching = keep_matching
         self.on_superseded: Callable[[Ticket], None] | None = None
+        self.on_kept: Callable[[Ticket], None] | None = None
 
     @property
     def idle(self) -> bool:
@@ -70,17 +97,43 @@ class Scheduler:
         future.add_done_callback(done)
         return future
 
-    def ticket(self, key: str) -> Ticket:
-        """A new ticket for ``key``; the previous one (if any) is superseded now."""
-        ticket = Ticket(key, next(self._numbers))
+    def ticket(self, key: str, before: str = "", after: str = "") -> Ticket:
+        """A new ticket for ``key`` at the place ``before``|``after``; the previous one (if
+        any) is superseded now: stopped, or kept running if the typing agrees with it."""
+        ticket = Ticket(key, next(self._numbers), before, after)
         previous = self._latest.get(key)
         self._latest[key] = ticket
+        kept = self._kept.pop(key, None)
+        if kept is not None and kept.live and kept is not previous:
+            self._keep_or_stop(kept, ticket)
         if previous is not None and previous.live:
             previous.superseded = True
-            previous.stop()
             if self.on_superseded is not None:
                 self.on_superseded(previous)
+            self._keep_or_stop(previous, ticket)
         return ticket
+
+    def _keep_or_stop(self, older: Ticket, newer: Ticket) -> None:
+        running = older.running is not None and not older.running.done()
+        if self.keep_matching and running and older.agrees_with(newer.before, newer.after):
+            if self._kept.get(older.key) is not older and self.on_kept is not None:
+                self.on_kept(older)
+            self._kept[older.key] = older
+        else:
+            older.stop()
+
+    async def settle(self, ticket: Ticket) -> None:
+        """Before ``ticket`` asks the model: a kept generation for its document that has
+        already made what was typed is awaited (its answer is the one this request wants);
+        any other is stopped, so that this request does not wait behind it."""
+        kept = self._kept.pop(ticket.key, None)
+        if kept is None or kept.running is None or not kept.live:
+            return
+        typed = kept.typed_since(ticket.before, ticket.after)
+        if typed is not None and kept.made.startswith(typed):
+            await asyncio.wait([kept.running])
+        else:
+            kept.stop()
 
     def busy(self, key: str) -> bool:
         """A live request for ``key`` is waiting or running."""
@@ -92,9 +145,10 @@ class Scheduler:
 
     def cancel_key(self, key: str) -> None:
         """Stop whatever runs for ``key`` (document closed)."""
-        ticket = self._latest.pop(key, None)
-        if ticket is not None:
-            ticket.stop()
+        for tickets in (self._latest, self._kept):
+            ticket = tickets.pop(key, None)
+            if ticket is not None:
+                ticket.stop()
 
     async def debounce(self, ticket: Ticket, delay_s: float) -> None:
         """Wait ``delay_s``; raise :class:`Superseded` if a newer request came meanwhile."""
@@ -110,6 +164,7 @@ class Scheduler:
         worker stops too, instead of finishing a result nobody will see.
         """
         future = self._submit(lambda: job(ticket.cancel))
+        ticket.running = future
         try:
             return await asyncio.shield(future)
         except asyncio.CancelledError:
@@ -125,6 +180,6 @@ class Scheduler:
             del self._latest[ticket.key]
 
     def shutdown(self) -> None:
-        for ticket in self._latest.values():
+        for ticket in [*self._latest.values(), *self._kept.values()]:
             ticket.stop()
         self._worker.shutdown(wait=False, cancel_futures=True)

@@ -18,7 +18,8 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote
 
@@ -30,6 +31,8 @@ from pygls.lsp.server import LanguageServer
 from pygls.workspace import PositionCodec, TextDocument, Workspace
 
 from codellama_lsp import __version__
+from codellama_lsp.acceptance import Acceptance, Change, Position, leading
+from codellama_lsp.client_timing import client_wait_ms
 from codellama_lsp.completer import Completer, Completion
 from codellama_lsp.config import Settings, SettingsError, client_overrides
 from codellama_lsp.context import OpenDocumentsContext
@@ -50,6 +53,9 @@ log = logging.getLogger(__name__)
 
 STATUS_NOTIFICATION = "codellama/status"
 ACCEPTED_COMMAND = "codellama.accepted"
+# The Copilot language server's notifications for what the client showed / partly accepted.
+DID_SHOW_COMPLETION = "textDocument/didShowCompletion"
+DID_PARTIALLY_ACCEPT_COMPLETION = "textDocument/didPartiallyAcceptCompletion"
 DEBUG_COMMANDS_ENV = "CODELLAMA_LSP_DEBUG_COMMANDS"
 """Set to 1 to register ``codellama.debugDocument`` (tests read the server's copy of a file)."""
 # Settings whose change needs a new engine (a reload); the rest apply at once.
@@ -188,6 +194,8 @@ class CodeLlamaServer(LanguageServer):
         )
         self.completer.context_provider = self.context
         self.completer.on_result = self.send_status
+        self.acceptance = Acceptance()
+        self.retention_timer: asyncio.Task[None] | None = None
         self.state = "loading"
         self.message = "Starting"
         self.load_seconds: float | None = None
@@ -544,6 +552,10 @@ def create_server(settings: Settings) -> CodeLlamaServer:
             ls.workspace.__class__ = LspWorkspace
         if params.initialization_options is not None:
             ls.update_settings(params.initialization_options)
+        client = params.client_info
+        ls.completer.client_wait_ms = client_wait_ms(
+            client.name if client else None, client.version if client else None
+        )
         pid = params.process_id
         if pid is not None and process_exists(pid):
             ls.spawn(ls.watch_parent(pid))
@@ -569,6 +581,8 @@ def create_server(settings: Settings) -> CodeLlamaServer:
         uri = params.text_document.uri
         change = params.content_changes[-1] if params.content_changes else None
         doc = ls.workspace.text_documents.get(unquote(uri))
+        if doc is not None:
+            ls.acceptance.edited(uri, _changes(doc, params.content_changes), _text_at(ls))
         if doc is None or not isinstance(change, types.TextDocumentContentChangePartial):
             return
         *lines, last = change.text.split("\n")
@@ -585,6 +599,7 @@ def create_server(settings: Settings) -> CodeLlamaServer:
         ls.completer.scheduler.cancel_key(uri)
         ls.completer.typing.forget(uri)
         ls.completer.idle_prefill.forget(uri)
+        ls.acceptance.closed(uri)
 
     @server.feature(types.TEXT_DOCUMENT_DID_SAVE)
     async def did_save(ls: CodeLlamaServer, params: types.DidSaveTextDocumentParams) -> None:
@@ -630,6 +645,7 @@ def create_server(settings: Settings) -> CodeLlamaServer:
         completion = await _complete(ls, uri, ctx)
         if completion is None:
             return types.InlineCompletionList(items=[])
+        ls.acceptance.offered(uri, ctx.prefix, completion.text)
         # Always a range, starting at the cursor as the server read it (see `line_edit`).
         if selected is not None:
             start_pos, end_pos = selected.range.start, selected.range.end
@@ -725,6 +741,8 @@ def create_server(settings: Settings) -> CodeLlamaServer:
         if kv is not None:
             extra["kv_slots"] = len(kv)
             extra["kv_cached_tokens"] = kv.total_tokens
+        extra["accepted"] = ls.acceptance.accepted
+        extra["acceptance"] = ls.acceptance.snapshot()
         return completer.stats.snapshot(**extra)
 
     @server.command("codellama.status")
@@ -777,13 +795,28 @@ def create_server(settings: Settings) -> CodeLlamaServer:
 
     @server.command(ACCEPTED_COMMAND)
     def accepted(ls: CodeLlamaServer, *args: Any) -> None:
-        ls.completer.stats.add("accepted")
         info = args[0] if args and isinstance(args[0], Mapping) else None
         if info is None and args and isinstance(args[0], list) and args[0]:
             info = args[0][0] if isinstance(args[0][0], Mapping) else None
+        _accepted(ls, info, None)
         if info is None or not ls.settings.prefetch_after_accept:
             return
         ls.spawn(_prefetch_after_accept(ls, info))
+
+    @server.feature(DID_SHOW_COMPLETION)
+    def did_show_completion(ls: CodeLlamaServer, params: Any) -> None:
+        params = plain(params)
+        item = params.get("item") if isinstance(params, Mapping) else None
+        info = _item_info_of(ls, _command_info(item))
+        if info is not None:
+            ls.acceptance.reported_shown(info.uri, info.before, info.text)
+
+    @server.feature(DID_PARTIALLY_ACCEPT_COMPLETION)
+    def did_partially_accept_completion(ls: CodeLlamaServer, params: Any) -> None:
+        params = plain(params)
+        length = params.get("acceptedLength") if isinstance(params, Mapping) else None
+        if isinstance(length, int) and not isinstance(length, bool) and length > 0:
+            _accepted(ls, _command_info(params.get("item")), length)
 
     return server
 
@@ -845,3 +878,111 @@ async def _prefetch_after_accept(ls: CodeLlamaServer, info: Mapping[str, Any]) -
     line = start.line + len(lines) - 1
     column = (start.character if len(lines) == 1 else 0) + len(lines[-1])
     await ls.completer.prefetch(uri, CursorContext.clamped(source, line, column))
+
+
+@dataclass(frozen=True)
+class ItemInfo:
+    """An inline completion item of ours, as a client sends it back (its command's argument)."""
+
+    uri: str
+    start: Position
+    text: str
+    before: str
+    """The document's text before the item's start, as the server reads it now."""
+    doc: TextDocument
+
+
+def plain(value: Any) -> Any:
+    """Params of a method pygls does not know, as JSON values (pygls makes namedtuples)."""
+    if hasattr(value, "_asdict"):
+        return {key: plain(item) for key, item in value._asdict().items()}
+    if isinstance(value, list | tuple):
+        return [plain(item) for item in value]
+    return value
+
+
+def _command_info(item: Any) -> Mapping[str, Any] | None:
+    """The ``codellama.accepted`` argument inside an item a client sent back."""
+    command = item.get("command") if isinstance(item, Mapping) else None
+    arguments = command.get("arguments") if isinstance(command, Mapping) else None
+    if isinstance(arguments, list) and arguments and isinstance(arguments[0], Mapping):
+        return arguments[0]
+    return None
+
+
+def _item_info_of(ls: CodeLlamaServer, info: Mapping[str, Any] | None) -> ItemInfo | None:
+    if info is None:
+        return None
+    uri, text = info.get("uri"), info.get("text")
+    if not (isinstance(uri, str) and isinstance(text, str)):
+        return None
+    try:
+        position = types.Position(
+            line=strict_int(info["line"]), character=strict_int(info["character"])
+        )
+    except (KeyError, TypeError, ValueError):
+        return None
+    doc = ls.workspace.text_documents.get(unquote(uri))
+    if doc is None:
+        return None
+    before = cursor_at(doc, position).prefix
+    return ItemInfo(uri, (position.line, position.character), text, before, doc)
+
+
+def _accepted(ls: CodeLlamaServer, info: Mapping[str, Any] | None, length: int | None) -> None:
+    """An accept: whole (``length`` None) or the first ``length`` client units of the item."""
+    item = _item_info_of(ls, info)
+    if item is None:
+        if length is None:
+            ls.acceptance.accepted_unknown()
+        return
+    codec = item.doc.position_codec
+
+    def units(text: str) -> int:
+        return int(codec.client_num_units(text))
+
+    text = item.text.replace("\r\n", "\n")
+    if length is None:
+        ls.acceptance.accepted_whole(item.uri, item.start, text, units)
+    else:
+        ls.acceptance.accepted_part(item.uri, item.start, leading(text, length, units), units)
+    ls.acceptance.look(item.uri, _text_at(ls))
+    if ls.retention_timer is None or ls.retention_timer.done():
+        ls.retention_timer = ls.spawn(_measure_retention(ls))
+
+
+async def _measure_retention(ls: CodeLlamaServer) -> None:
+    """One timer for all accepts: measure each :data:`RETENTION_SECONDS` after it."""
+    while (wait := ls.acceptance.next_due_s()) is not None:
+        await asyncio.sleep(wait + 0.05)
+        ls.acceptance.measure_due(_text_at(ls))
+
+
+def _changes(doc: TextDocument, changes: Sequence[Any]) -> list[Change]:
+    """``didChange``'s incremental changes as :class:`Change` (in the client's units)."""
+
+    def units(line: str) -> int:
+        return int(doc.position_codec.client_num_units(line))
+
+    return [
+        Change.of(
+            (c.range.start.line, c.range.start.character),
+            (c.range.end.line, c.range.end.character),
+            c.text,
+            units,
+        )
+        for c in changes
+        if isinstance(c, types.TextDocumentContentChangePartial)
+    ]
+
+
+def _text_at(ls: CodeLlamaServer) -> Callable[[str, Position, Position], str | None]:
+    def text_at(uri: str, start: Position, end: Position) -> str | None:
+        doc = ls.workspace.text_documents.get(unquote(uri))
+        if not isinstance(doc, LspTextDocument):
+            return None
+        a = doc.offset_of(types.Position(line=start[0], character=start[1]))
+        b = doc.offset_of(types.Position(line=end[0], character=end[1]))
+        return doc.source[a:b].replace("\r\n", "\n")
+
+    return text_at

@@ -23,14 +23,18 @@ SCRIPTED_SERVER = Path(__file__).with_name("scripted_model_server.py")
 
 
 @contextlib.contextmanager
-def scripted_model_server(target: str, folder: Path) -> Iterator[dict[str, Any]]:
-    """Start tests/scripted_model_server.py answering from ``target``; yield the settings that
-    point the language server at it (HTTP backend, demo tokenizer, immediate, prefix prompts)."""
+def scripted_model_server(
+    target: str, folder: Path, piece_delay: float = 0.002
+) -> Iterator[dict[str, Any]]:
+    """Start tests/scripted_model_server.py answering from ``target`` (a streamed piece of
+    three characters every ``piece_delay`` seconds); yield the settings that point the
+    language server at it (HTTP backend, demo tokenizer, immediate, prefix prompts)."""
     target_file, port_file = folder / "scripted-target.py", folder / "scripted-port"
     target_file.write_text(target)
     port_file.unlink(missing_ok=True)
     log = (folder / "scripted-server.log").open("wb")
     command = [sys.executable, str(SCRIPTED_SERVER), "--target", str(target_file)]
+    command += ["--piece-delay", str(piece_delay)]
     proc = subprocess.Popen(
         [*command, "--port-file", str(port_file)],
         stdout=log,
@@ -160,6 +164,7 @@ async def lsp_session(
     caps: types.ClientCapabilities | None = None,
     wait_ready: bool = True,
     root: Path | None = None,
+    client_info: types.ClientInfo | None = None,
 ) -> AsyncIterator[Session]:
     """A session; ``root``: the workspace folder the client opens."""
     client = make_test_lsp_client()
@@ -174,6 +179,7 @@ async def lsp_session(
         result = await client.initialize_session(
             types.InitializeParams(
                 capabilities=caps or capabilities(),
+                client_info=client_info,
                 initialization_options=GREEDY if options is None else options,
                 root_uri=root.as_uri() if root else None,
                 workspace_folders=(

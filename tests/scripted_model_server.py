@@ -9,7 +9,7 @@ So whatever was typed so far, the right ghost text is known: what the target has
 line. The language server runs unchanged in front of it (``backend = http``, demo tokenizer),
 with its real prompt building and clean-up.
 
-    python tests/scripted_model_server.py --target FILE --port-file PATH
+    python tests/scripted_model_server.py --target FILE --port-file PATH [--piece-delay S]
 """
 
 from __future__ import annotations
@@ -50,9 +50,10 @@ def continuation(target: str, prompt: str) -> str:
 
 
 class ScriptedServer:
-    def __init__(self, target: str, tokens: CodeTokens) -> None:
+    def __init__(self, target: str, tokens: CodeTokens, piece_delay: float = 0.002) -> None:
         self.target = target
         self.tokens = tokens
+        self.piece_delay = piece_delay
         self.prompts: list[str] = []
 
     def app(self) -> web.Application:
@@ -91,7 +92,7 @@ class ScriptedServer:
         for piece in pieces:
             event = {"choices": [{"index": 0, "text": piece, "finish_reason": None}]}
             await response.write(f"data: {json.dumps(event)}\n\n".encode())
-            await asyncio.sleep(0.002)
+            await asyncio.sleep(self.piece_delay)
         done = {"choices": [{"index": 0, "text": "", "finish_reason": "stop"}]}
         await response.write(f"data: {json.dumps(done)}\n\ndata: [DONE]\n\n".encode())
         await response.write_eof()
@@ -102,9 +103,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--target", required=True, type=Path)
     parser.add_argument("--port-file", required=True, type=Path, help="written once listening")
+    parser.add_argument(
+        "--piece-delay", type=float, default=0.002, help="seconds between streamed pieces"
+    )
     args = parser.parse_args()
     tokens = CodeTokens(load_tokenizer_files(resolve_model(MODEL)))
-    server = ScriptedServer(args.target.read_text(), tokens)
+    server = ScriptedServer(args.target.read_text(), tokens, args.piece_delay)
 
     async def serve() -> None:
         runner = web.AppRunner(server.app())

@@ -10,6 +10,7 @@ from codellama_lsp.debounce import (
     UNMEASURED_WAIT_MS,
     AdaptiveDebounce,
     adaptive_wait_ms,
+    pause_ms,
 )
 
 
@@ -32,27 +33,32 @@ def typed(debounce: AdaptiveDebounce, clock: FakeClock, gaps_ms: list[float]) ->
 
 
 def test_a_model_faster_than_a_pause_starts_at_once() -> None:
-    assert adaptive_wait_ms(20, interval_ms=30) == 0  # the demo model, a very fast typist
-    assert adaptive_wait_ms(200, interval_ms=80) == 0  # answers within a 240 ms pause
+    assert adaptive_wait_ms(20, pause=100) == 0  # the demo model, a very fast typist
+    assert adaptive_wait_ms(200, pause=240) == 0  # answers within a 240 ms pause
 
 
 def test_a_slow_model_waits_for_a_pause_in_the_typing() -> None:
-    assert adaptive_wait_ms(500, interval_ms=80) == 240
-    assert adaptive_wait_ms(500, interval_ms=20) == MIN_PAUSE_MS
-    assert adaptive_wait_ms(5000, interval_ms=900) == MAX_PAUSE_MS
+    assert adaptive_wait_ms(500, pause=240) == 240
+    assert adaptive_wait_ms(None, pause=240) == UNMEASURED_WAIT_MS  # latency not known yet
 
 
-def test_unknown_latency_keeps_the_former_fixed_wait() -> None:
-    assert adaptive_wait_ms(None, interval_ms=80) == UNMEASURED_WAIT_MS
+def test_a_pause_is_a_gap_longer_than_nearly_all_gaps_between_keys() -> None:
+    steady = [40, 60, 80, 100, 120] * 4  # keys 40-120 ms apart
+    assert pause_ms(steady) == pytest.approx(1.25 * 120)
+    uneven = [100] * 10 + [150] * 5 + [250, 300, 350] + [400] * 2  # median 125, a long tail
+    assert pause_ms(uneven) == pytest.approx(1.25 * 400)
+    assert pause_ms([10] * 20) == MIN_PAUSE_MS
+    assert pause_ms([900] * 20) == MAX_PAUSE_MS
 
 
-def test_typing_rhythm_ignores_hesitations_and_pauses() -> None:
+def test_typing_rhythm_ignores_pauses_and_single_hesitations() -> None:
     clock = FakeClock()
     debounce = AdaptiveDebounce(clock)
-    typed(debounce, clock, [80, 90, 5000, 70, 600, 80, 85, 75])  # a pause, a hesitation
-    assert debounce.interval_ms == pytest.approx(80)
+    gaps = [80, 90, 5000, 70, 600, 80, 85, 75, 95, 100, 60, 110, 90, 80]  # a pause, a hesitation
+    typed(debounce, clock, gaps)
+    assert debounce.pause_ms == pytest.approx(1.25 * 110)
     debounce.generation(0.5)
-    assert debounce.wait_ms() == pytest.approx(240)
+    assert debounce.wait_ms() == pytest.approx(1.25 * 110)
 
 
 def test_one_long_prefill_does_not_make_a_fast_model_wait() -> None:

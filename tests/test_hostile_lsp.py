@@ -233,6 +233,25 @@ def test_malformed_command_arguments_never_give_an_internal_error(
     assert_still_serving(server)
 
 
+@pytest.mark.parametrize(
+    "method", ["textDocument/didPartiallyAcceptCompletion", "textDocument/didShowCompletion"]
+)
+def test_malformed_acceptance_notifications_are_ignored(server: RawClient, method: str) -> None:
+    """The Copilot notifications (issue 14) with garbage: nothing counted, still serving."""
+    for arguments in BAD_ARGUMENTS:
+        for params in (
+            arguments,
+            {"item": arguments, "acceptedLength": 3},
+            {"item": {"command": {"arguments": arguments}}, "acceptedLength": 2**70},
+            {"item": {"command": {"arguments": arguments}}, "acceptedLength": True},
+        ):
+            server.notify(method, params)
+    stats = server.command("codellama.stats", timeout=WAIT)
+    assert stats["acceptance"]["shown"] == 0
+    assert stats["acceptance"]["partially_accepted"] == 0
+    assert_still_serving(server)
+
+
 def test_second_initialize_is_refused_and_documents_are_kept(server: RawClient) -> None:
     """It used to be answered, and pygls made a new workspace: every open document was lost."""
     assert error_code(initialize(server)) == INVALID_REQUEST

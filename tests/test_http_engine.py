@@ -140,9 +140,11 @@ def test_auto_backend_uses_a_running_server_for_the_same_model(server: ModelServ
 
 
 class TextOnlyServer:
-    """Answers like TGI: token-id prompts are a 422; text prompts stream an echo of the prompt."""
+    """Answers like TGI: token-id prompts are a 422 (``ids_status``); text prompts stream
+    "ok then" (or get ``text_status`` when that is not 200)."""
 
-    def __init__(self) -> None:
+    def __init__(self, ids_status: int = 422, text_status: int = 200) -> None:
+        self.ids_status, self.text_status = ids_status, text_status
         self.prompts: list[Any] = []
         self._loop_ready = threading.Event()
         self._thread = threading.Thread(target=self._serve, daemon=True)
@@ -154,8 +156,11 @@ class TextOnlyServer:
         self.prompts.append(body["prompt"])
         if not isinstance(body["prompt"], str):
             return web.json_response(
-                {"error": "Input validation error", "error_type": "validation"}, status=422
+                {"error": "Input validation error", "error_type": "validation"},
+                status=self.ids_status,
             )
+        if self.text_status != 200:
+            return web.json_response({"error": "out of memory"}, status=self.text_status)
         response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
         await response.prepare(request)
         for piece in ("ok", " then"):
@@ -195,3 +200,16 @@ def test_a_server_that_only_takes_text_gets_text() -> None:
     assert fake.prompts[1].startswith("<PRE> import os") and fake.prompts[1].endswith(" <MID>")
     again = engine.generate(request_for(engine), threading.Event())
     assert again.text == "ok then" and len(fake.prompts) == 3  # no second try with ids
+
+
+def test_a_refusal_that_text_does_not_cure_keeps_token_ids() -> None:
+    # llama-cpp-python refuses ids with a 500; a 500 that text gets too is not about ids.
+    for text_status, keeps_ids in ((200, False), (500, True)):
+        fake = TextOnlyServer(ids_status=500, text_status=text_status)
+        engine = loaded(
+            Settings(model="demo", backend="http", server_url=f"http://127.0.0.1:{fake.port}")
+        )
+        result = engine.generate(request_for(engine), threading.Event())
+        assert (result.finish_reason == "error") is keeps_ids
+        assert engine.send_token_ids is keeps_ids
+        assert [type(p) for p in fake.prompts] == [list, str]

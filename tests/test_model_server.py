@@ -216,6 +216,38 @@ def test_health_models_and_the_model_card_sample(server: ModelServer) -> None:
     assert text.startswith("def fibonacci(") and len(text) > len("def fibonacci(")
 
 
+def test_metrics_read_by_a_prometheus_parser(server: ModelServer) -> None:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    body = {"prompt": "def add(a, b):\n", "max_tokens": 4, "temperature": 0}
+    assert request(server.port, "POST", "/v1/completions", body)[0] == 200
+    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=60)
+    conn.request("GET", "/metrics")
+    response = conn.getresponse()
+    assert response.getheader("Content-Type", "").startswith("text/plain; version=")
+    families = {f.name: f for f in text_string_to_metric_families(response.read().decode())}
+    conn.close()
+
+    def value(family: str, sample: str, **labels: str) -> float:
+        return sum(
+            s.value
+            for s in families[family].samples
+            if s.name == sample and labels.items() <= s.labels.items()
+        )
+
+    assert families["codellama_requests"].type == "counter"
+    answered = value(
+        "codellama_requests", "codellama_requests_total", endpoint="/v1/completions", status="200"
+    )
+    assert answered >= 1
+    duration = "codellama_request_duration_seconds"
+    assert families[duration].type == "histogram"
+    assert value(duration, duration + "_count") >= 1
+    assert value(duration, duration + "_bucket", le="+Inf") == value(duration, duration + "_count")
+    assert value("codellama_generated_tokens", "codellama_generated_tokens_total") >= 1
+    assert value("codellama_model_ready", "codellama_model_ready") == 1
+
+
 def test_streaming_with_a_plain_http_client(server: ModelServer) -> None:
     body = {"model": "demo", "prompt": "def add(a, b):\n", "max_tokens": 24, "temperature": 0}
     status, plain = request(server.port, "POST", "/v1/completions", body)

@@ -1,4 +1,5 @@
-"""The editor side without torch (issue 13): with torch, transformers and accelerate made
+"""The editor side without torch (issue 13): with the ``[local]`` extra's packages (torch,
+transformers, accelerate, and the model server's pydantic and prometheus_client) made
 impossible to import, the real language server still completes through a model server, and
 ``backend = local`` says what to install instead of failing obscurely."""
 
@@ -16,7 +17,10 @@ class _NoLocalEngine:
     """Behave as if the local engine's packages were not installed."""
 
     def find_spec(self, name, path=None, target=None):
-        if name.split(".")[0] in ("torch", "transformers", "accelerate"):
+        local_extra = (
+            "torch", "transformers", "accelerate", "safetensors", "pydantic", "prometheus_client"
+        )
+        if name.split(".")[0] in local_extra:
             raise ModuleNotFoundError(f"No module named {name!r}", name=name)
         return None
 

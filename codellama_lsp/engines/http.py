@@ -5,9 +5,11 @@ llama.cpp's server. It runs on the language server's model worker thread, so it 
 and uses the standard library's ``http.client``: no event loop, no extra dependency.
 
 * Prompts are built here with the model's own tokenizer (same prompt as in-process) and sent as
-  token ids, which ``codellama-lsp serve``, vLLM and llama.cpp accept. A server that rejects ids
-  (TGI) gets text instead (FIM as ``<PRE> prefix <SUF>suffix <MID>``), decided once, on the
-  first 400/422 answer.
+  token ids, which ``codellama-lsp serve``, vLLM and llama.cpp's ``llama-server`` accept. A
+  server that rejects ids (TGI, llama-cpp-python's server) gets text instead (FIM as
+  ``<PRE> prefix <SUF>suffix <MID>``), decided once, when a refused request works as text. A
+  left-to-right prompt as text tokenizes back to the same ids; FIM text needs a server that
+  reads those markers (ours and TGI do, llama-cpp-python does not: ``prompt_format = prefix``).
 * Streaming: text arrives token by token; stop sequences and ``is_done`` are applied here.
   Cancelling (the stop flag) closes the connection at once, which is how the server learns to
   stop generating (ours stops within one decode step).
@@ -48,6 +50,11 @@ log = logging.getLogger(__name__)
 SESSION_HEADER = "X-Codellama-Session"
 ConnectionListener = Callable[[bool, str], object]
 """Called (on the worker thread) with (connected, message) when the server goes or comes back."""
+
+
+IDS_REFUSED = (400, 422, 500)
+"""How servers answer a token-id prompt they do not take: TGI 422, llama-cpp-python 500 (its
+request-validation error). Such an answer is tried again as text, and text is kept if it works."""
 
 
 class ServerError(Exception):
@@ -217,12 +224,9 @@ class HttpEngine:
             try:
                 self._stream(request, cancel, result)
             except ServerError as exc:
-                if not (self.send_token_ids and exc.status in (400, 422)) or cancel.is_set():
+                if not (self.send_token_ids and exc.status in IDS_REFUSED) or cancel.is_set():
                     raise
-                # The server does not take token ids (TGI): send text from now on.
-                log.warning("%s rejected token ids (%s); sending text prompts", self.url, exc)
-                self.send_token_ids = False
-                self._stream(request, cancel, result)
+                self._stream_as_text(request, cancel, result, exc)
         except (OSError, http.client.HTTPException, ServerError, ValueError) as exc:
             if cancel.is_set():
                 return GenerationResult("", "cancelled", prompt_tokens=result.prompt_tokens)
@@ -232,6 +236,29 @@ class HttpEngine:
         if result.cancelled:
             result.text = ""
         return result
+
+    def _stream_as_text(
+        self,
+        request: GenerationRequest,
+        cancel: threading.Event,
+        result: GenerationResult,
+        refusal: ServerError,
+    ) -> None:
+        """Try a request refused with token ids again as text; keep text if that works."""
+        self.send_token_ids = False
+        try:
+            self._stream(request, cancel, result)
+        except ServerError:
+            self.send_token_ids = True  # text fails as well: the error was not about ids
+            raise
+        log.warning(
+            "%s refused token ids (HTTP %s: %s); sending text prompts from now on (infill "
+            "prompts as '<PRE> … <SUF>… <MID>' text: if this server does not read those "
+            "markers, set prompt_format to prefix)",
+            self.url,
+            refusal.status,
+            str(refusal)[:200],
+        )
 
     # --- loading -----------------------------------------------------------------------------
     @property

@@ -52,6 +52,7 @@ from codellama_lsp.engines.drafts import (
     SuggestionDraft,
     common_prefix_length,
 )
+from codellama_lsp.engines.kv_cache import new_kv_cache
 from codellama_lsp.tokenization import CodeTokens, load_tokenizer
 
 log = logging.getLogger(__name__)
@@ -404,7 +405,7 @@ class LocalEngine:
         self.last_forward_seconds = 0.0
         cache, reused = self.kv.take(request.session, prompt)
         if cache is None:
-            cache = DynamicCache(config=self.model.config)
+            cache = new_kv_cache(self.model.config)
         result.reused_prompt_tokens = reused
         in_cache = list(prompt[:reused])
         generated: list[int] = []
@@ -599,7 +600,7 @@ class LocalEngine:
             return None
         cache, reused = self.draft_kv.take(request.session, request.prompt_ids)
         if cache is None:
-            cache = DynamicCache(config=self.draft_model.config)
+            cache = new_kv_cache(self.draft_model.config)
 
         def pick(logits: torch.Tensor, index: int) -> int:
             """The draft model's guess at sequence index ``index``, coupled to the target."""

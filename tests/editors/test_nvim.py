@@ -385,3 +385,64 @@ def test_ghost_text_while_typing_a_word(scripted_nvim: Nvim) -> None:
     assert shown["drawn_line"] == line
     nvim.send("<Tab>")
     wait_for(lambda: nvim.state()["lines"][-1] == line, 20, "the mid-line accept", 0.1)
+
+
+def test_accept_a_word_then_the_line_and_see_the_figures(scripted_nvim: Nvim) -> None:
+    """<M-Right> takes the next word, the rest is served without a new generation, <C-l>
+    takes the rest of the line; the server's figures say what the user did, and
+    :CodellamaStats and :checkhealth show them."""
+    nvim = scripted_nvim
+    wait_ready(nvim)
+    nvim.send("GAf")
+    indent = SCRIPTED_START.rsplit("\n", 1)[1]
+
+    def ghost(want: str) -> dict[str, Any]:
+        return wait_for(
+            lambda: (s := nvim.state())["mode"] == "i" and s["ghost"] == want and s,
+            20,
+            f"ghost text {want!r}",
+            0.05,
+            lambda: json.dumps(nvim.state()),
+        )
+
+    ghost("or line in handle:")
+    started = nvim.stats()["generations_started"]
+    nvim.send("<M-Right>")
+    state = ghost(" line in handle:")
+    assert state["lines"][-1] == indent + "for"
+    assert state["cursor"] == [len(state["lines"]), len(indent + "for")]
+    assert nvim.stats()["generations_started"] == started  # the rest: typing-through
+    nvim.send("<C-l>")
+    wait_for(
+        lambda: nvim.state()["lines"][-1] == indent + "for line in handle:",
+        20,
+        "the rest of the line in the buffer",
+        0.1,
+        lambda: json.dumps(nvim.state()),
+    )
+    stats = wait_for(
+        lambda: (s := nvim.stats())["acceptance"]["accepted"] == 1 and s,
+        10,
+        "the server to count the accept",
+        0.1,
+        lambda: json.dumps(nvim.stats()),
+    )
+    figures = stats["acceptance"]
+    print(f"[{nvim.build.id}] acceptance: {figures}")
+    assert figures["shown"] == 1
+    assert figures["partially_accepted"] == 1
+    assert figures["partially_accepted_chars"] == len("or")
+    assert figures["accepted_chars"] == len(" line in handle:")
+    assert figures["acceptance_rate"] == 1.0
+
+    nvim.send("<Esc>")
+    shown = nvim.expr("execute('CodellamaStats')")
+    assert "1 shown, 1 accepted (16 chars), 1 partly accepted (2 chars)" in shown, shown
+    nvim.send(":checkhealth codellama<CR>")
+    report = wait_for(
+        lambda: "suggestions:" in (t := nvim.expr("join(getline(1, '$'), \"\\n\")")) and t,
+        30,
+        ":checkhealth codellama with the figures",
+        0.2,
+    )
+    assert "acceptance 100%" in report, report

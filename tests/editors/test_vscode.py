@@ -547,3 +547,102 @@ def test_ghost_text_while_typing_a_word(scripted_code_server, browser, artifacts
         log = server.extension_log()
         if log:
             print(f"--- extension log ---\n{log}")
+
+
+def test_accept_next_word_then_the_rest_and_see_the_figures(
+    scripted_code_server, browser, artifacts_dir
+) -> None:
+    """Ctrl+Right (VS Code's accept next word, through the extension) takes a word at a time
+    and tells the server; Tab takes the rest; Show Stats shows what the user did."""
+    from selenium.webdriver.common.action_chains import ActionChains
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+
+    server, workspace = scripted_code_server
+    file = workspace / "count.py"
+    driver = browser
+    payload = json.dumps([["openFile", f"vscode-remote://{file}"]])
+    driver.get(f"{server.url}/?folder={workspace}&payload={urllib.request.quote(payload)}")
+
+    def describe() -> str:
+        with contextlib.suppress(Exception):
+            driver.save_screenshot(str(artifacts_dir / "vscode-partial-failure.png"))
+        return f"status bar: {status_text(driver)!r}\nextension log:\n{server.extension_log()}"
+
+    def ghost(want: str) -> str:
+        return wait_for(
+            lambda: driver.execute_script(GHOST_JS) == want and want,
+            20,
+            f"ghost text {want!r}",
+            0.05,
+            lambda: f"ghost now: {driver.execute_script(GHOST_JS)!r}\n{describe()}",
+        )
+
+    def saved(want: str) -> str:
+        return wait_for(
+            lambda: file.read_text() == want and want,
+            20,
+            f"the file to end with {want[-30:]!r}",
+            0.1,
+            lambda: f"file: {file.read_text()!r}\n{describe()}",
+        )
+
+    def ctrl_right() -> None:
+        ActionChains(driver).key_down(Keys.CONTROL).send_keys(Keys.ARROW_RIGHT).key_up(
+            Keys.CONTROL
+        ).perform()
+
+    try:
+        wait_for(
+            lambda: driver.find_elements(By.CSS_SELECTOR, ".tab .label-name"),
+            60,
+            "the editor tab for count.py",
+            0.3,
+            describe,
+        )
+        wait_for(lambda: "ready" in status_text(driver), 90, "ready", 0.2, describe)
+        driver.find_element(By.CSS_SELECTOR, ".monaco-editor .view-lines").click()
+        ActionChains(driver).key_down(Keys.CONTROL).send_keys(Keys.END).key_up(
+            Keys.CONTROL
+        ).perform()
+        ActionChains(driver).send_keys("f").perform()
+        line = "for line in handle:"
+        accepted = "f"
+        ghost(line[1:])
+        # VS Code decides what a word is (it takes leading blanks on their own): follow it.
+        for _ in range(3):
+            ctrl_right()
+            now = wait_for(
+                lambda was=accepted: len(t := file.read_text()) > len(SCRIPTED_START + was) and t,
+                20,
+                "the next word in the file",
+                0.1,
+                describe,
+            )
+            accepted = now[len(SCRIPTED_START) :]
+            assert line.startswith(accepted) and len(accepted) < len(line), now
+            ghost(line[len(accepted) :])
+        print(f"accepted by words: {accepted!r}")
+        driver.save_screenshot(str(artifacts_dir / "vscode-partial-accept.png"))
+        ActionChains(driver).send_keys(Keys.TAB).perform()
+        saved(SCRIPTED_START + line)
+
+        run_command(driver, "Code Llama: Show Stats", describe)
+        toast = wait_for(
+            lambda: next(
+                (t for t in texts(driver, ".notification-list-item-message") if "shown" in t),
+                None,
+            ),
+            20,
+            "the stats notification",
+            0.3,
+            describe,
+        )
+        print(f"stats notification: {toast!r}")
+        assert "1 shown, 1 accepted, 3 partly accepted, 0 dismissed (acceptance 100%)" in toast
+        whole, parts = len(line) - len(accepted), len(accepted) - 1
+        assert f"Accepted: {whole} chars whole, {parts} chars in parts" in toast
+    finally:
+        log = server.extension_log()
+        if log:
+            print(f"--- extension log ---\n{log}")

@@ -30,9 +30,16 @@ import {
 } from "./settings";
 import { API_KEY_SECRET, API_KEY_SETTING, applyApiKeyInput, migrateApiKey, withApiKey } from "./secrets";
 import { parseServerLogLine } from "./serverLog";
+import { acceptedLength, DID_PARTIALLY_ACCEPT, partialAcceptParams, type ShownItem } from "./partialAccept";
+
+/** A token never cancelled: see the inline-completion middleware. */
+const NOT_FORWARDED = new vscode.CancellationTokenSource();
 import {
+  type Acceptance,
+  acceptanceLines,
   formatLatency,
   formatStats,
+  parseAcceptance,
   parseStatus,
   type Progress,
   type ServerStatus,
@@ -41,6 +48,12 @@ import {
 } from "./status";
 
 const SECTION = "codellama";
+/** VS Code's own partial accepts, which the extension's commands run and then report. */
+const BUILT_IN_ACCEPT = {
+  word: "editor.action.inlineSuggest.acceptNextWord",
+  line: "editor.action.inlineSuggest.acceptNextLine",
+} as const;
+const STATS_REFRESH_MS = 1000;
 
 class CodeLlamaClient implements vscode.Disposable {
   private client: LanguageClient | undefined;
@@ -51,6 +64,10 @@ class CodeLlamaClient implements vscode.Disposable {
   private lastStatus: ServerStatus | null = null;
   private progress: Progress | null = null;
   private apiKey: string | undefined;
+  private acceptance: Acceptance | null = null;
+  private statsTimer: ReturnType<typeof setTimeout> | undefined;
+  /** The items of the server's last answer, per document (for partial accepts). */
+  private readonly shown = new Map<string, ShownItem[]>();
 
   constructor(private readonly secrets: vscode.SecretStorage) {
     this.log = vscode.window.createOutputChannel("Code Llama", { log: true });
@@ -109,7 +126,7 @@ class CodeLlamaClient implements vscode.Disposable {
   }
 
   private render(): void {
-    const view = statusView(this.state, this.lastStatus, this.progress);
+    const view = statusView(this.state, this.lastStatus, this.progress, this.acceptance);
     this.statusItem.text = view.text;
     this.statusItem.tooltip = view.tooltip;
     this.statusItem.command = view.command;
@@ -121,6 +138,58 @@ class CodeLlamaClient implements vscode.Disposable {
     this.state = status.state;
     if (status.state !== "loading") this.progress = null;
     this.render();
+    if (status.state === "ready") this.refreshStatsSoon();
+  }
+
+  /** Fetch the acceptance figures for the tooltip, at most once per STATS_REFRESH_MS. */
+  private refreshStatsSoon(): void {
+    if (this.statsTimer !== undefined) return;
+    this.statsTimer = setTimeout(() => {
+      this.statsTimer = undefined;
+      this.executeServerCommand("codellama.stats").then(
+        (stats) => {
+          this.acceptance = parseAcceptance(stats);
+          this.render();
+        },
+        () => undefined,
+      );
+    }, STATS_REFRESH_MS);
+  }
+
+  private remember(document: vscode.TextDocument, position: vscode.Position, result: unknown): void {
+    const items: vscode.InlineCompletionItem[] = Array.isArray(result)
+      ? result
+      : ((result as vscode.InlineCompletionList | null | undefined)?.items ?? []);
+    this.shown.set(
+      document.uri.toString(),
+      items.map((item) => ({
+        insertText: typeof item.insertText === "string" ? item.insertText : item.insertText.value,
+        startOffset: document.offsetAt(item.range?.start ?? position),
+        command: item.command
+          ? { title: item.command.title, command: item.command.command, arguments: item.command.arguments }
+          : undefined,
+      })),
+    );
+  }
+
+  /** Run VS Code's accept next word / line, then tell the server what was accepted. */
+  async acceptPart(kind: keyof typeof BUILT_IN_ACCEPT): Promise<void> {
+    await vscode.commands.executeCommand(BUILT_IN_ACCEPT[kind]);
+    const editor = vscode.window.activeTextEditor;
+    const client = this.client;
+    if (!editor || !client?.isRunning()) return;
+    const document = editor.document;
+    const cursor = editor.selection.active;
+    for (const item of this.shown.get(document.uri.toString()) ?? []) {
+      const start = document.positionAt(item.startOffset);
+      if (start.isAfter(cursor)) continue;
+      const length = acceptedLength(item, document.getText(new vscode.Range(start, cursor)));
+      if (length !== null) {
+        await client.sendNotification(DID_PARTIALLY_ACCEPT, partialAcceptParams(item, length));
+        this.refreshStatsSoon();
+        return;
+      }
+    }
   }
 
   async start(): Promise<void> {
@@ -146,8 +215,17 @@ class CodeLlamaClient implements vscode.Disposable {
       initializationOptions: () => this.serverSettings(),
       middleware: {
         // Client-side switch too, so that "off" is instant even while the server is busy.
-        provideInlineCompletionItems: (document, position, context, token, next) =>
-          this.config().get<boolean>("enabled", true) ? next(document, position, context, token) : undefined,
+        // VS Code cancels the inline request at every key. The server supersedes a document's
+        // older request by itself and lets a generation run on while what is typed matches it
+        // (its answer then serves the next pause), so the cancel is not forwarded: VS Code drops
+        // a stale answer here instead of the server stopping the work there.
+        provideInlineCompletionItems: async (document, position, context, token, next) => {
+          if (!this.config().get<boolean>("enabled", true)) return undefined;
+          const result = await next(document, position, context, NOT_FORWARDED.token);
+          if (token.isCancellationRequested) return undefined;
+          this.remember(document, position, result);
+          return result;
+        },
       },
     };
     const client = new LanguageClient("codellama", "Code Llama", serverOptions, clientOptions);
@@ -274,7 +352,12 @@ class CodeLlamaClient implements vscode.Disposable {
       const parts = [`${s.requests ?? 0} requests`, `${s.accepted ?? 0} accepted`, `${s.cache_hits ?? 0} cache hits`];
       if (typeof s.latency_ms?.p50 === "number") parts.push(`p50 ${formatLatency(s.latency_ms.p50)}`);
       if (typeof s.latency_ms?.p95 === "number") parts.push(`p95 ${formatLatency(s.latency_ms.p95)}`);
-      const choice = await vscode.window.showInformationMessage(`Code Llama: ${parts.join(", ")}`, "Show All");
+      this.acceptance = parseAcceptance(stats);
+      this.render();
+      const figures = this.acceptance ? acceptanceLines(this.acceptance) : [];
+      if (figures.length) this.log.info(figures.join("\n"));
+      const message = [`Code Llama: ${parts.join(", ")}.`, ...figures].join(" ");
+      const choice = await vscode.window.showInformationMessage(message, "Show All");
       if (choice) this.log.show(true);
     } catch (err) {
       void vscode.window.showErrorMessage(`Code Llama: could not get stats: ${String(err)}`);
@@ -309,6 +392,8 @@ export async function activate(context: vscode.ExtensionContext): Promise<void> 
     vscode.commands.registerCommand("codellama.showLog", () => codellama.showLog()),
     vscode.commands.registerCommand("codellama.showStats", () => codellama.showStats()),
     vscode.commands.registerCommand("codellama.setApiKey", () => codellama.setApiKey()),
+    vscode.commands.registerCommand("codellama.acceptNextWord", () => codellama.acceptPart("word")),
+    vscode.commands.registerCommand("codellama.acceptNextLine", () => codellama.acceptPart("line")),
     vscode.workspace.onDidChangeConfiguration((e) => codellama.onConfigurationChanged(e)),
     context.secrets.onDidChange((e) => (e.key === API_KEY_SECRET ? codellama.onApiKeyChanged() : undefined)),
   );

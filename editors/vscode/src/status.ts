@@ -33,6 +33,76 @@ export interface StatusView {
   background?: "statusBarItem.errorBackground" | "statusBarItem.warningBackground";
 }
 
+/** The acceptance figures of `codellama.stats` (its `acceptance` object). */
+export interface Acceptance {
+  shown: number;
+  accepted: number;
+  accepted_chars: number;
+  partially_accepted: number;
+  partially_accepted_chars: number;
+  dismissed: number;
+  acceptance_rate: number | null;
+  retained_after_30s?: Retained;
+  retained_after_20_edits?: Retained;
+}
+
+export interface Retained {
+  accepted_chars: number;
+  kept_share: number | null;
+}
+
+const ACCEPTANCE_COUNTS = [
+  "shown",
+  "accepted",
+  "accepted_chars",
+  "partially_accepted",
+  "partially_accepted_chars",
+  "dismissed",
+] as const;
+
+/** The `acceptance` object of an untrusted `codellama.stats` result; null when absent. */
+export function parseAcceptance(stats: unknown): Acceptance | null {
+  if (stats === null || typeof stats !== "object") return null;
+  const a = (stats as Record<string, unknown>).acceptance;
+  if (a === null || typeof a !== "object") return null;
+  const v = a as Record<string, unknown>;
+  if (!ACCEPTANCE_COUNTS.every((key) => typeof v[key] === "number")) return null;
+  const retained = (value: unknown): Retained | undefined => {
+    if (value === null || typeof value !== "object") return undefined;
+    const r = value as Record<string, unknown>;
+    if (typeof r.accepted_chars !== "number") return undefined;
+    return { accepted_chars: r.accepted_chars, kept_share: typeof r.kept_share === "number" ? r.kept_share : null };
+  };
+  return {
+    ...(Object.fromEntries(ACCEPTANCE_COUNTS.map((key) => [key, v[key]])) as Record<
+      (typeof ACCEPTANCE_COUNTS)[number],
+      number
+    >),
+    acceptance_rate: typeof v.acceptance_rate === "number" ? v.acceptance_rate : null,
+    retained_after_30s: retained(v.retained_after_30s),
+    retained_after_20_edits: retained(v.retained_after_20_edits),
+  };
+}
+
+const percent = (share: number | null): string => (share === null ? "-" : `${Math.round(share * 100)}%`);
+
+/** The figures as lines for people: counts, acceptance rate, text still there. */
+export function acceptanceLines(a: Acceptance): string[] {
+  const lines = [
+    `Suggestions: ${a.shown} shown, ${a.accepted} accepted, ${a.partially_accepted} partly accepted, ` +
+      `${a.dismissed} dismissed (acceptance ${percent(a.acceptance_rate)})`,
+    `Accepted: ${a.accepted_chars} chars whole, ${a.partially_accepted_chars} chars in parts`,
+  ];
+  const kept: [string, Retained | undefined][] = [
+    ["after 30 s", a.retained_after_30s],
+    ["after 20 edits", a.retained_after_20_edits],
+  ];
+  for (const [when, r] of kept) {
+    if (r && r.accepted_chars > 0) lines.push(`Still there ${when}: ${percent(r.kept_share)} of ${r.accepted_chars} chars`);
+  }
+  return lines;
+}
+
 const KNOWN_STATES: readonly ServerState[] = ["loading", "ready", "error", "disabled"];
 
 /** Validate an untrusted notification payload; null when it is not a status object. */
@@ -60,6 +130,7 @@ export function statusView(
   state: State,
   status?: ServerStatus | null,
   progress?: Progress | null,
+  acceptance?: Acceptance | null,
 ): StatusView {
   const model = status?.model ? `Model: ${status.model}` : "";
   const message = status?.message ?? "";
@@ -92,6 +163,7 @@ export function statusView(
           latency !== undefined && latency !== null
             ? `Last completion: ${formatLatency(latency)}`
             : "",
+          ...(acceptance ? acceptanceLines(acceptance) : []),
         ),
         command: "codellama.showStats",
       };

@@ -39,6 +39,7 @@ const PACKAGE_DEFAULTS: Record<string, unknown> = {
   topP: null,
   promptFormat: "",
   debounceMs: null,
+  keepMatchingGenerations: null,
   idlePrefill: null,
   candidates: null,
   parseCheck: null,

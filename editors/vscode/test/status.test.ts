@@ -1,6 +1,13 @@
 import { strict as assert } from "node:assert";
 import { test } from "node:test";
-import { formatLatency, formatStats, parseStatus, statusView } from "../src/status";
+import {
+  acceptanceLines,
+  formatLatency,
+  formatStats,
+  parseAcceptance,
+  parseStatus,
+  statusView,
+} from "../src/status";
 
 test("parseStatus accepts the server's object and rejects anything else", () => {
   assert.deepEqual(parseStatus({ state: "ready", message: "ok", model: "demo", last_latency_ms: 12.5 }), {
@@ -63,4 +70,32 @@ test("stats are flattened one per line", () => {
     'requests: 3\nlatency_ms.p50: 12.3\nlatency_ms.p95: 20\nmodel: "demo"',
   );
   assert.equal(formatStats(null), "null");
+});
+
+test("acceptance figures: parsed from codellama.stats, shown in the ready tooltip", () => {
+  const stats = {
+    requests: 9,
+    acceptance: {
+      shown: 4,
+      accepted: 2,
+      accepted_chars: 30,
+      partially_accepted: 1,
+      partially_accepted_chars: 4,
+      dismissed: 1,
+      acceptance_rate: 0.75,
+      retained_after_30s: { accepted_chars: 34, kept_chars: 30, kept_share: 0.882 },
+      retained_after_20_edits: { accepted_chars: 0, kept_chars: 0, kept_share: null },
+    },
+  };
+  const acceptance = parseAcceptance(stats);
+  assert.ok(acceptance);
+  assert.deepEqual(acceptanceLines(acceptance), [
+    "Suggestions: 4 shown, 2 accepted, 1 partly accepted, 1 dismissed (acceptance 75%)",
+    "Accepted: 30 chars whole, 4 chars in parts",
+    "Still there after 30 s: 88% of 34 chars",
+  ]);
+  const view = statusView("ready", { state: "ready", model: "demo" }, null, acceptance);
+  assert.match(view.tooltip, /4 shown, 2 accepted/);
+  assert.equal(parseAcceptance({ requests: 1 }), null);
+  assert.equal(parseAcceptance({ acceptance: { shown: "4" } }), null);
 });

@@ -99,13 +99,13 @@ local function native_item(text, row, s, e)
   }
 end
 
-local function accept_in(line, cursor_col, it)
+local function accept_in(line, cursor_col, it, kind)
   vim.o.virtualedit = "onemore" -- a cursor after the line's end, as in insert mode
   local buf = vim.api.nvim_create_buf(false, true)
   vim.api.nvim_set_current_buf(buf)
   vim.api.nvim_buf_set_lines(buf, 0, -1, true, { line })
   vim.api.nvim_win_set_cursor(0, { 1, cursor_col })
-  codellama.accept_native(buf, it)
+  codellama.accept_native(buf, it, kind)
   local result = { vim.api.nvim_buf_get_lines(buf, 0, -1, true), vim.api.nvim_win_get_cursor(0) }
   vim.api.nvim_buf_delete(buf, { force = true })
   return result
@@ -154,6 +154,49 @@ test("API key from a function, else from the environment variable, never empty",
   eq(codellama.api_key(config), nil)
   vim.env.CODELLAMA_TEST_KEY = nil
   eq(codellama.api_key({ settings = {}, api_key_env = "CODELLAMA_TEST_KEY" }), nil)
+end)
+
+local partial = require("codellama.partial")
+
+test("partial accept: the next word, with the blanks and line breaks before it", function()
+  eq(partial.take("for line in handle:", "word"), "for")
+  eq(partial.take(" line in handle:", "word"), " line")
+  eq(partial.take("(line, os.sep)", "word"), "(")
+  eq(partial.take("\n    total += 1", "word"), "\n    total")
+  eq(partial.take("x", "word"), "x")
+end)
+
+test("partial accept: the rest of the line, or the next line after a line break", function()
+  eq(partial.take("a = 1\nb = 2", "line"), "a = 1")
+  eq(partial.take("\nb = 2\nc", "line"), "\nb = 2")
+  eq(partial.take("a = 1", "line"), "a = 1")
+end)
+
+test("partial accept: lengths in the client's units", function()
+  eq(partial.units("abc", "utf-16"), 3)
+  eq(partial.units("é😀", "utf-8"), 6)
+  eq(partial.units("é😀", "utf-16"), 3)
+  eq(partial.units("é😀", "utf-32"), 2)
+end)
+
+test("0.12 accept of the next word inserts it at the cursor, after typed text", function()
+  eq(accept_in("    ", 4, native_item("for line in x:", 0, 4, 4), "word"), { { "    for" }, { 1, 7 } })
+  eq(accept_in("    fo", 6, native_item("for line in x:", 0, 4, 4), "word"), { { "    for" }, { 1, 7 } })
+  eq(accept_in("    for", 7, native_item("for line in x:", 0, 4, 4), "word"), { { "    for line" }, { 1, 12 } })
+end)
+
+test("0.12 accept of the next line", function()
+  eq(accept_in("", 0, native_item("a = 1\nb = 2", 0, 0, 0), "line"), { { "a = 1" }, { 1, 5 } })
+  eq(accept_in("a = 1", 5, native_item("a = 1\nb = 2", 0, 0, 0), "line"), { { "a = 1", "b = 2" }, { 2, 5 } })
+end)
+
+test(":help codellama lists every key with its default", function()
+  local doc = table.concat(vim.fn.readfile(_G.arg[1] .. "/doc/codellama.txt"), "\n")
+  for name, lhs in pairs(codellama.config.keymaps) do
+    if not doc:find("`" .. name .. "`", 1, true) or not doc:find(lhs, 1, true) then
+      error("doc/codellama.txt does not list " .. name .. " (" .. lhs .. ")")
+    end
+  end
 end)
 
 io.stdout:write(string.format("%d passed, 0 failed\n", passed))

@@ -245,8 +245,9 @@ function M.current(bufnr)
   return state and state.suggestion
 end
 
---- Accept the suggestion on screen. Returns false when there is none (so a key can fall back).
----@param opts? { line?: boolean }  line: accept only up to the end of the first line
+--- Accept the suggestion on screen, or its next word or line. Returns false when there is
+--- none (so a key can fall back).
+---@param opts? { kind?: "word"|"line" }  kind: accept only the next word / line of it
 function M.accept(bufnr, opts)
   bufnr = bufnr or vim.api.nvim_get_current_buf()
   local state = buffers[bufnr]
@@ -259,14 +260,20 @@ function M.accept(bufnr, opts)
     clear(bufnr)
     return false
   end
-  local line_only = opts and opts.line and #s.lines > 1
+  local partial = require("codellama.partial")
+  local typed = col - s.start_col
+  local rest = s.text:sub(typed + 1)
+  local part = opts and opts.kind and partial.take(rest, opts.kind) or rest
+  if part == "" then
+    part = rest
+  end
   -- Deferred: buffer edits are not allowed while an <expr> mapping runs.
   vim.schedule(function()
     cancel(bufnr)
     clear(bufnr)
     local new_lines, start_col, end_col
-    if line_only then
-      new_lines, start_col, end_col = { s.lines[1] }, col, col
+    if part ~= rest then
+      new_lines, start_col, end_col = vim.split(part, "\n", { plain = true }), col, col
     else
       new_lines, start_col, end_col = vim.split(s.text, "\n", { plain = true }), s.start_col, s.end_col
     end
@@ -275,7 +282,12 @@ function M.accept(bufnr, opts)
     local cursor_col = (#new_lines == 1 and start_col or 0) + #last
     vim.api.nvim_win_set_cursor(0, { row + #new_lines, cursor_col })
     local client = vim.lsp.get_client_by_id(state.client_id)
-    if client and s.command and not line_only then
+    if not (client and s.command) then
+      return
+    end
+    if part ~= rest then
+      partial.report(client, s, s.text, typed + #part)
+    else
       call(client, "request", "workspace/executeCommand", {
         command = s.command.command,
         arguments = s.command.arguments,

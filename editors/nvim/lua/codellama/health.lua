@@ -64,6 +64,10 @@ function M.check()
       line = line .. string.format(", last completion %d ms", math.floor(status.last_latency_ms + 0.5))
     end
     health.ok(line)
+    local stats = codellama.execute("codellama.stats", {}, 5000)
+    for _, summary in ipairs(codellama.acceptance_summary(stats)) do
+      health.info(summary)
+    end
   elseif status.state == "loading" then
     health.info(line)
   elseif status.state == "disabled" then

@@ -12,7 +12,8 @@ local CLIENT_NAME = "codellama"
 
 ---@class codellama.Keymaps
 ---@field accept string|false       accept the whole suggestion (falls back to the key itself)
----@field accept_line string|false  accept the first line only (ghost-text path)
+---@field accept_word string|false  accept the next word of the suggestion
+---@field accept_line string|false  accept the rest of the suggestion's line
 ---@field dismiss string|false      hide the suggestion
 ---@field next string|false         next suggestion; with one shown, asks for more candidates
 ---@field prev string|false         previous suggestion; likewise
@@ -38,6 +39,7 @@ local defaults = {
   inline = "auto",
   keymaps = {
     accept = "<Tab>",
+    accept_word = "<M-Right>",
     accept_line = "<C-l>",
     dismiss = "<C-]>",
     next = "<M-]>",
@@ -232,8 +234,9 @@ end
 --- asks again only 200 ms after the last key) leave that range behind the cursor, so the typed
 --- text would stay in front of the inserted one ("print(" + "print(x)"). The server's ranges
 --- start at the cursor it was asked about: when the item's text begins with what was typed
---- since, the range is moved over the typed text.
-function M.accept_native(bufnr, item)
+--- since, the range is moved over the typed text. With `kind` ("word" or "line") only the next
+--- word or line of the rest is inserted at the cursor (see lua/codellama/partial.lua).
+function M.accept_native(bufnr, item, kind)
   local text = item.insert_text
   if type(text) ~= "string" then
     text = text.value or ""
@@ -247,14 +250,28 @@ function M.accept_native(bufnr, item)
     erow, ecol = item.range.end_.row, item.range.end_.col
   end
   local line = vim.api.nvim_buf_get_lines(bufnr, row, row + 1, true)[1]
+  local typed = 0
   if row == srow and col > scol and text:sub(1, col - scol) == line:sub(scol + 1, col) then
     ecol = math.min(#line, (erow == srow and math.max(ecol, scol) or scol) + col - scol)
     erow = srow
+    typed = col - scol
+  end
+  local client = item.command and vim.lsp.get_client_by_id(item.client_id)
+  local partial = require("codellama.partial")
+  local rest = text:sub(typed + 1)
+  local part = kind and partial.take(rest, kind) or rest
+  if part ~= "" and part ~= rest then
+    local parts = vim.split(part, "\n", { plain = true })
+    vim.api.nvim_buf_set_text(bufnr, row, col, row, col, parts)
+    vim.api.nvim_win_set_cursor(win, { row + #parts, (#parts == 1 and col or 0) + #parts[#parts] })
+    if client then
+      partial.report(client, item, text, typed + #part)
+    end
+    return
   end
   local lines = vim.split(text, "\n", { plain = true })
   vim.api.nvim_buf_set_text(bufnr, srow, scol, erow, ecol, lines)
   vim.api.nvim_win_set_cursor(win, { srow + #lines, (#lines == 1 and scol or 0) + #lines[#lines] })
-  local client = item.command and vim.lsp.get_client_by_id(item.client_id)
   if client then
     client:exec_cmd(item.command, { bufnr = bufnr })
   end
@@ -312,16 +329,21 @@ function M.set_keymaps(bufnr, mode)
     return vim.api.nvim_replace_termcodes(k, true, false, true)
   end
   if mode == "native" then
-    map(bufnr, keys.accept, function()
-      local accepted = vim.lsp.inline_completion.get({
-        on_accept = function(item)
-          M.accept_native(bufnr, item)
-        end,
-      })
-      if not accepted then
-        return termcode(keys.accept)
-      end
-    end, "codellama: accept suggestion", { expr = true })
+    local function accept_key(lhs, kind, desc)
+      map(bufnr, lhs, function()
+        local accepted = vim.lsp.inline_completion.get({
+          on_accept = function(item)
+            M.accept_native(bufnr, item, kind)
+          end,
+        })
+        if not accepted then
+          return termcode(lhs)
+        end
+      end, desc, { expr = true })
+    end
+    accept_key(keys.accept, nil, "codellama: accept suggestion")
+    accept_key(keys.accept_word, "word", "codellama: accept the next word")
+    accept_key(keys.accept_line, "line", "codellama: accept the next line")
     map(bufnr, keys.next, function()
       M.cycle_native(bufnr, 1)
     end, "codellama: next suggestion")
@@ -335,16 +357,16 @@ function M.set_keymaps(bufnr, mode)
     end, "codellama: dismiss suggestion")
   elseif mode == "ghost" then
     local ghost = require("codellama.ghost")
-    map(bufnr, keys.accept, function()
-      if not ghost.accept(bufnr) then
-        return termcode(keys.accept)
-      end
-    end, "codellama: accept suggestion", { expr = true })
-    map(bufnr, keys.accept_line, function()
-      if not ghost.accept(bufnr, { line = true }) then
-        return termcode(keys.accept_line)
-      end
-    end, "codellama: accept the first line", { expr = true })
+    local function accept_key(lhs, kind, desc)
+      map(bufnr, lhs, function()
+        if not ghost.accept(bufnr, { kind = kind }) then
+          return termcode(lhs)
+        end
+      end, desc, { expr = true })
+    end
+    accept_key(keys.accept, nil, "codellama: accept suggestion")
+    accept_key(keys.accept_word, "word", "codellama: accept the next word")
+    accept_key(keys.accept_line, "line", "codellama: accept the next line")
     map(bufnr, keys.dismiss, function()
       ghost.dismiss(bufnr)
     end, "codellama: dismiss suggestion")
@@ -365,6 +387,33 @@ function M.update_settings(settings)
     client.settings = { codellama = M.server_settings() }
     M.client_call(client, "notify", "workspace/didChangeConfiguration", { settings = client.settings })
   end
+end
+
+local function percent(share)
+  return type(share) == "number" and string.format("%d%%", math.floor(share * 100 + 0.5)) or "-"
+end
+
+--- The acceptance figures of `codellama.stats` in a few lines for people.
+function M.acceptance_summary(stats)
+  local a = type(stats) == "table" and stats.acceptance
+  if type(a) ~= "table" then
+    return {}
+  end
+  local lines = {
+    string.format(
+      "suggestions: %d shown, %d accepted (%d chars), %d partly accepted (%d chars), %d dismissed; acceptance %s",
+      a.shown, a.accepted, a.accepted_chars, a.partially_accepted, a.partially_accepted_chars,
+      a.dismissed, percent(a.acceptance_rate)
+    ),
+  }
+  for _, when in ipairs({ { "retained_after_30s", "after 30 s" }, { "retained_after_20_edits", "after 20 edits" } }) do
+    local r, label = a[when[1]], when[2]
+    if type(r) == "table" and r.accepted_chars > 0 then
+      table.insert(lines, string.format("accepted text still there %s: %s of %d chars", label,
+        percent(r.kept_share), r.accepted_chars))
+    end
+  end
+  return lines
 end
 
 --- Format `codellama.stats` for people.
@@ -397,7 +446,8 @@ local function create_commands()
       vim.notify("codellama: " .. err, vim.log.levels.ERROR)
       return
     end
-    vim.notify(table.concat(M.format_stats(stats), "\n"), vim.log.levels.INFO, { title = "codellama stats" })
+    local lines = vim.list_extend(M.acceptance_summary(stats), M.format_stats(stats))
+    vim.notify(table.concat(lines, "\n"), vim.log.levels.INFO, { title = "codellama stats" })
   end, { desc = "Show codellama-lsp statistics" })
   cmd("CodellamaStatus", function()
     local status, err = M.execute("codellama.status")

@@ -1,0 +1,34 @@
+"""``codellama-lsp serve``: one loaded model shared by every editor on a machine (or a team).
+
+A 70B model takes minutes and tens of GB to load, so it must not be loaded once per editor
+window. This aiohttp server loads it once with :class:`~codellama_lsp.engines.local.LocalEngine`
+(same chunked prefill, stop flag and KV prefix slots as in-process) and speaks the OpenAI
+completions API, so the language server's HTTP engine, curl, or any OpenAI client can use it.
+
+One module per job:
+
+* ``app``: the routes and handlers (:class:`ModelServer`);
+* ``worker``: the thread that owns the model, and the fair queue in front of it;
+* ``prompts``: a request's prompt as token ids (ids, text, infilling text);
+* ``streaming``: OpenAI answers and server-sent events;
+* ``admission``: per-request limits and requests in flight per client;
+* ``auth``: the API key and the loopback rule;
+* ``errors``: OpenAI-shaped error answers;
+* ``metrics``: ``/metrics`` with ``prometheus_client``;
+* ``serve``: the ``codellama-lsp serve`` command line.
+"""
+
+from codellama_lsp.model_server.admission import Limits
+from codellama_lsp.model_server.app import ENDPOINTS, SESSION_HEADER, ModelServer
+from codellama_lsp.model_server.errors import ApiError
+from codellama_lsp.model_server.serve import DEFAULT_PORT, serve_main
+
+__all__ = [
+    "DEFAULT_PORT",
+    "ENDPOINTS",
+    "SESSION_HEADER",
+    "ApiError",
+    "Limits",
+    "ModelServer",
+    "serve_main",
+]
