@@ -9,7 +9,9 @@ text is ours: prompt, LSP handling or clean-up. Reported per kind and format:
 
 * natural-end exact match (goal ≥ 90 %), suffix repeats, leaked special tokens, wrong
   first-line indentation (goals 0), prompts over the token budget (goal 0);
-* with ``--model demo`` (a real model) instead: exact match and edit similarity.
+* with ``--model demo`` (a real model) instead: exact match and edit similarity;
+* the parse check (``--parse-check on|off``): of the suggestions shown where the code around the
+  cursor parsed before, how many make it stop parsing, and the check's cost per suggestion.
 
     .venv/bin/python benchmarks/quality.py               # oracle, both prompt formats
     .venv/bin/python benchmarks/quality.py --model demo  # the real demo model
@@ -36,6 +38,9 @@ from typing import Any
 import aiohttp
 from lsprotocol import types
 from pygls.lsp.client import LanguageClient
+
+from codellama_lsp.cursor import CursorContext
+from codellama_lsp.parse_check import parses, window
 
 ROOT = Path(__file__).resolve().parent.parent
 STDLIB = Path(tokenize.__file__).parent
@@ -239,7 +244,8 @@ async def run_cases(
                         inline_completion=types.InlineCompletionClientCapabilities()
                     )
                 ),
-                initialization_options=options,
+                # The requests are Invoked; the first candidate is the one measured.
+                initialization_options={"candidates": 1, **options},
             )
         )
         client.initialized(types.InitializedParams())
@@ -293,11 +299,18 @@ async def run_cases(
             items = result.items if isinstance(result, types.InlineCompletionList) else []
             completion = inserted_at_cursor(items[0], line_text, case.column) if items else ""
             results.append({"case": case, "completion": completion})
+        stats = await client.workspace_execute_command_async(
+            types.ExecuteCommandParams(command="codellama.stats")
+        )
+        results.append({"stats": stats})
         await client.shutdown_async(None)
         client.exit(None)
     finally:
         await client.stop()
     prompts = {}
+    server_stats = results.pop()["stats"]
+    for r in results:
+        r["server_stats"] = server_stats
     for line in log.read_text().splitlines():
         entry = json.loads(line)
         prompts[entry["id"]] = entry
@@ -314,6 +327,33 @@ def inserted_at_cursor(item: types.InlineCompletionItem, line_text: str, column:
         return text
     replaced = line_text[column : column + (item.range.end.character - item.range.start.character)]
     return text[: len(text) - len(replaced)] if replaced and text.endswith(replaced) else text
+
+
+def breaks_parsing(case: Case, completion: str) -> bool | None:
+    """None when the code around the cursor did not parse before (the parse check leaves such
+    places alone) or nothing is shown; else whether inserting ``completion`` breaks it (a
+    completion ending with a block header counts as whole: its body is typed next)."""
+    win = window(CursorContext(case.text, case.line, case.column), case.column)
+    if not completion or win is None or not parses(win.before):
+        return None
+    return not win.keeps_parsing(completion)
+
+
+def parse_check_line(results: list[dict[str, Any]]) -> str:
+    """Shown suggestions that break code which parsed, and the parse check's cost."""
+    verdicts = [breaks_parsing(r["case"], r["completion"]) for r in results]
+    judged = [v for v in verdicts if v is not None]
+    broken = sum(judged)
+    stats = results[0]["server_stats"] if results else {}
+    timing = stats.get("timings_ms", {}).get("parse_check", {})
+    share = f"{100 * broken / len(judged):.1f}%" if judged else "n/a"
+    return (
+        f"Parse check: {sum(1 for r in results if r['completion'])} suggestions shown; "
+        f"{broken} of the {len(judged)} where the code around the cursor parsed before "
+        f"break it ({share}); trimmed {stats.get('parse_check_trimmed', 0)}, dropped "
+        f"{stats.get('parse_check_dropped', 0)}; cost per suggestion p50 {timing.get('p50')} ms, "
+        f"p95 {timing.get('p95')} ms, max {timing.get('max')} ms (n={timing.get('count', 0)})."
+    )
 
 
 def budget_for(options: dict[str, Any], kind: str) -> int:
@@ -363,6 +403,7 @@ def report(results: list[dict[str, Any]], options: dict[str, Any], title: str) -
         )
         if kind == "all":
             total.update(exact=exact / n, repeats=repeats, leaks=leaks, wrong=wrong, over=over)
+    rows += ["", parse_check_line(results)]
     return rows
 
 
@@ -381,6 +422,7 @@ def main() -> int:
     parser.add_argument("--max-context-tokens", type=int, default=768)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--show-failures", type=int, default=0)
+    parser.add_argument("--parse-check", choices=("on", "off"), default="on")
     args = parser.parse_args()
     rng = random.Random(args.seed)
     oracle = args.model == "oracle"
@@ -400,6 +442,7 @@ def main() -> int:
             "max_context_tokens": args.max_context_tokens,
             "max_new_tokens": 160,
             "max_new_tokens_single_line": 48,
+            "parse_check": args.parse_check == "on",
         }
         started = time.perf_counter()
         with tempfile.TemporaryDirectory() as tmp:

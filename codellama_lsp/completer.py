@@ -15,10 +15,12 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
 from codellama_lsp.cache import CompletionCache, TypingThrough
+from codellama_lsp.candidates import add_distinct, alternative_requests
 from codellama_lsp.config import Settings, cache_key_values
 from codellama_lsp.cursor import CursorContext
 from codellama_lsp.debounce import AdaptiveDebounce
 from codellama_lsp.engines.base import Engine, GenerationRequest, GenerationResult
+from codellama_lsp.parse_check import checked, is_python
 from codellama_lsp.postprocess import block_done, clean, replace_range_end
 from codellama_lsp.prefill import IdlePrefill, keeps_kv_cache, line_prefix_ids
 from codellama_lsp.prompt import LineCounter, Prompt, build_prompt, choose_format
@@ -347,9 +349,29 @@ class Completer:
         prompt = await asyncio.to_thread(self._locked_prompt, uri, ctx, context)
         if not ticket.live:
             raise Superseded
+        request = self._request(uri, ctx, prompt, ticket)
+        self.idle_prefill.stop_unless_prefix_of(prompt.ids)
+        result = await self.scheduler.run(ticket, lambda _stop: self._run_engine(request, ticket))
+        if result.cancelled or result.finish_reason == "error":
+            return None
+        self.debounce.generation(result.prefill_seconds + result.decode_seconds)
+        text = await self._polish(uri, ctx, result)
+        self.cache.put(key, text)
+        self.typing.remember(uri, ctx.prefix, ctx.suffix, text)
+        if not self.scheduler.is_latest(ticket):
+            # A newer request for this document exists: nobody will see this result (the
+            # baseline that does not supersede answers every request all the same).
+            self.stats.add("discarded_tokens", result.generated_tokens)
+            if self.scheduler.supersede:
+                return None
+        return Completion(text, replace_range_end(ctx), "model") if text else None
+
+    def _request(
+        self, uri: str, ctx: CursorContext, prompt: Prompt, ticket: Ticket
+    ) -> GenerationRequest:
         s = self.settings
         single = ctx.single_line
-        request = GenerationRequest(
+        return GenerationRequest(
             prompt_ids=prompt.ids,
             max_new_tokens=s.max_new_tokens_single_line if single else s.max_new_tokens,
             temperature=s.temperature,
@@ -360,21 +382,44 @@ class Completer:
             draft_text=self.typing.draft(uri, ctx.prefix),
             max_draft=s.speculative_max_draft if s.speculative else 0,
         )
-        self.idle_prefill.stop_unless_prefix_of(prompt.ids)
-        result = await self.scheduler.run(ticket, lambda _stop: self._run_engine(request, ticket))
-        if result.cancelled or result.finish_reason == "error":
-            return None
-        self.debounce.generation(result.prefill_seconds + result.decode_seconds)
+
+    async def _polish(self, uri: str, ctx: CursorContext, result: GenerationResult) -> str:
+        """The model's text as shown: cleaned up, then parse-checked (Python, when on)."""
+        s = self.settings
         text = clean(result.text, ctx, s.stop_sequences, truncated=result.finish_reason == "length")
-        self.cache.put(key, text)
-        self.typing.remember(uri, ctx.prefix, ctx.suffix, text)
-        if not self.scheduler.is_latest(ticket):
-            # A newer request for this document exists: nobody will see this result (the
-            # baseline that does not supersede answers every request all the same).
-            self.stats.add("discarded_tokens", result.generated_tokens)
-            if self.scheduler.supersede:
-                return None
-        return Completion(text, replace_range_end(ctx), "model") if text else None
+        if s.parse_check and is_python(uri):
+            text = await asyncio.to_thread(checked, text, ctx, replace_range_end(ctx), self.stats)
+        return text
+
+    async def alternatives(self, uri: str, ctx: CursorContext, first: str, count: int) -> list[str]:
+        """Up to ``count - 1`` more texts for ``ctx``, each different from ``first`` and from
+        each other (see :mod:`codellama_lsp.candidates`); for requests the user invoked."""
+        if count <= 1 or not self.ready:
+            return []
+        ticket = self.scheduler.ticket(uri, ctx.prefix, ctx.suffix)
+        kept = [first]
+        try:
+            context = self.context_provider.prepare(uri) if self.context_provider else None
+            prompt = await asyncio.to_thread(self._locked_prompt, uri, ctx, context)
+            base = self._request(uri, ctx, prompt, ticket)
+            for request in alternative_requests(base, count - 1):
+                if not ticket.live:
+                    break
+                result = await self.scheduler.run(ticket, self._engine_job(request, ticket))
+                if result.cancelled or result.finish_reason == "error":
+                    break
+                self.stats.add("candidates_generated")
+                add_distinct(kept, await self._polish(uri, ctx, result))
+                if len(kept) == count:
+                    break
+        finally:
+            self.scheduler.release(ticket)
+        return kept[1:]
+
+    def _engine_job(
+        self, request: GenerationRequest, ticket: Ticket
+    ) -> Callable[[threading.Event], GenerationResult]:
+        return lambda _stop: self._run_engine(request, ticket)
 
     def _run_engine(self, request: GenerationRequest, ticket: Ticket) -> GenerationResult:
         """On the model worker: run one generation and count what it did."""

@@ -116,6 +116,14 @@ class Settings:
         cache_key=True,
     )
     enabled: bool = setting(True, "false = answer every request empty")
+    candidates: int = setting(
+        3, "suggestions to cycle through when you ask explicitly (Invoked); typing always gets one"
+    )
+    parse_check: bool = setting(
+        True,
+        "Python: trim or drop a suggestion that would make code which parsed stop parsing",
+        cache_key=True,
+    )
     debounce_ms: int = setting(
         -1,
         (
@@ -225,6 +233,7 @@ class Settings:
                 -1 <= self.debounce_ms <= 5000,
                 "debounce_ms must be between 0 and 5000, or -1 (adaptive)",
             ),
+            (1 <= self.candidates <= 10, "candidates must be between 1 and 10"),
             (self.prefill_chunk_tokens >= 1, "prefill_chunk_tokens must be at least 1"),
             (self.cache_size >= 0, "cache_size must not be negative"),
             (self.cache_ttl_s > 0, "cache_ttl_s must be positive"),

@@ -415,7 +415,13 @@ async def inline_completion(
     if completion is None:
         return types.InlineCompletionList(items=[])
     ls.acceptance.offered(uri, ctx.prefix, completion.text)
-    return types.InlineCompletionList(items=[inline_item(uri, doc, ctx, completion, selected)])
+    found = [completion]
+    if params.context.trigger_kind == types.InlineCompletionTriggerKind.Invoked:
+        # Asked for explicitly: more candidates to cycle through (typing gets one).
+        more = await ls.completer.alternatives(uri, ctx, completion.text, ls.settings.candidates)
+        found += [Completion(text, completion.end_character, completion.source) for text in more]
+    items = [inline_item(uri, doc, ctx, each, selected) for each in found]
+    return types.InlineCompletionList(items=items)
 
 
 async def completion(ls: CodeLlamaServer, params: types.CompletionParams) -> types.CompletionList:

@@ -30,6 +30,9 @@ COUNTERS = (
     "idle_prefills_stopped",
     "idle_prefill_tokens",
     "decode_forward_passes",
+    "parse_check_trimmed",
+    "parse_check_dropped",
+    "candidates_generated",
     *(
         f"{kind}_{source}"
         for source in ("previous", "lookup", "draft_model")
@@ -44,10 +47,12 @@ TIMINGS = (
     "prefill_chunk",
     "decode_step",
     "debounce_wait",
+    "parse_check",
 )
 """Engine timings (ms): from setting a stop flag to the engine returning, by the phase the
 stop landed in; the forward pass the stop had to wait for (the chunk or step in flight); and the
-mean prefill chunk / decode step of each generation; the debounce wait each request was given."""
+mean prefill chunk / decode step of each generation; the debounce wait each request was given;
+the parse check's cost per suggestion."""
 
 
 def percentile(values: list[float], q: float) -> float | None:
@@ -101,6 +106,7 @@ class Stats:
         data["timings_ms"] = {
             name: {
                 "p50": percentile(v, 50),
+                "p95": percentile(v, 95),
                 "max": round(max(v), 3) if v else None,
                 "count": len(v),
             }

@@ -242,6 +242,9 @@ async def test_inline_completion_is_registered_only_with_capability() -> None:
 async def test_auto_closed_bracket_is_replaced_not_doubled() -> None:
     text = "import os\n\nprint()\n"
     options = {**GREEDY, "max_new_tokens_single_line": 12, "prompt_format": "prefix"}
+    # The demo model's text here does not parse, and this test is about the item's range, not
+    # about the parse check (tests/test_parse_check.py), which would drop it.
+    options["parse_check"] = False
     async with lsp_session(options) as s:
         uri = "file:///closer.py"
         s.open(uri, text)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import re
 import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -269,6 +270,56 @@ def test_leaving_insert_mode_cancels_the_request(nvim: Nvim) -> None:
     assert state["mode"] == "n"
     assert state["ghost"] == ""
     assert state["lines"][-1] == "    x = math."
+
+
+COUNT = re.compile(r" \((\d+)/(\d+)\)$")
+"""The "(2/3)" both display paths draw after the text while cycling."""
+
+
+def test_next_and_previous_cycle_through_candidates(nvim: Nvim) -> None:
+    wait_ready(nvim)
+    nvim.send("Go")
+
+    def ghost() -> str | None:
+        s = nvim.state()
+        return s["ghost"] if s["mode"] == "i" and s["ghost"] else None
+
+    _typed, first = type_until_ghost(nvim.send, ghost)
+    assert not COUNT.search(first)  # typing asked with triggerKind Automatic: one item
+    before = nvim.stats()
+
+    nvim.send("<M-]>")  # asks again with triggerKind Invoked: several; shows the second
+
+    def counted() -> str | None:
+        shown = ghost()
+        return shown if shown and COUNT.search(shown) else None
+
+    second = wait_until(
+        counted,
+        60,
+        "a second candidate after <M-]>",
+        0.2,
+        lambda: json.dumps(nvim.state()),
+    )
+    match = COUNT.search(second)
+    assert match is not None and match.group(1) == "2" and int(match.group(2)) >= 2
+    assert COUNT.sub("", second) != first
+    assert nvim.stats()["candidates_generated"] > before["candidates_generated"]
+
+    nvim.send("<M-[>")  # back to the first, which is the one typing showed
+
+    def first_again() -> str | None:
+        shown = ghost()
+        return shown if shown and shown.endswith(f" (1/{match.group(2)})") else None
+
+    back = wait_until(
+        first_again,
+        10,
+        "the first candidate after <M-[>",
+        0.1,
+        lambda: json.dumps(nvim.state()),
+    )
+    assert COUNT.sub("", back) == first
 
 
 def test_checkhealth(nvim: Nvim) -> None:

@@ -393,6 +393,92 @@ def test_ghost_text_tab_accept_and_status(
 
 
 @pytest.fixture
+def code_server_with_key_setting(tmp_path: Path) -> Iterator[tuple[CodeServer, Path]]:
+    """code-server whose settings.json still holds an API key (as before SecretStorage)."""
+    vsix = require_vscode()
+    workspace = tmp_path / "ws"
+    workspace.mkdir()
+    (workspace / "geometry.py").write_text(SOURCE)
+    settings = editor_settings(
+        {"model": "demo", "temperature": 0, "debounceMs": 0, "maxNewTokens": 48}
+    )
+    settings["codellama.apiKey"] = "sk-from-settings"
+    server = CodeServer(tmp_path, vsix, workspace, settings)
+    try:
+        yield server, workspace
+    finally:
+        server.close()
+
+
+def test_alt_bracket_cycles_candidates_and_the_key_leaves_settings_json(
+    code_server_with_key_setting: tuple[CodeServer, Path], browser: WebDriver, artifacts_dir: Path
+) -> None:
+    from selenium.webdriver.common.action_chains import ActionChains
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+
+    server, workspace = code_server_with_key_setting
+    settings_file = server.user_data / "User" / "settings.json"
+    file = workspace / "geometry.py"
+    driver = browser
+    payload = json.dumps([["openFile", f"vscode-remote://{file}"]])
+    driver.get(f"{server.url}/?folder={workspace}&payload={urllib.parse.quote(payload)}")
+
+    def describe() -> str:
+        with contextlib.suppress(Exception):
+            driver.save_screenshot(str(artifacts_dir / "vscode-cycle-failure.png"))
+        return f"status bar: {status_text(driver)!r}\nextension log:\n{server.extension_log()}"
+
+    try:
+        wait_until(lambda: "ready" in status_text(driver), 90, "ready", 0.2, describe)
+        # The key moved from settings.json into secret storage when the extension started.
+        wait_until(
+            lambda: "sk-from-settings" not in settings_file.read_text(),
+            20,
+            "the API key to leave settings.json",
+            0.3,
+            describe,
+        )
+        assert "codellama.model" in settings_file.read_text()  # the rest stays
+
+        driver.find_element(By.CSS_SELECTOR, ".monaco-editor .view-lines").click()
+        ActionChains(driver).key_down(Keys.CONTROL).send_keys(Keys.END).key_up(
+            Keys.CONTROL
+        ).perform()
+        typed, first = type_until_ghost(
+            lambda text: ActionChains(driver).send_keys(text).perform(),
+            lambda: driver.execute_script(GHOST_JS),
+        )
+        # Alt+]: VS Code asks again (Invoked), gets several candidates and shows the next one.
+        ActionChains(driver).key_down(Keys.ALT).send_keys("]").key_up(Keys.ALT).perform()
+
+        def another() -> str | None:
+            ghost = driver.execute_script(GHOST_JS)
+            return str(ghost) if ghost and ghost != first else None
+
+        second = wait_until(
+            another,
+            60,
+            "another candidate after Alt+]",
+            0.2,
+            describe,
+        )
+        print(f"after typing {typed!r}: {first!r}, after Alt+]: {second!r}")
+        ActionChains(driver).key_down(Keys.ALT).send_keys("[").key_up(Keys.ALT).perform()
+        wait_until(
+            lambda: driver.execute_script(GHOST_JS) == first,
+            20,
+            "the first candidate again after Alt+[",
+            0.2,
+            describe,
+        )
+    finally:
+        log = server.extension_log()
+        if log:
+            print(f"--- extension log ---\n{log}")
+
+
+@pytest.fixture
 def scripted_code_server(tmp_path: Path) -> Iterator[tuple[CodeServer, Path]]:
     """code-server whose language server asks the scripted model server (known answers)."""
     vsix = require_vscode()

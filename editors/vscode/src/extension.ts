@@ -28,6 +28,7 @@ import {
   needsRestart,
   serverSettings,
 } from "./settings";
+import { API_KEY_SECRET, API_KEY_SETTING, applyApiKeyInput, migrateApiKey, withApiKey } from "./secrets";
 import { parseServerLogLine } from "./serverLog";
 import { acceptedLength, DID_PARTIALLY_ACCEPT, partialAcceptParams, type ShownItem } from "./partialAccept";
 
@@ -62,12 +63,13 @@ class CodeLlamaClient implements vscode.Disposable {
   private state: State = "starting";
   private lastStatus: ServerStatus | null = null;
   private progress: Progress | null = null;
+  private apiKey: string | undefined;
   private acceptance: Acceptance | null = null;
   private statsTimer: ReturnType<typeof setTimeout> | undefined;
   /** The items of the server's last answer, per document (for partial accepts). */
   private readonly shown = new Map<string, ShownItem[]>();
 
-  constructor() {
+  constructor(private readonly secrets: vscode.SecretStorage) {
     this.log = vscode.window.createOutputChannel("Code Llama", { log: true });
     this.statusItem = vscode.window.createStatusBarItem("codellama.status", vscode.StatusBarAlignment.Right, 100);
     this.statusItem.name = "Code Llama";
@@ -78,6 +80,49 @@ class CodeLlamaClient implements vscode.Disposable {
 
   private config(): vscode.WorkspaceConfiguration {
     return vscode.workspace.getConfiguration(SECTION);
+  }
+
+  /** The server settings, with the API key from SecretStorage (never from settings.json). */
+  private serverSettings(keyRemoved = false): ReturnType<typeof serverSettings> {
+    return withApiKey(serverSettings(this.config()), this.apiKey, keyRemoved);
+  }
+
+  /** Move a key found in settings.json (any scope) into SecretStorage, then read the stored key. */
+  async loadApiKey(): Promise<void> {
+    const config = this.config();
+    const moved = await migrateApiKey(this.secrets, {
+      value: config.get<string>(API_KEY_SETTING),
+      clear: async () => {
+        const scopes = config.inspect<string>(API_KEY_SETTING);
+        if (scopes?.globalValue !== undefined) await config.update(API_KEY_SETTING, undefined, vscode.ConfigurationTarget.Global);
+        if (scopes?.workspaceValue !== undefined) await config.update(API_KEY_SETTING, undefined, vscode.ConfigurationTarget.Workspace);
+        if (scopes?.workspaceFolderValue !== undefined)
+          await config.update(API_KEY_SETTING, undefined, vscode.ConfigurationTarget.WorkspaceFolder);
+      },
+    });
+    if (moved) this.log.info("Moved codellama.apiKey from settings.json into VS Code's secret storage");
+    this.apiKey = await this.secrets.get(API_KEY_SECRET);
+  }
+
+  /** The stored key changed (Set API Key, or another window): tell the running server. */
+  async onApiKeyChanged(): Promise<void> {
+    const had = Boolean(this.apiKey);
+    this.apiKey = await this.secrets.get(API_KEY_SECRET);
+    if (this.client?.isRunning()) {
+      const settings = this.serverSettings(had && !this.apiKey);
+      await this.client.sendNotification("workspace/didChangeConfiguration", didChangeConfigurationParams(settings));
+    }
+  }
+
+  async setApiKey(): Promise<void> {
+    const input = await vscode.window.showInputBox({
+      title: "Code Llama: API key of the model server",
+      prompt: "Kept in VS Code's secret storage. Leave empty to remove the stored key.",
+      password: true,
+      ignoreFocusOut: true,
+    });
+    const outcome = await applyApiKeyInput(this.secrets, input);
+    if (outcome !== "unchanged") void vscode.window.showInformationMessage(`Code Llama: API key ${outcome}.`);
   }
 
   private render(): void {
@@ -167,7 +212,7 @@ class CodeLlamaClient implements vscode.Disposable {
             channel[level](message);
           }),
       },
-      initializationOptions: () => serverSettings(this.config()),
+      initializationOptions: () => this.serverSettings(),
       middleware: {
         // Client-side switch too, so that "off" is instant even while the server is busy.
         // VS Code cancels the inline request at every key. The server supersedes a document's
@@ -273,11 +318,13 @@ class CodeLlamaClient implements vscode.Disposable {
 
   async onConfigurationChanged(e: vscode.ConfigurationChangeEvent): Promise<void> {
     if (!e.affectsConfiguration(SECTION)) return;
+    // A key typed into settings.json: move it into SecretStorage (which then tells the server).
+    if (e.affectsConfiguration(`${SECTION}.${API_KEY_SETTING}`)) await this.loadApiKey();
     if (needsRestart((section) => e.affectsConfiguration(section))) {
       await this.restart();
       return;
     }
-    const settings = serverSettings(this.config());
+    const settings = this.serverSettings();
     if (this.client?.isRunning()) {
       await this.client.sendNotification("workspace/didChangeConfiguration", didChangeConfigurationParams(settings));
     }
@@ -336,7 +383,7 @@ function forwardLines(input: NodeJS.ReadableStream, write: (line: string) => voi
 let instance: CodeLlamaClient | undefined;
 
 export async function activate(context: vscode.ExtensionContext): Promise<void> {
-  const codellama = new CodeLlamaClient();
+  const codellama = new CodeLlamaClient(context.secrets);
   instance = codellama;
   context.subscriptions.push(
     codellama,
@@ -344,10 +391,13 @@ export async function activate(context: vscode.ExtensionContext): Promise<void> 
     vscode.commands.registerCommand("codellama.restartServer", () => codellama.restart()),
     vscode.commands.registerCommand("codellama.showLog", () => codellama.showLog()),
     vscode.commands.registerCommand("codellama.showStats", () => codellama.showStats()),
+    vscode.commands.registerCommand("codellama.setApiKey", () => codellama.setApiKey()),
     vscode.commands.registerCommand("codellama.acceptNextWord", () => codellama.acceptPart("word")),
     vscode.commands.registerCommand("codellama.acceptNextLine", () => codellama.acceptPart("line")),
     vscode.workspace.onDidChangeConfiguration((e) => codellama.onConfigurationChanged(e)),
+    context.secrets.onDidChange((e) => (e.key === API_KEY_SECRET ? codellama.onApiKeyChanged() : undefined)),
   );
+  await codellama.loadApiKey();
   await codellama.start();
 }
 

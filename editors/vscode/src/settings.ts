@@ -9,13 +9,15 @@ export interface ConfigReader {
   get<T>(section: string): T | undefined;
 }
 
-/** Server settings: VS Code setting key (under `codellama.`) → server key (snake_case). */
+/**
+ * Server settings: VS Code setting key (under `codellama.`) → server key (snake_case). The API key
+ * is not among them: it comes from SecretStorage (see secrets.ts).
+ */
 export const SERVER_SETTING_KEYS: Readonly<Record<string, string>> = {
   enabled: "enabled",
   model: "model",
   backend: "backend",
   serverUrl: "server_url",
-  apiKey: "api_key",
   httpModelName: "http_model_name",
   dtype: "dtype",
   deviceMap: "device_map",
@@ -31,6 +33,8 @@ export const SERVER_SETTING_KEYS: Readonly<Record<string, string>> = {
   debounceMs: "debounce_ms",
   keepMatchingGenerations: "keep_matching_generations",
   idlePrefill: "idle_prefill",
+  candidates: "candidates",
+  parseCheck: "parse_check",
   prefillChunkTokens: "prefill_chunk_tokens",
   cacheSize: "cache_size",
   cacheTtlS: "cache_ttl_s",

@@ -10,6 +10,7 @@ import {
   serverSettings,
   type ConfigReader,
 } from "../src/settings";
+import { API_KEY_SETTING } from "../src/secrets";
 
 /** A fake `WorkspaceConfiguration` reading from a flat object of dotted keys. */
 function config(values: Record<string, unknown>): ConfigReader {
@@ -40,6 +41,8 @@ const PACKAGE_DEFAULTS: Record<string, unknown> = {
   debounceMs: null,
   keepMatchingGenerations: null,
   idlePrefill: null,
+  candidates: null,
+  parseCheck: null,
   httpModelName: "",
   fimSuffixShare: null,
   stopSequences: null,
@@ -111,7 +114,7 @@ test("every server key is snake_case and every VS Code key is in package.json", 
     assert.ok(`codellama.${key}` in properties, `codellama.${key} missing in package.json`);
   }
   // And the converse: each contributed setting is either sent to the server or used by the client.
-  const clientOnly = new Set([...LAUNCH_SETTING_KEYS, "trace.server"]);
+  const clientOnly = new Set([...LAUNCH_SETTING_KEYS, "trace.server", API_KEY_SETTING]);
   for (const key of Object.keys(properties)) {
     const name = key.replace(/^codellama\./, "");
     assert.ok(clientOnly.has(name) || name in SERVER_SETTING_KEYS, `${key} is not used`);

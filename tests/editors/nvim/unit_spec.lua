@@ -128,6 +128,34 @@ test("0.12 accept: typed text that the item does not begin with stays", function
   eq(accept_in("    pr", 6, native_item("x = 1", 0, 4, 4)), { { "    x = 1pr" }, { 1, 9 } })
 end)
 
+test("candidates: the items that fit, numbered in the server's order", function()
+  local plans = ghost.plans({ item("x = 1", 0, 4, 4), item("print(x)", 0, 2, 2), item("y = 2", 0, 4, 4) }, "    ", 0, 4, "utf-16")
+  eq(#plans, 2)
+  eq({ plans[1].text, plans[1].index, plans[2].text, plans[2].index }, { "x = 1", 1, "y = 2", 2 })
+end)
+
+test("API key from a function, else from the environment variable, never empty", function()
+  vim.env.CODELLAMA_TEST_KEY = " from-env "
+  local config = { settings = { model = "demo" }, api_key_env = "CODELLAMA_TEST_KEY" }
+  eq(codellama.api_key(config), "from-env")
+  eq(codellama.server_settings(config), { model = "demo", api_key = "from-env" })
+  config.api_key = function()
+    return "from-function"
+  end
+  eq(codellama.server_settings(config), { model = "demo", api_key = "from-function" })
+  eq(config.settings, { model = "demo" }) -- the key is not written into the user's settings
+  config.api_key = function()
+    return ""
+  end
+  eq(codellama.server_settings(config), { model = "demo" })
+  config.api_key, config.notify_errors = function()
+    error("locked")
+  end, false
+  eq(codellama.api_key(config), nil)
+  vim.env.CODELLAMA_TEST_KEY = nil
+  eq(codellama.api_key({ settings = {}, api_key_env = "CODELLAMA_TEST_KEY" }), nil)
+end)
+
 local partial = require("codellama.partial")
 
 test("partial accept: the next word, with the blanks and line breaks before it", function()

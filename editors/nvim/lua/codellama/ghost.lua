@@ -4,11 +4,15 @@
 --- cancelling the request in flight when typing goes on), shows the first item as virtual text at
 --- the cursor (first line inline, the rest as virtual lines), clears it when the cursor moves or
 --- insert mode ends, and applies it on accept (then runs the item's command, so the server hears
---- of the accept).
+--- of the accept). Next/previous cycle through the items; with one item (typing asks with
+--- triggerKind Automatic, which gets one) they ask again as Invoked, which gets several.
 local M = {}
 
 local ns = vim.api.nvim_create_namespace("codellama_ghost")
 vim.api.nvim_set_hl(0, "CodellamaSuggestion", { link = "Comment", default = true })
+vim.api.nvim_set_hl(0, "CodellamaSuggestionCount", { link = "NonText", default = true })
+
+local AUTOMATIC, INVOKED = 2, 1 -- lsp.InlineCompletionTriggerKind
 
 ---@class codellama.GhostState
 ---@field client_id integer
@@ -16,7 +20,8 @@ vim.api.nvim_set_hl(0, "CodellamaSuggestion", { link = "Comment", default = true
 ---@field timer uv.uv_timer_t|nil
 ---@field request_id integer|nil
 ---@field seq integer
----@field suggestion table|nil  { row, col, tick, text, lines, start_col, end_col, command }
+---@field suggestion table|nil  { row, col, tick, text, lines, start_col, end_col, command, index }
+---@field candidates table[]     the plans of the last answer's items (suggestion is one of them)
 
 ---@type table<integer, codellama.GhostState>
 local buffers = {}
@@ -89,6 +94,7 @@ local function clear(bufnr)
   local state = buffers[bufnr]
   if state then
     state.suggestion = nil
+    state.candidates = {}
   end
 end
 
@@ -116,13 +122,19 @@ local function cursor()
 end
 
 local function show(bufnr, plan, row, col)
+  local candidates = buffers[bufnr].candidates or {}
   clear(bufnr)
-  local virt_lines = {}
-  for i = 2, #plan.lines do
-    table.insert(virt_lines, { { plan.lines[i], "CodellamaSuggestion" } })
+  buffers[bufnr].candidates = candidates
+  local chunks = {}
+  for _, text in ipairs(plan.lines) do
+    table.insert(chunks, { { text, "CodellamaSuggestion" } })
   end
+  if #candidates > 1 then -- which one of how many, after the text (as Neovim 0.12 shows it)
+    table.insert(chunks[#chunks], { string.format(" (%d/%d)", plan.index, #candidates), "CodellamaSuggestionCount" })
+  end
+  local virt_lines = { unpack(chunks, 2) }
   vim.api.nvim_buf_set_extmark(bufnr, ns, row, col, {
-    virt_text = { { plan.lines[1], "CodellamaSuggestion" } },
+    virt_text = chunks[1],
     virt_text_pos = "inline",
     virt_lines = #virt_lines > 0 and virt_lines or nil,
     hl_mode = "combine",
@@ -131,7 +143,22 @@ local function show(bufnr, plan, row, col)
   buffers[bufnr].suggestion = plan
 end
 
-local function request(bufnr)
+--- The plans of the items that fit the line (in the server's order), each with its index.
+function M.plans(items, line, row, col, encoding)
+  local plans = {}
+  for _, item in ipairs(items) do
+    local plan = M.plan(item, line, row, col, encoding)
+    if plan then
+      plan.command = item.command
+      plan.index = #plans + 1
+      table.insert(plans, plan)
+    end
+  end
+  return plans
+end
+
+--- Ask for suggestions at the cursor; show the `pick`-th that fits (default 1, negative from the end).
+local function request(bufnr, kind, pick)
   local state = buffers[bufnr]
   local client = state and vim.lsp.get_client_by_id(state.client_id)
   if not client or vim.api.nvim_get_current_buf() ~= bufnr or not vim.fn.mode():match("^i") then
@@ -143,7 +170,7 @@ local function request(bufnr)
   local row, col = cursor()
   local tick = vim.api.nvim_buf_get_changedtick(bufnr)
   local params = vim.lsp.util.make_position_params(0, state.encoding)
-  params.context = { triggerKind = 2 } -- Automatic
+  params.context = { triggerKind = kind or AUTOMATIC }
   state.seq = state.seq + 1
   local seq = state.seq
   local ok, id = call(client, "request", "textDocument/inlineCompletion", params, function(err, result)
@@ -161,13 +188,10 @@ local function request(bufnr)
     end
     local items = result.items or result
     local line = vim.api.nvim_buf_get_lines(bufnr, row, row + 1, false)[1] or ""
-    for _, item in ipairs(items) do
-      local plan = M.plan(item, line, row, col, state.encoding)
-      if plan then
-        plan.command = item.command
-        show(bufnr, plan, row, col)
-        return
-      end
+    local plans = M.plans(items, line, row, col, state.encoding)
+    if #plans > 0 then
+      state.candidates = plans
+      show(bufnr, plans[(((pick or 1) - 1) % #plans) + 1], row, col)
     end
   end, bufnr)
   if ok then
@@ -187,6 +211,26 @@ local function schedule(bufnr, delay)
   state.timer:start(delay, 0, vim.schedule_wrap(function()
     request(bufnr)
   end))
+end
+
+--- Show the next (step 1) or previous (step -1) candidate. With one or none on screen, ask the
+--- server for candidates (Invoked) and show the next (or last) of them.
+function M.cycle(bufnr, step)
+  bufnr = bufnr or vim.api.nvim_get_current_buf()
+  local state = buffers[bufnr]
+  if not state then
+    return
+  end
+  local s = state.suggestion
+  local row, col = cursor()
+  local here = s and s.row == row and s.col == col and s.tick == vim.api.nvim_buf_get_changedtick(bufnr)
+  if here and #state.candidates > 1 then
+    local n = #state.candidates
+    show(bufnr, state.candidates[((s.index - 1 + step) % n) + 1], row, col)
+    return
+  end
+  cancel(bufnr)
+  request(bufnr, INVOKED, here and (step > 0 and 2 or 0) or 1)
 end
 
 --- Whether a suggestion is on screen at the cursor.
@@ -273,6 +317,7 @@ function M.attach(client, bufnr, config)
     client_id = client.id,
     encoding = client.offset_encoding or "utf-16",
     seq = 0,
+    candidates = {},
   }
   local group = vim.api.nvim_create_augroup("codellama_ghost_" .. bufnr, { clear = true })
   local delay = config.ghost_debounce_ms or 75

@@ -15,8 +15,8 @@ local CLIENT_NAME = "codellama"
 ---@field accept_word string|false  accept the next word of the suggestion
 ---@field accept_line string|false  accept the rest of the suggestion's line
 ---@field dismiss string|false      hide the suggestion
----@field next string|false         next suggestion (>= 0.12)
----@field prev string|false         previous suggestion (>= 0.12)
+---@field next string|false         next suggestion; with one shown, asks for more candidates
+---@field prev string|false         previous suggestion; likewise
 
 ---@class codellama.Config
 ---@field cmd string[]              how to start the server
@@ -28,6 +28,9 @@ local CLIENT_NAME = "codellama"
 ---@field keymaps codellama.Keymaps
 ---@field ghost_debounce_ms integer  ghost-text path: wait this long after typing before asking
 ---@field notify_errors boolean     show server errors with vim.notify
+---@field api_key (fun(): string|nil)|nil  returns the model server's API key (e.g. from a password
+---                                 manager); called when the server starts; wins over api_key_env
+---@field api_key_env string|nil    environment variable holding the API key
 local defaults = {
   cmd = { "codellama-lsp" },
   filetypes = { "python" },
@@ -44,7 +47,11 @@ local defaults = {
   },
   ghost_debounce_ms = 75,
   notify_errors = true,
+  api_key = nil,
+  api_key_env = "CODELLAMA_LSP_API_KEY",
 }
+
+local INVOKED = 1 -- lsp.InlineCompletionTriggerKind.Invoked: the user asked (several candidates)
 
 ---@type codellama.Config
 M.config = vim.deepcopy(defaults)
@@ -150,15 +157,47 @@ local function on_attach(client, bufnr)
   M.set_keymaps(bufnr, mode)
 end
 
+--- The model server's API key from `api_key` (a function) or `api_key_env`, never from a file.
+---@return string|nil
+function M.api_key(config)
+  config = config or M.config
+  local key
+  if type(config.api_key) == "function" then
+    local ok, value = pcall(config.api_key)
+    if ok then
+      key = value
+    elseif config.notify_errors then
+      vim.notify("codellama: api_key function failed: " .. tostring(value), vim.log.levels.WARN)
+    end
+  elseif config.api_key_env then
+    key = vim.env[config.api_key_env]
+  end
+  if type(key) ~= "string" or vim.trim(key) == "" then
+    return nil
+  end
+  return vim.trim(key)
+end
+
+--- The settings sent to the server: `settings` plus the API key when there is one.
+function M.server_settings(config)
+  config = config or M.config
+  local settings = vim.deepcopy(config.settings)
+  local key = M.api_key(config)
+  if key then
+    settings.api_key = key
+  end
+  return settings
+end
+
 --- The LSP client config (also usable with vim.lsp.config / nvim-lspconfig, see docs/editors.md).
 function M.lsp_config(bufnr)
   return {
     name = CLIENT_NAME,
     cmd = M.config.cmd,
     root_dir = bufnr and root_dir(bufnr) or nil,
-    init_options = M.config.settings,
+    init_options = M.server_settings(),
     -- Neovim sends these with workspace/didChangeConfiguration after initializing.
-    settings = { codellama = M.config.settings },
+    settings = { codellama = M.server_settings() },
     handlers = { ["codellama/status"] = on_status },
     on_attach = on_attach,
     on_exit = function(code, signal)
@@ -238,6 +277,51 @@ function M.accept_native(bufnr, item, kind)
   end
 end
 
+--- Neovim 0.12's inline completion state for a buffer (its own requests are all Automatic,
+--- so it holds one item). Private to Neovim: nil when its shape is not the one we know.
+local function native_completor(bufnr)
+  local ok, capability = pcall(require, "vim.lsp._capability")
+  local class = ok and type(capability.all) == "table" and capability.all.inline_completion
+  local completor = class and class.active and class.active[bufnr]
+  if completor and completor.handler and completor.count_items and completor.select then
+    return completor
+  end
+  return nil
+end
+
+--- Next (count 1) or previous (count -1) suggestion on the 0.12 path. With only the one item
+--- that typing got, ask the server for candidates (Invoked) and show the next of them.
+function M.cycle_native(bufnr, count)
+  local completor = native_completor(bufnr)
+  local client = M.get_client(bufnr)
+  if not completor or not client or completor:count_items() > 1 then
+    vim.lsp.inline_completion.select({ count = count, bufnr = bufnr })
+    return
+  end
+  local params = vim.lsp.util.make_position_params(0, client.offset_encoding)
+  params.context = { triggerKind = INVOKED }
+  local tick = vim.api.nvim_buf_get_changedtick(bufnr)
+  local cursor = vim.api.nvim_win_get_cursor(0)
+  client:request("textDocument/inlineCompletion", params, function(err, result, ctx)
+    local now = vim.api.nvim_win_get_cursor(0)
+    if err or not result or vim.api.nvim_buf_get_changedtick(bufnr) ~= tick
+      or now[1] ~= cursor[1] or now[2] ~= cursor[2] or not vim.fn.mode():match("^i") then
+      return -- the text moved on since we asked
+    end
+    local ok = pcall(function()
+      completor.client_state[ctx.client_id] = completor.client_state[ctx.client_id] or {}
+      completor:handler(nil, result, ctx)
+      local n = completor:count_items()
+      if n > 1 then
+        completor:select(count > 0 and 2 or n, true)
+      end
+    end)
+    if not ok then
+      vim.lsp.inline_completion.select({ count = count, bufnr = bufnr })
+    end
+  end, bufnr)
+end
+
 --- Insert-mode keys for a buffer.
 function M.set_keymaps(bufnr, mode)
   local keys = M.config.keymaps or {}
@@ -261,10 +345,10 @@ function M.set_keymaps(bufnr, mode)
     accept_key(keys.accept_word, "word", "codellama: accept the next word")
     accept_key(keys.accept_line, "line", "codellama: accept the next line")
     map(bufnr, keys.next, function()
-      vim.lsp.inline_completion.select({ count = 1 })
+      M.cycle_native(bufnr, 1)
     end, "codellama: next suggestion")
     map(bufnr, keys.prev, function()
-      vim.lsp.inline_completion.select({ count = -1 })
+      M.cycle_native(bufnr, -1)
     end, "codellama: previous suggestion")
     map(bufnr, keys.dismiss, function()
       -- Re-enabling drops the shown item; a new one comes with the next keystroke.
@@ -286,6 +370,12 @@ function M.set_keymaps(bufnr, mode)
     map(bufnr, keys.dismiss, function()
       ghost.dismiss(bufnr)
     end, "codellama: dismiss suggestion")
+    map(bufnr, keys.next, function()
+      ghost.cycle(bufnr, 1)
+    end, "codellama: next suggestion")
+    map(bufnr, keys.prev, function()
+      ghost.cycle(bufnr, -1)
+    end, "codellama: previous suggestion")
   end
 end
 
@@ -294,7 +384,7 @@ function M.update_settings(settings)
   M.config.settings = vim.tbl_extend("force", M.config.settings, settings)
   local client = M.get_client()
   if client then
-    client.settings = { codellama = M.config.settings }
+    client.settings = { codellama = M.server_settings() }
     M.client_call(client, "notify", "workspace/didChangeConfiguration", { settings = client.settings })
   end
 end

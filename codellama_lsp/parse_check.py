@@ -1,0 +1,123 @@
+"""Never show a suggestion that breaks code which parsed: trim it, or drop it.
+
+The check looks at a bounded window of the file, the top-level statement(s) around the cursor,
+and compares "parsed before the insertion" with "parses after". Half-written code at the cursor
+is normal while typing: a window that did not parse before is left alone, so the check only
+ever guards code that was whole. A suggestion that makes a whole window stop parsing is cut to
+its longest prefix (whole lines) that keeps it parsing; when none does, it is dropped.
+"""
+
+from __future__ import annotations
+
+import ast
+import time
+import warnings
+from dataclasses import dataclass
+
+from codellama_lsp.cursor import CursorContext, indentation
+from codellama_lsp.stats import Stats
+
+MAX_WINDOW_LINES = 400
+"""A window larger than this (a huge top-level block) is not checked: the cost stays bounded."""
+PYTHON_SUFFIXES = (".py", ".pyi", ".pyw")
+_CONTINUES_STATEMENT = ("else", "elif", "except", "finally", "case")
+"""Column-0 words that continue the statement above (``case`` only inside ``match``, which
+never sits at column 0, but a soft keyword named ``case`` at column 0 is merely kept)."""
+
+
+def is_python(uri: str) -> bool:
+    """Python by file name; untitled buffers and other languages are not checked."""
+    return uri.lower().endswith(PYTHON_SUFFIXES)
+
+
+def parses(source: str) -> bool:
+    """True when ``source`` is valid Python (a module)."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # invalid escape sequences and the like
+            ast.parse(source)
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
+        return False
+    return True
+
+
+def _starts_statement(line: str) -> bool:
+    """Does ``line`` begin a new top-level statement (column 0, not a continuation)?"""
+    if not line or line[0] in " \t#)]}\f" or not line.strip():
+        return False
+    word = line.split(None, 1)[0].rstrip(":")
+    return word not in _CONTINUES_STATEMENT
+
+
+@dataclass(frozen=True)
+class Window:
+    """Lines ``[start, end)`` of the document around the cursor, as text before and after."""
+
+    before: str
+    head: str
+    """Window text up to the cursor."""
+    tail: str
+    """Window text from the end of the replaced range on."""
+
+    def after(self, text: str) -> str:
+        return self.head + text + self.tail
+
+    def keeps_parsing(self, text: str) -> bool:
+        """Does the window parse with ``text`` inserted? A suggestion may end with a block's
+        header (``for line in f:``): its body is what the user types next, so a header
+        counts as whole when an indented body after it would make the window parse."""
+        if parses(self.after(text)):
+            return True
+        if not text.rstrip().endswith(":"):
+            return False
+        last_line = (self.head + text).rsplit("\n", 1)[-1]
+        body = indentation(last_line) + "    pass"
+        return parses(self.after(text.rstrip() + "\n" + body + "\n"))
+
+
+def window(ctx: CursorContext, end_character: int) -> Window | None:
+    """The top-level statements around the cursor (None when too large to check)."""
+    lines = ctx.normalized.split("\n")
+    line = min(ctx.line, len(lines) - 1)
+    start = line
+    while start > 0 and not _starts_statement(lines[start]):
+        start -= 1
+    end = line + 1
+    while end < len(lines) and not _starts_statement(lines[end]):
+        end += 1
+    if end - start > MAX_WINDOW_LINES:
+        return None
+    cursor_line = lines[line]
+    head = "\n".join([*lines[start:line], cursor_line[: ctx.character]])
+    tail = "\n".join([cursor_line[end_character:], *lines[line + 1 : end]])
+    before = "\n".join(lines[start:end])
+    return Window(before, head, tail)
+
+
+def keep_parsing(text: str, ctx: CursorContext, end_character: int) -> str:
+    """``text`` as inserted at ``ctx`` (replacing up to ``end_character`` on the cursor's line):
+    unchanged when the window did not parse before or still parses; else its longest prefix of
+    whole lines that parses; else ``""``."""
+    if not text:
+        return text
+    win = window(ctx, end_character)
+    if win is None or not parses(win.before):
+        return text
+    if win.keeps_parsing(text):
+        return text
+    lines = text.split("\n")
+    for keep in range(len(lines) - 1, 0, -1):
+        shorter = "\n".join(lines[:keep]).rstrip()
+        if shorter and win.keeps_parsing(shorter):
+            return shorter
+    return ""
+
+
+def checked(text: str, ctx: CursorContext, end_character: int, stats: Stats) -> str:
+    """:func:`keep_parsing`, timed and counted in ``stats`` (runs on a worker thread)."""
+    started = time.perf_counter()
+    kept = keep_parsing(text, ctx, end_character)
+    stats.timing("parse_check", (time.perf_counter() - started) * 1000)
+    if kept != text:
+        stats.add("parse_check_trimmed" if kept else "parse_check_dropped")
+    return kept
