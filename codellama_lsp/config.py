@@ -76,7 +76,12 @@ class Settings:
         "base URL of the OpenAI-compatible server for `http`/`auto`",
         reload=True,
     )
-    api_key: str = setting("", "Bearer token for the model server", reload=True)
+    api_key: str = setting(
+        "",
+        "Bearer token for the model server (editors keep it out of their settings files)",
+        reload=True,
+        editor=False,
+    )
     http_model_name: str = setting(
         "", "model name to send to the server (default: `model`)", reload=True
     )

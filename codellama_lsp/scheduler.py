@@ -46,6 +46,8 @@ class Ticket:
     """The text its generation has made so far (written by the model worker)."""
     running: asyncio.Future[Any] | None = None
     """Its job on the model worker, once submitted."""
+    released: asyncio.Event = field(default_factory=asyncio.Event)
+    """Set by :meth:`Scheduler.release`: the request is over and its answer stored."""
 
     @property
     def live(self) -> bool:
@@ -135,7 +137,7 @@ class Scheduler:
             return
         typed = kept.typed_since(ticket.before, ticket.after)
         if typed is not None and kept.made.startswith(typed):
-            await asyncio.wait([kept.running])
+            await kept.released.wait()
         else:
             kept.stop()
 
@@ -180,6 +182,8 @@ class Scheduler:
         return await self._submit(job)
 
     def release(self, ticket: Ticket) -> None:
+        """The request of ``ticket`` is over (its answer, if any, is stored)."""
+        ticket.released.set()
         if self._latest.get(ticket.key) is ticket:
             del self._latest[ticket.key]
 

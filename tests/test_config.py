@@ -94,6 +94,7 @@ def test_a_cache_key_setting_changes_the_cache_key(name: str) -> None:
         "top_p": 0.5,
         "fim_suffix_share": 0.5,
         "max_context_tokens": 999,
+        "parse_check": False,
     }.get(name, 9)
     completer = Completer(Settings())
     ctx = CursorContext("x = 1\ny = ", 1, 4)
@@ -112,6 +113,7 @@ def test_other_settings_keep_the_cache_key() -> None:
 
 VSCODE = Path(__file__).resolve().parents[1] / "editors" / "vscode"
 VSCODE_ONLY = {"server.command", "server.pythonPath", "server.args", "server.env", "languages"}
+VSCODE_ONLY |= {"apiKey"}  # deprecated: read only to move it into VS Code's secret storage
 JSON_TYPES = {bool: "boolean", int: "integer", float: "number", str: "string", tuple: "array"}
 
 
