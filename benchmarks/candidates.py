@@ -20,19 +20,19 @@ from pathlib import Path
 
 from codellama_lsp.completer import Completer
 from codellama_lsp.config import Settings
-from codellama_lsp.cursor import CursorContext
+from codellama_lsp.cursor import Cursor
 from codellama_lsp.engines.local import LocalEngine
 
 SOURCE = Path(tokenize.__file__).parent / "argparse.py"
 
 
-def positions(text: str, count: int) -> list[CursorContext]:
+def positions(text: str, count: int) -> list[Cursor]:
     """Ends of lines inside function bodies, spread over the file's second half."""
     lines = text.split("\n")
     chosen = []
     for number in range(len(lines) // 2, len(lines), max(1, len(lines) // (2 * count))):
         if lines[number].startswith("        ") and lines[number].strip():
-            chosen.append(CursorContext(text, number, len(lines[number])))
+            chosen.append(Cursor(text, number, len(lines[number])))
         if len(chosen) == count:
             break
     return chosen

@@ -53,7 +53,7 @@ from codellama_lsp.context_sources import (  # noqa: E402
     OpenDocument,
     Snapshot,
 )
-from codellama_lsp.cursor import CursorContext, lsp_lines  # noqa: E402
+from codellama_lsp.cursor import Cursor, lsp_lines  # noqa: E402
 from codellama_lsp.open_documents import OpenDocumentsSource  # noqa: E402
 from codellama_lsp.prompt import LineCounter, build_prompt  # noqa: E402
 from codellama_lsp.recent_edits import RecentEdits  # noqa: E402
@@ -147,11 +147,11 @@ def positions(root: Path, files: list[Path], count: int, seed: int) -> list[Posi
     return sorted(found[:count], key=lambda p: (str(p.path), p.line))
 
 
-def cursor_at(position: Position) -> CursorContext:
+def cursor_at(position: Position) -> Cursor:
     lines = lsp_lines(position.path.read_text(errors="replace"))
     indent = lines[position.line][: len(lines[position.line]) - len(lines[position.line].lstrip())]
     lines[position.line] = indent
-    return CursorContext("\n".join(lines), position.line, len(indent))
+    return Cursor("\n".join(lines), position.line, len(indent))
 
 
 def neighbours(path: Path, files: list[Path], n: int = 3) -> list[Path]:

@@ -22,7 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import quality
 
-from codellama_lsp.cursor import CursorContext
+from codellama_lsp.cursor import Cursor
 from codellama_lsp.parse_check import keep_parsing, parses, window
 
 BROKEN_TAIL = "\n    x = (("
@@ -45,7 +45,7 @@ def main() -> int:
         times: list[float] = []
         checked = changed = 0
         for case in cases:
-            ctx = CursorContext(case.text, case.line, case.column)
+            ctx = Cursor(case.text, case.line, case.column)
             text = case.expected + tail
             started = time.thread_time()
             kept = keep_parsing(text, ctx, case.column)

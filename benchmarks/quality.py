@@ -39,7 +39,7 @@ import aiohttp
 from lsprotocol import types
 from pygls.lsp.client import LanguageClient
 
-from codellama_lsp.cursor import CursorContext
+from codellama_lsp.cursor import Cursor
 from codellama_lsp.parse_check import parses, window
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -333,7 +333,7 @@ def breaks_parsing(case: Case, completion: str) -> bool | None:
     """None when the code around the cursor did not parse before (the parse check leaves such
     places alone) or nothing is shown; else whether inserting ``completion`` breaks it (a
     completion ending with a block header counts as whole: its body is typed next)."""
-    win = window(CursorContext(case.text, case.line, case.column), case.column)
+    win = window(Cursor(case.text, case.line, case.column), case.column)
     if not completion or win is None or not parses(win.before):
         return None
     return not win.keeps_parsing(completion)

@@ -46,7 +46,7 @@ import quality  # noqa: E402
 
 from codellama_lsp.cache import TypingThrough  # noqa: E402
 from codellama_lsp.config import Settings  # noqa: E402
-from codellama_lsp.cursor import CursorContext  # noqa: E402
+from codellama_lsp.cursor import Cursor  # noqa: E402
 from codellama_lsp.engines.base import GenerationRequest, GenerationResult  # noqa: E402
 from codellama_lsp.engines.drafts import SOURCES  # noqa: E402
 from codellama_lsp.engines.local import LocalEngine  # noqa: E402
@@ -91,19 +91,19 @@ LABELS = {
 }
 
 
-def requests_for(case: quality.Case, max_new: int) -> list[tuple[CursorContext, int]]:
+def requests_for(case: quality.Case, max_new: int) -> list[tuple[Cursor, int]]:
     """The two places asked at this position: the position, and two characters typed on."""
     lines = case.text.split("\n")
     typed = case.expected[:2] if "\n" not in case.expected[:2] else ""
     second_line = lines[case.line][: case.column] + typed + lines[case.line][case.column :]
     second = "\n".join([*lines[: case.line], second_line, *lines[case.line + 1 :]])
-    out = [(CursorContext(case.text, case.line, case.column), max_new)]
+    out = [(Cursor(case.text, case.line, case.column), max_new)]
     if typed:
-        out.append((CursorContext(second, case.line, case.column + len(typed)), max_new))
+        out.append((Cursor(second, case.line, case.column + len(typed)), max_new))
     return out
 
 
-def prompt_ids(engine: LocalEngine, ctx: CursorContext, fmt: str, budget: int) -> tuple[int, ...]:
+def prompt_ids(engine: LocalEngine, ctx: Cursor, fmt: str, budget: int) -> tuple[int, ...]:
     prompt = build_prompt(ctx, engine.tokens, fmt=fmt, budget=budget)  # type: ignore[arg-type]
     return prompt.ids
 

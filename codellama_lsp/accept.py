@@ -9,7 +9,7 @@ from typing import Any
 from lsprotocol import types
 from pygls.workspace import TextDocument
 
-from codellama_lsp.cursor import CursorContext
+from codellama_lsp.cursor import Cursor
 from codellama_lsp.documents import cursor_at
 
 ACCEPTED_COMMAND = "codellama.accepted"
@@ -42,7 +42,7 @@ def accepted_info(args: Sequence[Any]) -> Mapping[str, Any] | None:
     return first if isinstance(first, Mapping) else None
 
 
-def cursor_after_accept(doc: TextDocument, info: Mapping[str, Any]) -> CursorContext | None:
+def cursor_after_accept(doc: TextDocument, info: Mapping[str, Any]) -> Cursor | None:
     """The cursor after the accepted text, in the document as it will be then.
 
     It does not wait for the edit's ``didChange`` (Neovim sends it up to 150 ms later): when
@@ -68,4 +68,4 @@ def cursor_after_accept(doc: TextDocument, info: Mapping[str, Any]) -> CursorCon
     lines = text.split("\n")
     line = start.line + len(lines) - 1
     column = (start.character if len(lines) == 1 else 0) + len(lines[-1])
-    return CursorContext.clamped(source, line, column)
+    return Cursor.clamped(source, line, column)

@@ -17,7 +17,7 @@ from typing import Any, Literal, Protocol
 from codellama_lsp.cache import CompletionCache, TypingThrough
 from codellama_lsp.candidates import add_distinct, alternative_requests
 from codellama_lsp.config import Settings, cache_key_values
-from codellama_lsp.cursor import CursorContext
+from codellama_lsp.cursor import Cursor
 from codellama_lsp.debounce import AdaptiveDebounce
 from codellama_lsp.engines.base import Engine, GenerationRequest, GenerationResult
 from codellama_lsp.parse_check import checked, is_python
@@ -33,7 +33,7 @@ log = logging.getLogger(__name__)
 Source = Literal["model", "cache", "typing-through"]
 
 
-ContextBuilder = Callable[[CursorContext, int], str]
+ContextBuilder = Callable[[Cursor, int], str]
 """Builds the context text from (cursor, token budget), on a worker thread."""
 
 
@@ -155,7 +155,7 @@ class Completer:
     def ready(self) -> bool:
         return self.settings.enabled and self.engine is not None
 
-    def edited(self, uri: str, line: int, cursor: Callable[[], CursorContext]) -> None:
+    def edited(self, uri: str, line: int, cursor: Callable[[], Cursor]) -> None:
         """The user edited ``uri`` on ``line`` (``didChange``); ``cursor()`` reads the cursor.
 
         Times the keystroke for the adaptive debounce, and starts an idle-time prefill of
@@ -164,7 +164,7 @@ class Completer:
         self.debounce.key()
         self._prefill_when_idle(uri, line, cursor)
 
-    def _prefill_when_idle(self, uri: str, line: int, cursor: Callable[[], CursorContext]) -> None:
+    def _prefill_when_idle(self, uri: str, line: int, cursor: Callable[[], Cursor]) -> None:
         s = self.settings
         engine = self.engine
         if not (s.idle_prefill and self.ready and keeps_kv_cache(engine)):
@@ -191,7 +191,7 @@ class Completer:
         self.stats.timing("debounce_wait", ms)
         return ms / 1000
 
-    async def complete(self, uri: str, ctx: CursorContext) -> Completion | None:
+    async def complete(self, uri: str, ctx: Cursor) -> Completion | None:
         """The completion at ``ctx``, or None (not ready, superseded, cancelled, empty)."""
         started = time.perf_counter()
         self.stats.add("requests")
@@ -234,7 +234,7 @@ class Completer:
             self.scheduler.release(ticket)
         return self._finish(result, started)
 
-    async def prefetch(self, uri: str, ctx: CursorContext) -> None:
+    async def prefetch(self, uri: str, ctx: Cursor) -> None:
         """Compute the completion at ``ctx`` now so the next request finds it in the cache."""
         if not (self.ready and self.settings.prefetch_after_accept):
             return
@@ -267,7 +267,7 @@ class Completer:
             self.on_result()
         return completion
 
-    def cache_key(self, uri: str, ctx: CursorContext) -> Hashable:
+    def cache_key(self, uri: str, ctx: Cursor) -> Hashable:
         """Equal keys give the same completion: text, model, settings and context agree."""
         before, after = ctx.prefix, ctx.suffix
         context_fp: Hashable = ()
@@ -283,15 +283,13 @@ class Completer:
         )
 
     def _locked_prompt(
-        self, uri: str, ctx: CursorContext, context: ContextBuilder | None = None
+        self, uri: str, ctx: Cursor, context: ContextBuilder | None = None
     ) -> Prompt:
         """:meth:`build_prompt` from a worker thread (its line-count memo is not thread-safe)."""
         with self._prompt_lock:
             return self.build_prompt(uri, ctx, context)
 
-    def build_prompt(
-        self, uri: str, ctx: CursorContext, context: ContextBuilder | None = None
-    ) -> Prompt:
+    def build_prompt(self, uri: str, ctx: Cursor, context: ContextBuilder | None = None) -> Prompt:
         """The prompt; ``context`` is the provider's builder, prepared on the event loop."""
         engine = self.engine
         assert engine is not None
@@ -302,7 +300,7 @@ class Completer:
         # Text further along a very long cursor line cannot fit the prompt: cut it first.
         ctx = ctx.with_line_window(max_chars)
         if _LONE_SURROGATE.search(ctx.text):
-            ctx = CursorContext(_LONE_SURROGATE.sub("\ufffd", ctx.text), ctx.line, ctx.character)
+            ctx = Cursor(_LONE_SURROGATE.sub("\ufffd", ctx.text), ctx.line, ctx.character)
         new_tokens = s.max_new_tokens_single_line if ctx.single_line else s.max_new_tokens
         limit = min(s.max_context_tokens, engine.context_limit)
         budget = max(16, limit - new_tokens)
@@ -324,7 +322,7 @@ class Completer:
     async def _generate(
         self,
         uri: str,
-        ctx: CursorContext,
+        ctx: Cursor,
         key: Hashable,
         ticket: Ticket,
         *,
@@ -366,9 +364,7 @@ class Completer:
                 return None
         return Completion(text, replace_range_end(ctx), "model") if text else None
 
-    def _request(
-        self, uri: str, ctx: CursorContext, prompt: Prompt, ticket: Ticket
-    ) -> GenerationRequest:
+    def _request(self, uri: str, ctx: Cursor, prompt: Prompt, ticket: Ticket) -> GenerationRequest:
         s = self.settings
         single = ctx.single_line
         return GenerationRequest(
@@ -383,7 +379,7 @@ class Completer:
             max_draft=s.speculative_max_draft if s.speculative else 0,
         )
 
-    async def _polish(self, uri: str, ctx: CursorContext, result: GenerationResult) -> str:
+    async def _polish(self, uri: str, ctx: Cursor, result: GenerationResult) -> str:
         """The model's text as shown: cleaned up, then parse-checked (Python, when on)."""
         s = self.settings
         text = clean(result.text, ctx, s.stop_sequences, truncated=result.finish_reason == "length")
@@ -391,7 +387,7 @@ class Completer:
             text = await asyncio.to_thread(checked, text, ctx, replace_range_end(ctx), self.stats)
         return text
 
-    async def alternatives(self, uri: str, ctx: CursorContext, first: str, count: int) -> list[str]:
+    async def alternatives(self, uri: str, ctx: Cursor, first: str, count: int) -> list[str]:
         """Up to ``count - 1`` more texts for ``ctx``, each different from ``first`` and from
         each other (see :mod:`codellama_lsp.candidates`); for requests the user invoked."""
         if count <= 1 or not self.ready:

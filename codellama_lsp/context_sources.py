@@ -17,9 +17,9 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from codellama_lsp.config import Settings
-from codellama_lsp.cursor import CursorContext
+from codellama_lsp.cursor import Cursor
 
-Builder = Callable[[CursorContext, int], str]
+Builder = Callable[[Cursor, int], str]
 """Runs on a worker thread: (cursor, token budget) → context text."""
 
 
@@ -94,7 +94,7 @@ class ContextSources:
         snapshot = self._snapshot(uri)
         parts = [(source.share, source.prepare(snapshot)) for source in self._enabled()]
 
-        def build(ctx: CursorContext, budget: int) -> str:
+        def build(ctx: Cursor, budget: int) -> str:
             texts = [""] * len(parts)
             left = budget
             fixed = [i for i, (share, _) in enumerate(parts) if share < 1]
@@ -115,7 +115,7 @@ class ContextSources:
 
         return build
 
-    def context(self, uri: str, ctx: CursorContext, budget: int) -> str:
+    def context(self, uri: str, ctx: Cursor, budget: int) -> str:
         return self.prepare(uri)(ctx, budget)
 
 

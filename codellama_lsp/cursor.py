@@ -58,7 +58,7 @@ def detect_indent_unit(lines: list[str], default: str = "    ") -> str:
 
 
 @dataclass(frozen=True)
-class CursorContext:
+class Cursor:
     """A document split at the cursor. ``line`` and ``character`` are Python string indices."""
 
     text: str
@@ -140,7 +140,7 @@ class CursorContext:
     @classmethod
     def clamped(
         cls, text: str, line: int, character: int, lines: list[str] | None = None
-    ) -> CursorContext:
+    ) -> Cursor:
         """A context whose position is moved into the document if it lies outside.
 
         ``lines``: ``lsp_lines(text)`` when the caller already split it (one split per
@@ -153,7 +153,7 @@ class CursorContext:
         ctx.__dict__["lines"] = lines  # prime the cached_property
         return ctx
 
-    def with_line_window(self, limit: int) -> CursorContext:
+    def with_line_window(self, limit: int) -> Cursor:
         """The same cursor with its line cut to ``limit`` characters on each side.
 
         A prompt holds a bounded number of tokens, so text further along a very long line
@@ -164,4 +164,4 @@ class CursorContext:
         before = self.line_prefix[-limit:]
         lines = list(self.lines)
         lines[self.line] = before + self.line_suffix[:limit]
-        return CursorContext("\n".join(lines), self.line, len(before))
+        return Cursor("\n".join(lines), self.line, len(before))

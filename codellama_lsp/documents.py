@@ -1,7 +1,7 @@
 """The server's copy of the editor's documents, and positions between the client and Python.
 
 Clients count columns in their negotiated encoding (UTF-16 by default); the rest of the
-server counts Python string indices (:class:`~codellama_lsp.cursor.CursorContext`).
+server counts Python string indices (:class:`~codellama_lsp.cursor.Cursor`).
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from urllib.parse import unquote
 from lsprotocol import types
 from pygls.workspace import PositionCodec, TextDocument, Workspace
 
-from codellama_lsp.cursor import CursorContext, lsp_lines
+from codellama_lsp.cursor import Cursor, lsp_lines
 
 _ODD_LINE_BREAKS = re.compile("[\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029]")
 _LSP_LINE = re.compile(r"[^\r\n]*(?:\r\n|\r|\n)|[^\r\n]+")
@@ -114,7 +114,7 @@ def open_document(workspace: Workspace, uri: str) -> TextDocument | None:
     return found
 
 
-def cursor_at(doc: TextDocument, position: types.Position) -> CursorContext:
+def cursor_at(doc: TextDocument, position: types.Position) -> Cursor:
     """The cursor in Python string units, from a client position in its own encoding.
 
     A line past the last one means the end of the document (as LSP says for edits).
@@ -125,7 +125,7 @@ def cursor_at(doc: TextDocument, position: types.Position) -> CursorContext:
     else:
         line = max(position.line, 0)
         column = column_of(lines[line], position.character, doc.position_codec)
-    return CursorContext.clamped(doc.source, line, column, lines)
+    return Cursor.clamped(doc.source, line, column, lines)
 
 
 def client_units(doc: TextDocument, line_text: str, column: int) -> int:
@@ -140,7 +140,7 @@ def client_position(doc: TextDocument, line: int, column: int) -> types.Position
     return types.Position(line=line, character=client_units(doc, text, column))
 
 
-def on_cursor_line(doc: TextDocument, ctx: CursorContext, column: int) -> types.Position:
+def on_cursor_line(doc: TextDocument, ctx: Cursor, column: int) -> types.Position:
     """A client position on the cursor's line, from the context's own copy of the line."""
     return types.Position(line=ctx.line, character=client_units(doc, ctx.line_text, column))
 

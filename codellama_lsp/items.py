@@ -11,20 +11,18 @@ from pygls.workspace import TextDocument
 
 from codellama_lsp.accept import accept_command
 from codellama_lsp.completer import Completion
-from codellama_lsp.cursor import CursorContext
+from codellama_lsp.cursor import Cursor
 from codellama_lsp.documents import cursor_at, on_cursor_line
 from codellama_lsp.postprocess import line_edit
 
 
-def with_selected(
-    doc: TextDocument, ctx: CursorContext, selected: types.SelectedCompletionInfo
-) -> CursorContext:
+def with_selected(doc: TextDocument, ctx: Cursor, selected: types.SelectedCompletionInfo) -> Cursor:
     """The cursor as if the item selected in the completion menu were inserted: the result
     must extend that item."""
     start = cursor_at(doc, selected.range.start)
     end = cursor_at(doc, selected.range.end)
     text = ctx.normalized
-    return CursorContext(
+    return Cursor(
         text[: start.offset] + selected.text + text[end.offset :],
         start.line,
         start.character + len(selected.text),
@@ -34,7 +32,7 @@ def with_selected(
 def inline_item(
     uri: str,
     doc: TextDocument,
-    ctx: CursorContext,
+    ctx: Cursor,
     completion: Completion,
     selected: types.SelectedCompletionInfo | None,
 ) -> types.InlineCompletionItem:
@@ -56,7 +54,7 @@ def inline_item(
 
 
 def menu_item(
-    doc: TextDocument, ctx: CursorContext, completion: Completion, markdown: bool
+    doc: TextDocument, ctx: Cursor, completion: Completion, markdown: bool
 ) -> types.CompletionItem:
     """One completion-menu entry: the first line as label, the whole text as documentation."""
     text = completion.text

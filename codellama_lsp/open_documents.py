@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from urllib.parse import unquote, urlparse
 
 from codellama_lsp.context_sources import CHARS_PER_TOKEN, Builder, Snapshot
-from codellama_lsp.cursor import CursorContext, lsp_lines
+from codellama_lsp.cursor import Cursor, lsp_lines
 
 SNIPPET_LINES = 16
 NEAR_LINES = 20
@@ -120,7 +120,7 @@ def as_comments(path: str, body: Iterable[str]) -> str:
     return f"# {path}\n" + "".join(f"# {line}\n" if line else "#\n" for line in body)
 
 
-def nearby_names(ctx: CursorContext, lines: int = NEAR_LINES) -> set[str]:
+def nearby_names(ctx: Cursor, lines: int = NEAR_LINES) -> set[str]:
     """Identifiers of the ``lines`` complete lines above the cursor.
 
     The cursor's own line is left out: it changes on every keystroke, and the context must
@@ -144,7 +144,7 @@ class OpenDocumentsSource:
     def prepare(self, snapshot: Snapshot) -> Builder:
         return lambda ctx, budget: self.context(snapshot, ctx, budget)
 
-    def context(self, snapshot: Snapshot, ctx: CursorContext, budget: int) -> str:
+    def context(self, snapshot: Snapshot, ctx: Cursor, budget: int) -> str:
         others = snapshot.others
         chars = budget * CHARS_PER_TOKEN
         if chars <= 0:

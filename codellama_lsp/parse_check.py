@@ -14,7 +14,7 @@ import time
 import warnings
 from dataclasses import dataclass
 
-from codellama_lsp.cursor import CursorContext, indentation
+from codellama_lsp.cursor import Cursor, indentation
 from codellama_lsp.stats import Stats
 
 MAX_WINDOW_LINES = 400
@@ -75,7 +75,7 @@ class Window:
         return parses(self.after(text.rstrip() + "\n" + body + "\n"))
 
 
-def window(ctx: CursorContext, end_character: int) -> Window | None:
+def window(ctx: Cursor, end_character: int) -> Window | None:
     """The top-level statements around the cursor (None when too large to check)."""
     lines = ctx.normalized.split("\n")
     line = min(ctx.line, len(lines) - 1)
@@ -94,7 +94,7 @@ def window(ctx: CursorContext, end_character: int) -> Window | None:
     return Window(before, head, tail)
 
 
-def keep_parsing(text: str, ctx: CursorContext, end_character: int) -> str:
+def keep_parsing(text: str, ctx: Cursor, end_character: int) -> str:
     """``text`` as inserted at ``ctx`` (replacing up to ``end_character`` on the cursor's line):
     unchanged when the window did not parse before or still parses; else its longest prefix of
     whole lines that parses; else ``""``."""
@@ -113,7 +113,7 @@ def keep_parsing(text: str, ctx: CursorContext, end_character: int) -> str:
     return ""
 
 
-def checked(text: str, ctx: CursorContext, end_character: int, stats: Stats) -> str:
+def checked(text: str, ctx: Cursor, end_character: int, stats: Stats) -> str:
     """:func:`keep_parsing`, timed and counted in ``stats`` (runs on a worker thread)."""
     started = time.perf_counter()
     kept = keep_parsing(text, ctx, end_character)

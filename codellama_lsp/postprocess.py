@@ -10,15 +10,15 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterable
 
-from codellama_lsp.cursor import CLOSERS, CursorContext, indent_width, indentation
+from codellama_lsp.cursor import CLOSERS, Cursor, indent_width, indentation
 
-Rule = Callable[[str, CursorContext], str]
+Rule = Callable[[str, Cursor], str]
 
 _SPECIAL = re.compile(r"\s?<(?:PRE|SUF|MID|EOT|FILL_ME)>|</?s>|<unk>|<pad>")
 _PAIRS = {")": "(", "]": "[", "}": "{"}
 
 
-def strip_special_tokens(text: str, ctx: CursorContext) -> str:
+def strip_special_tokens(text: str, ctx: Cursor) -> str:
     """Nothing after an end-of-text marker, and no marker text at all."""
     for marker in ("<EOT>", "</s>"):
         cut = text.find(marker)
@@ -27,7 +27,7 @@ def strip_special_tokens(text: str, ctx: CursorContext) -> str:
     return _SPECIAL.sub("", text)
 
 
-def normalize_newlines(text: str, ctx: CursorContext) -> str:
+def normalize_newlines(text: str, ctx: Cursor) -> str:
     return text.replace("\r\n", "\n").replace("\r", "\n")
 
 
@@ -41,14 +41,14 @@ def stop_at_sequences(stop_sequences: Iterable[str]) -> Rule:
     """Cut at the first configured stop sequence (a new top-level def, two blank lines...)."""
     stops = tuple(stop_sequences)
 
-    def stop_at_sequences(text: str, ctx: CursorContext) -> str:
+    def stop_at_sequences(text: str, ctx: Cursor) -> str:
         cut = text_stop_index(text, stops)
         return text if cut is None else text[:cut]
 
     return stop_at_sequences
 
 
-def drop_unfinished_statement(text: str, ctx: CursorContext) -> str:
+def drop_unfinished_statement(text: str, ctx: Cursor) -> str:
     """A multi-line completion cut by the token budget ends with its last finished statement.
 
     The budget cuts anywhere, mid-name or mid-call; half a line is worse than a shorter
@@ -100,14 +100,14 @@ def statement_ends(code: str) -> list[bool]:
     return ends
 
 
-def single_line_mid_line(text: str, ctx: CursorContext) -> str:
+def single_line_mid_line(text: str, ctx: Cursor) -> str:
     """With code after the cursor on its line, complete that line only."""
     if ctx.single_line:
         return text.split("\n", 1)[0]
     return text
 
 
-def fix_leading_space(text: str, ctx: CursorContext) -> str:
+def fix_leading_space(text: str, ctx: Cursor) -> str:
     """No doubled space after a typed space, no indentation after typed indentation."""
     if ctx.line_prefix.endswith((" ", "\t")) and text.startswith((" ", "\t")):
         if ctx.line_prefix.strip():
@@ -121,7 +121,7 @@ def fix_leading_space(text: str, ctx: CursorContext) -> str:
     return text
 
 
-def stop_at_block_end(text: str, ctx: CursorContext) -> str:
+def stop_at_block_end(text: str, ctx: Cursor) -> str:
     """Multi-line completions end where the cursor's block ends.
 
     That is the first line indented less than the cursor's line; when the cursor's line opens
@@ -153,7 +153,7 @@ def stop_at_block_end(text: str, ctx: CursorContext) -> str:
     return text
 
 
-def stop_before_suffix_lines(text: str, ctx: CursorContext) -> str:
+def stop_before_suffix_lines(text: str, ctx: Cursor) -> str:
     """Stop where the completion rejoins the code after the cursor.
 
     It rejoins at a line equal (but for spacing) to the next non-blank line after the cursor,
@@ -206,7 +206,7 @@ def _nearly_equal(a: str, b: str) -> bool:
     return norm(a) == norm(b)
 
 
-def drop_suffix_overlap(text: str, ctx: CursorContext) -> str:
+def drop_suffix_overlap(text: str, ctx: Cursor) -> str:
     """Drop the end of a single-line completion that repeats the rest of the line."""
     rest = ctx.line_suffix.rstrip()
     if not rest or "\n" in text or ctx.closers_after:
@@ -216,7 +216,7 @@ def drop_suffix_overlap(text: str, ctx: CursorContext) -> str:
     return text
 
 
-def balance_closers(text: str, ctx: CursorContext) -> str:
+def balance_closers(text: str, ctx: Cursor) -> str:
     """When the editor auto-closed brackets after the cursor, the completion replaces them.
 
     The result must close what the line opens: we append the closers the completion lacks
@@ -269,7 +269,7 @@ def open_string_start(code: str) -> tuple[int, str] | None:
     return (start, quote) if quote else None
 
 
-def fix_indentation_unit(text: str, ctx: CursorContext) -> str:
+def fix_indentation_unit(text: str, ctx: Cursor) -> str:
     """Later lines use the file's indentation unit (tabs vs spaces)."""
     unit = ctx.indent_unit
     lines = text.split("\n")
@@ -286,7 +286,7 @@ def fix_indentation_unit(text: str, ctx: CursorContext) -> str:
     return "\n".join(out)
 
 
-def strip_trailing_whitespace(text: str, ctx: CursorContext) -> str:
+def strip_trailing_whitespace(text: str, ctx: Cursor) -> str:
     """No trailing blanks, except before code that follows on the cursor's line."""
     if ctx.mid_line and "\n" not in text:
         return text
@@ -296,7 +296,7 @@ def strip_trailing_whitespace(text: str, ctx: CursorContext) -> str:
     return result.rstrip("\n") if len(lines) > 1 else result
 
 
-def drop_repeated_lines(text: str, ctx: CursorContext) -> str:
+def drop_repeated_lines(text: str, ctx: Cursor) -> str:
     """Cut a loop: the same non-blank line three times in a row keeps only the first."""
     lines = text.split("\n")
     full = [ctx.line_prefix + lines[0], *lines[1:]]
@@ -306,7 +306,7 @@ def drop_repeated_lines(text: str, ctx: CursorContext) -> str:
     return text
 
 
-def drop_blank(text: str, ctx: CursorContext) -> str:
+def drop_blank(text: str, ctx: Cursor) -> str:
     return text if text.strip() else ""
 
 
@@ -331,7 +331,7 @@ def rules(stop_sequences: Iterable[str], *, truncated: bool = False) -> list[Rul
 
 
 def clean(
-    text: str, ctx: CursorContext, stop_sequences: Iterable[str] = (), *, truncated: bool = False
+    text: str, ctx: Cursor, stop_sequences: Iterable[str] = (), *, truncated: bool = False
 ) -> str:
     """All rules, in order."""
     for rule in rules(stop_sequences, truncated=truncated):
@@ -341,12 +341,12 @@ def clean(
     return text
 
 
-def replace_range_end(ctx: CursorContext) -> int:
+def replace_range_end(ctx: Cursor) -> int:
     """Column (Python units) where the inline item's range ends: past auto-closed brackets."""
     return ctx.character + len(ctx.closers_after)
 
 
-def line_edit(ctx: CursorContext, text: str, end_character: int) -> tuple[int, str]:
+def line_edit(ctx: Cursor, text: str, end_character: int) -> tuple[int, str]:
     """The edit that shows ``text`` at the cursor: (column where its range ends, new text).
 
     Clients read an item's range from its start: VS Code takes an item without a range as
@@ -362,7 +362,7 @@ def line_edit(ctx: CursorContext, text: str, end_character: int) -> tuple[int, s
     return len(ctx.line_text), text + rest
 
 
-def block_done(ctx: CursorContext) -> Callable[[str], bool]:
+def block_done(ctx: Cursor) -> Callable[[str], bool]:
     """Early stop for the engine: true once the text has left the cursor's block."""
 
     def done(text: str) -> bool:

@@ -17,7 +17,7 @@ from typing import Literal
 
 from cachetools import LRUCache
 
-from codellama_lsp.cursor import CursorContext
+from codellama_lsp.cursor import Cursor
 from codellama_lsp.model_family import trained_to_infill
 from codellama_lsp.tokenization import CodeTokens
 
@@ -131,7 +131,7 @@ def _fit_lines(lines: list[str], budget: int, count: LineCounter) -> list[str]:
 
 
 def build_prompt(
-    ctx: CursorContext,
+    ctx: Cursor,
     tokens: CodeTokens,
     *,
     fmt: Format,

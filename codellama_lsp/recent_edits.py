@@ -14,7 +14,7 @@ from collections.abc import Hashable
 from dataclasses import dataclass
 
 from codellama_lsp.context_sources import CHARS_PER_TOKEN, Builder, Snapshot
-from codellama_lsp.cursor import CursorContext, lsp_lines
+from codellama_lsp.cursor import Cursor, lsp_lines
 from codellama_lsp.open_documents import as_comments, relative_path
 
 MAX_EDITS = 8
@@ -91,7 +91,7 @@ class RecentEdits:
         edits = [e for e in self.edits if e.uri != snapshot.uri][-SHOWN:]
         root = snapshot.root_uri
 
-        def build(ctx: CursorContext, budget: int) -> str:
+        def build(ctx: Cursor, budget: int) -> str:
             chars = budget * CHARS_PER_TOKEN
             parts: list[str] = []
             used = 0

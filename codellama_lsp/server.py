@@ -34,7 +34,7 @@ from codellama_lsp.client_timing import client_wait_ms
 from codellama_lsp.completer import Completer, Completion
 from codellama_lsp.config import Settings, SettingsError, client_overrides, needs_reload
 from codellama_lsp.context_sources import ContextSources, Snapshot, take_snapshot
-from codellama_lsp.cursor import CursorContext
+from codellama_lsp.cursor import Cursor
 from codellama_lsp.documents import (
     LspTextDocument,
     cursor_at,
@@ -329,7 +329,7 @@ class CodeLlamaServer(LanguageServer):
             await self.indexer.files_changed(uris)
 
     # --- completions -----------------------------------------------------------------
-    async def complete(self, uri: str, ctx: CursorContext) -> Completion | None:
+    async def complete(self, uri: str, ctx: Cursor) -> Completion | None:
         try:
             return await self.completer.complete(uri, ctx)
         except asyncio.CancelledError:

@@ -25,7 +25,7 @@ from pathlib import Path
 from urllib.parse import unquote, urlparse
 
 from codellama_lsp.context_sources import CHARS_PER_TOKEN, Builder, Snapshot
-from codellama_lsp.cursor import CursorContext
+from codellama_lsp.cursor import Cursor
 from codellama_lsp.open_documents import NEAR_LINES, identifiers
 from codellama_lsp.workspace_index import (
     ModuleInfo,
@@ -182,7 +182,7 @@ class WorkspaceSource:
     def prepare(self, snapshot: Snapshot) -> Builder:
         return lambda ctx, budget: self.context(snapshot.uri, ctx, budget)
 
-    def candidates(self, uri: str, ctx: CursorContext) -> list[tuple[ModuleInfo, Symbol]]:
+    def candidates(self, uri: str, ctx: Cursor) -> list[tuple[ModuleInfo, Symbol]]:
         """Definitions for the cursor, the most relevant first."""
         index = self.index
         path = uri_path(uri)
@@ -241,7 +241,7 @@ class WorkspaceSource:
                 add(index.resolve(base, original, path))
         return found
 
-    def context(self, uri: str, ctx: CursorContext, budget: int) -> str:
+    def context(self, uri: str, ctx: Cursor, budget: int) -> str:
         chars = budget * CHARS_PER_TOKEN
         if chars <= 0 or not len(self.index):
             return ""

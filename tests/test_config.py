@@ -22,7 +22,7 @@ from codellama_lsp.config import (
     describe,
     from_environment,
 )
-from codellama_lsp.cursor import CursorContext
+from codellama_lsp.cursor import Cursor
 
 
 def test_defaults_follow_model_card() -> None:
@@ -97,7 +97,7 @@ def test_a_cache_key_setting_changes_the_cache_key(name: str) -> None:
         "parse_check": False,
     }.get(name, 9)
     completer = Completer(Settings())
-    ctx = CursorContext("x = 1\ny = ", 1, 4)
+    ctx = Cursor("x = 1\ny = ", 1, 4)
     before = completer.cache_key("file:///a.py", ctx)
     completer.apply_settings(Settings().merged({name: changed}))
     assert completer.cache_key("file:///a.py", ctx) != before
@@ -105,7 +105,7 @@ def test_a_cache_key_setting_changes_the_cache_key(name: str) -> None:
 
 def test_other_settings_keep_the_cache_key() -> None:
     completer = Completer(Settings())
-    ctx = CursorContext("x = 1\ny = ", 1, 4)
+    ctx = Cursor("x = 1\ny = ", 1, 4)
     before = completer.cache_key("file:///a.py", ctx)
     completer.apply_settings(Settings().merged({"debounce_ms": 0, "log_level": "DEBUG"}))
     assert completer.cache_key("file:///a.py", ctx) == before

@@ -2,18 +2,18 @@
 
 from __future__ import annotations
 
-from codellama_lsp.cursor import CursorContext
+from codellama_lsp.cursor import Cursor
 from codellama_lsp.parse_check import is_python, keep_parsing, parses, window
 from codellama_lsp.postprocess import replace_range_end
 
 
-def at_marker(source: str) -> CursorContext:
+def at_marker(source: str) -> Cursor:
     """The cursor where ``|`` is in ``source`` (the marker removed)."""
     offset = source.index("|")
     text = source.replace("|", "", 1)
     line = text.count("\n", 0, offset)
     column = offset - (text.rfind("\n", 0, offset) + 1)
-    return CursorContext(text, line, column)
+    return Cursor(text, line, column)
 
 
 def check(source: str, suggestion: str) -> str:

@@ -5,18 +5,18 @@ from __future__ import annotations
 import pytest
 
 from codellama_lsp import postprocess as pp
-from codellama_lsp.cursor import CursorContext
+from codellama_lsp.cursor import Cursor
 
 STOPS = ("\ndef ", "\nclass ", "\nif __name__", "\n\n\n")
 
 
-def at(text: str, marker: str = "█") -> CursorContext:
+def at(text: str, marker: str = "█") -> Cursor:
     """A context with the cursor where ``marker`` is."""
     offset = text.index(marker)
     before = text[:offset]
     line = before.count("\n")
     column = len(before.split("\n")[-1])
-    return CursorContext(text.replace(marker, ""), line, column)
+    return Cursor(text.replace(marker, ""), line, column)
 
 
 def test_special_tokens_never_survive() -> None:
@@ -109,7 +109,7 @@ def test_crlf_document() -> None:
 
 
 def test_empty_file() -> None:
-    ctx = CursorContext("", 0, 0)
+    ctx = Cursor("", 0, 0)
     assert pp.clean("import os\nimport sys", ctx, STOPS) == "import os\nimport sys"
 
 

@@ -8,7 +8,7 @@ from functools import cache
 
 import pytest
 
-from codellama_lsp.cursor import CursorContext
+from codellama_lsp.cursor import Cursor
 from codellama_lsp.models import resolve_model
 from codellama_lsp.prefill import line_prefix_ids
 from codellama_lsp.prompt import build_prompt
@@ -32,10 +32,10 @@ def test_the_line_prefix_is_shared_by_every_request_typed_on_that_line(fmt: str)
 
     def prompt_after(typed: str) -> tuple[int, ...]:
         text = "\n".join([*lines[:line], indent + typed, *lines[line + 1 :]])
-        ctx = CursorContext(text, line, len(indent + typed))
+        ctx = Cursor(text, line, len(indent + typed))
         return build_prompt(ctx, t, fmt=fmt, budget=1024).ids  # type: ignore[arg-type]
 
-    first = CursorContext("\n".join(lines), line, len(indent))  # the user starts on this line
+    first = Cursor("\n".join(lines), line, len(indent))  # the user starts on this line
     start = build_prompt(first, t, fmt=fmt, budget=1024)  # type: ignore[arg-type]
     shared = line_prefix_ids(start, t, first.line_prefix)
     assert len(shared) > 600  # the ~1,000-token window above the line

@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from codellama_lsp.context_sources import take_snapshot
-from codellama_lsp.cursor import CursorContext
+from codellama_lsp.cursor import Cursor
 from codellama_lsp.models import resolve_model
 from codellama_lsp.open_documents import OpenDocumentsSource, definitions
 from codellama_lsp.prompt import LineCounter, build_prompt, choose_format, window_start
@@ -71,7 +71,7 @@ def test_format_of_other_models_and_overrides() -> None:
 def test_fim_prompt_layout_is_psm_built_from_ids() -> None:
     t = tokens()
     assert t.infill is not None
-    ctx = CursorContext("def f(x):\n    return x\n", 1, 11)
+    ctx = Cursor("def f(x):\n    return x\n", 1, 11)
     prompt = build_prompt(ctx, t, fmt="fim", budget=200)
     ids = list(prompt.ids)
     assert ids[0] == t.bos_id and ids[1] == t.infill.prefix_id and ids[-1] == t.infill.middle_id
@@ -83,7 +83,7 @@ def test_fim_prompt_layout_is_psm_built_from_ids() -> None:
 def test_prefix_prompt_is_the_text_before_the_cursor() -> None:
     t = tokens()
     text = "import os\n\n\ndef main():\n\tpath = os.getcwd()\n\t"
-    ctx = CursorContext(text, 5, 1)
+    ctx = Cursor(text, 5, 1)
     prompt = build_prompt(ctx, t, fmt="prefix", budget=200)
     assert prompt.ids[0] == t.bos_id
     assert t.decode_prompt(list(prompt.ids[1:])) == text
@@ -97,7 +97,7 @@ def test_prefix_prompt_is_the_text_before_the_cursor() -> None:
 )
 def test_prompt_never_exceeds_the_budget(line: int, budget: int, fmt: str) -> None:
     lines = SOURCE.split("\n")
-    ctx = CursorContext(SOURCE, line, len(lines[line]) // 2)
+    ctx = Cursor(SOURCE, line, len(lines[line]) // 2)
     prompt = build_prompt(ctx, tokens(), fmt=fmt, budget=budget)  # type: ignore[arg-type]
     assert len(prompt.ids) <= budget
 
@@ -111,7 +111,7 @@ def test_window_start_moves_rarely_while_typing() -> None:
     typed = "        result = wrapper.fill(text)"
     for n in range(1, len(typed) + 1):
         text = "\n".join([*lines[:cursor_line], typed[:n], *lines[cursor_line:]])
-        ctx = CursorContext(text, cursor_line, n)
+        ctx = Cursor(text, cursor_line, n)
         prompt = build_prompt(ctx, t, fmt="prefix", budget=512, counter=counter)
         starts.add(prompt.window_start_line)
     assert len(starts) <= 2
@@ -130,7 +130,7 @@ def test_imports_kept_when_the_window_starts_below_them() -> None:
     text = '"""Helpers.\n\nMore."""\nimport os\nimport sys\nfrom pathlib import Path\n\n'
     text += body + "\nresult = "
     lines = text.split("\n")
-    ctx = CursorContext(text, len(lines) - 1, len(lines[-1]))
+    ctx = Cursor(text, len(lines) - 1, len(lines[-1]))
     prompt = build_prompt(ctx, tokens(), fmt="prefix", budget=300)
     assert prompt.window_start_line > 6
     assert prompt.prefix_text.startswith(
@@ -142,8 +142,8 @@ def test_imports_kept_when_the_window_starts_below_them() -> None:
 
 def test_empty_file_and_crlf() -> None:
     t = tokens()
-    assert build_prompt(CursorContext("", 0, 0), t, fmt="prefix", budget=50).ids == (t.bos_id,)
-    ctx = CursorContext("def f():\r\n    return 1\r\n", 1, 11)
+    assert build_prompt(Cursor("", 0, 0), t, fmt="prefix", budget=50).ids == (t.bos_id,)
+    ctx = Cursor("def f():\r\n    return 1\r\n", 1, 11)
     prompt = build_prompt(ctx, t, fmt="prefix", budget=100)
     assert "\r" not in t.decode_prompt(list(prompt.ids[1:]))
 
@@ -177,7 +177,7 @@ def test_other_documents_give_definitions_and_snippets() -> None:
     documents = {other.uri: other, current.uri: current}
     snapshot = take_snapshot(current.uri, documents, "file:///ws")
     provider = OpenDocumentsSource()
-    ctx = CursorContext("from pkg.geometry import distance\n\nd = distance(", 2, 13)
+    ctx = Cursor("from pkg.geometry import distance\n\nd = distance(", 2, 13)
     text = provider.context(snapshot, ctx, budget=200)
     assert "# pkg/geometry.py\n# def distance(a, b)\n#     Euclidean distance" in text
     assert provider.fingerprint(snapshot) == ((other.uri, 3),)

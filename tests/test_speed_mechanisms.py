@@ -111,7 +111,7 @@ async def test_accepting_a_completion_prefetches_the_next_one() -> None:
 async def test_prefetch_never_supersedes_a_newer_request() -> None:
     from codellama_lsp.completer import Completer
     from codellama_lsp.config import Settings
-    from codellama_lsp.cursor import CursorContext
+    from codellama_lsp.cursor import Cursor
     from codellama_lsp.engines.local import LocalEngine
 
     settings = Settings().merged({**GREEDY, "debounce_ms": 300})
@@ -120,10 +120,10 @@ async def test_prefetch_never_supersedes_a_newer_request() -> None:
     completer = Completer(settings, engine=engine)
     uri = "file:///project/prefetch.py"
     line, col = end_of(SAMPLE)
-    typed_on = CursorContext(SAMPLE + "x", line, col + 1)
+    typed_on = Cursor(SAMPLE + "x", line, col + 1)
     request = asyncio.ensure_future(completer.complete(uri, typed_on))
     await asyncio.sleep(0.05)  # the user's request waits in its debounce
-    await completer.prefetch(uri, CursorContext(SAMPLE, line, col))  # a late prefetch
+    await completer.prefetch(uri, Cursor(SAMPLE, line, col))  # a late prefetch
     assert completer.stats.counts["requests_superseded"] == 0
     await request
     assert completer.stats.counts["generations_started"] == 1

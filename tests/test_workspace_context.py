@@ -15,7 +15,7 @@ from lsprotocol import types
 
 from codellama_lsp.config import Settings
 from codellama_lsp.context_sources import ContextSources, OpenDocument, Snapshot, take_snapshot
-from codellama_lsp.cursor import CursorContext
+from codellama_lsp.cursor import Cursor
 from codellama_lsp.open_documents import OpenDocumentsSource
 from codellama_lsp.recent_edits import RecentEdits
 from codellama_lsp.workspace_index import MAX_FILE_BYTES, WorkspaceIndex
@@ -74,9 +74,9 @@ def make_workspace(root: Path) -> Path:
     return root
 
 
-def cursor_at_end(text: str) -> CursorContext:
+def cursor_at_end(text: str) -> Cursor:
     lines = text.split("\n")
-    return CursorContext(text, len(lines) - 1, len(lines[-1]))
+    return Cursor(text, len(lines) - 1, len(lines[-1]))
 
 
 def test_index_skips_ignored_virtualenv_build_huge_and_binary_files(tmp_path: Path) -> None:
