@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ctypes
 import gc
 import hashlib
 import logging
@@ -39,6 +38,13 @@ from codellama_lsp.engines.factory import create_engine
 from codellama_lsp.engines.http import HttpEngine
 from codellama_lsp.framing import read_messages
 from codellama_lsp.indexing import IndexKeeper, watch_registration, workspace_roots
+from codellama_lsp.memory import (
+    PythonAllocations,
+    bound_helper_threads,
+    malloc_trim,
+    memory_figures,
+)
+from codellama_lsp.memory import report as memory_report
 from codellama_lsp.postprocess import line_edit
 from codellama_lsp.protocol import CodeLlamaProtocol, strict_converter, strict_int
 from codellama_lsp.recent_edits import RecentEdits
@@ -204,6 +210,7 @@ class CodeLlamaServer(LanguageServer):
 
         async def run() -> None:
             loop = asyncio.get_running_loop()
+            bound_helper_threads(loop)
             await read_messages(
                 lambda: loop.run_in_executor(self.thread_pool, source.read1, 1 << 16),
                 protocol.handle_body,
@@ -235,6 +242,7 @@ class CodeLlamaServer(LanguageServer):
                 self.shutdown()
 
         async def serve() -> None:
+            bound_helper_threads(asyncio.get_running_loop())
             server = await asyncio.start_server(connection, host, port)
             self._server = server
             log.info("listening on %s:%s", host, port)
@@ -497,8 +505,7 @@ def process_exists(pid: int) -> bool:
 def release_memory() -> None:
     """Collect reference cycles and hand freed heap pages back to the OS (glibc only)."""
     gc.collect()
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    malloc_trim()
 
 
 def cursor_at(doc: TextDocument, position: types.Position) -> CursorContext:
@@ -705,6 +712,7 @@ def create_server(settings: Settings) -> CodeLlamaServer:
             "background_tasks": len(ls._background),
             "inflight": len(completer._inflight),
             "open_documents": len(ls.workspace.text_documents),
+            "memory": memory_figures(),
             "workspace_index": {"files": len(ls.index), "last_build": ls.indexer.last_build},
         }
         kv = getattr(engine, "kv", None)
@@ -718,6 +726,14 @@ def create_server(settings: Settings) -> CodeLlamaServer:
         return ls.status()
 
     if os.environ.get(DEBUG_COMMANDS_ENV) == "1":
+        python_allocations = PythonAllocations()
+
+        @server.command("codellama.debugMemory")
+        def debug_memory(ls: CodeLlamaServer, *args: Any) -> dict[str, Any]:
+            """RSS, C heap, Python growth since the last call (``PYTHONTRACEMALLOC=1``),
+            threads: ``{"trim"?: bool}`` also gives the figures after ``malloc_trim``."""
+            info = args[0] if args and isinstance(args[0], Mapping) else {}
+            return memory_report(python_allocations, trim=bool(info.get("trim")))
 
         @server.command("codellama.debugDocument")
         def debug_document(ls: CodeLlamaServer, *args: Any) -> dict[str, Any] | None:
