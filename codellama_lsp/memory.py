@@ -101,17 +101,19 @@ class PythonAllocations:
     def __init__(self) -> None:
         self._last: tracemalloc.Snapshot | None = None
 
-    def diff(self, limit: int = 15) -> dict[str, Any]:
+    def diff(self, limit: int = 15, *, snapshot: bool = True) -> dict[str, Any]:
+        """Traced total; with ``snapshot``, the lines that grew most since the last one (slow:
+        seconds to minutes in a process that imported torch)."""
         if not tracemalloc.is_tracing():
             return {"tracing": False}
         gc.collect()
-        snapshot = tracemalloc.take_snapshot().filter_traces(
-            [tracemalloc.Filter(False, tracemalloc.__file__)]
-        )
         traced, _peak = tracemalloc.get_traced_memory()
         figures: dict[str, Any] = {"tracing": True, "traced_mib": round(traced / MIB, 2)}
+        if not snapshot:
+            return figures
+        current = tracemalloc.take_snapshot()
         if self._last is not None:
-            stats = snapshot.compare_to(self._last, "lineno")
+            stats = current.compare_to(self._last, "lineno")
             figures["growth"] = [
                 {
                     "where": str(stat.traceback[0]),
@@ -120,7 +122,7 @@ class PythonAllocations:
                 }
                 for stat in stats[:limit]
             ]
-        self._last = snapshot
+        self._last = current
         return figures
 
 
@@ -134,12 +136,14 @@ def thread_names() -> list[str]:
     return sorted(thread.name for thread in threading.enumerate())
 
 
-def report(python: PythonAllocations, *, trim: bool = False) -> dict[str, Any]:
+def report(
+    python: PythonAllocations, *, trim: bool = False, snapshot: bool = True
+) -> dict[str, Any]:
     """Everything above in one dict; with ``trim``, the C heap before and after malloc_trim."""
     figures: dict[str, Any] = {
         "rss_mib": round(rss_bytes() / MIB, 2),
         "native": native_heap(),
-        "python": python.diff(),
+        "python": python.diff(snapshot=snapshot),
         "objects": object_counts(),
         "threads": thread_names(),
     }

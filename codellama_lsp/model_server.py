@@ -36,6 +36,7 @@ from pydantic import ValidationError
 from codellama_lsp import __version__
 from codellama_lsp.api_schema import Body, CompletionBody, ScoreBody, ScoreParameters, first_error
 from codellama_lsp.config import Settings
+from codellama_lsp.memory import bound_helper_threads
 
 if TYPE_CHECKING:
     from codellama_lsp.engines.base import GenerationRequest, GenerationResult
@@ -818,6 +819,7 @@ def serve_main(argv: Sequence[str]) -> int:
 
 
 async def _serve(server: ModelServer, host: str, port: int) -> None:
+    bound_helper_threads(asyncio.get_running_loop())  # tokenizing prompts (issue 17)
     # handler_cancellation: a client that disconnects cancels its handler, which stops its job.
     runner = web.AppRunner(server.app(), handler_cancellation=True, access_log=None)
     await runner.setup()

@@ -731,9 +731,14 @@ def create_server(settings: Settings) -> CodeLlamaServer:
         @server.command("codellama.debugMemory")
         def debug_memory(ls: CodeLlamaServer, *args: Any) -> dict[str, Any]:
             """RSS, C heap, Python growth since the last call (``PYTHONTRACEMALLOC=1``),
-            threads: ``{"trim"?: bool}`` also gives the figures after ``malloc_trim``."""
+            threads. ``{"trim"?: bool, "snapshot"?: bool}``: also the figures after
+            ``malloc_trim``; without the (slow) tracemalloc snapshot."""
             info = args[0] if args and isinstance(args[0], Mapping) else {}
-            return memory_report(python_allocations, trim=bool(info.get("trim")))
+            return memory_report(
+                python_allocations,
+                trim=bool(info.get("trim")),
+                snapshot=bool(info.get("snapshot", True)),
+            )
 
         @server.command("codellama.debugDocument")
         def debug_document(ls: CodeLlamaServer, *args: Any) -> dict[str, Any] | None:
