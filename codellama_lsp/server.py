@@ -592,17 +592,19 @@ def create_server(settings: Settings) -> CodeLlamaServer:
         ls.completer.typing.forget(uri)
         ls.completer.idle_prefill.forget(uri)
 
+    # Notification handlers stay plain functions: pygls keeps the future of an async one in
+    # `_request_futures` for good (issue 17), so their work goes to `spawn`.
     @server.feature(types.TEXT_DOCUMENT_DID_SAVE)
-    async def did_save(ls: CodeLlamaServer, params: types.DidSaveTextDocumentParams) -> None:
+    def did_save(ls: CodeLlamaServer, params: types.DidSaveTextDocumentParams) -> None:
         if ls.settings.context_workspace:
-            await ls.indexer.files_changed([params.text_document.uri])
+            ls.spawn(ls.indexer.files_changed([params.text_document.uri]))
 
     @server.feature(types.WORKSPACE_DID_CHANGE_WATCHED_FILES)
-    async def did_change_watched_files(
+    def did_change_watched_files(
         ls: CodeLlamaServer, params: types.DidChangeWatchedFilesParams
     ) -> None:
         if ls.settings.context_workspace:
-            await ls.indexer.files_changed([change.uri for change in params.changes])
+            ls.spawn(ls.indexer.files_changed([change.uri for change in params.changes]))
 
     @server.feature(types.WORKSPACE_DID_CHANGE_WORKSPACE_FOLDERS)
     def did_change_workspace_folders(
@@ -711,6 +713,7 @@ def create_server(settings: Settings) -> CodeLlamaServer:
             "asyncio_tasks": len(asyncio.all_tasks()),
             "background_tasks": len(ls._background),
             "inflight": len(completer._inflight),
+            "request_futures": len(ls.protocol._request_futures),
             "open_documents": len(ls.workspace.text_documents),
             "memory": memory_figures(),
             "workspace_index": {"files": len(ls.index), "last_build": ls.indexer.last_build},

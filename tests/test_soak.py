@@ -1,7 +1,9 @@
 """A reduced long session for CI: typing replay against the real server (demo model).
 
-The full run (``python benchmarks/soak.py``, 10,000 requests) records its figures in
-docs/benchmarks.md; ``CODELLAMA_SOAK_REQUESTS`` raises the count here.
+The long runs (``python benchmarks/soak.py --long``, and ``--model-server 4``) record their
+curves in docs/benchmarks.md; ``CODELLAMA_SOAK_REQUESTS`` raises the count here. The memory
+bound is on the slope of RSS after warm-up (MiB per 1,000 requests), which a steady leak
+exceeds however short the run; a bound on the total growth would pass any short run.
 """
 
 from __future__ import annotations
@@ -10,22 +12,38 @@ import os
 
 import pytest
 
-from benchmarks.soak import check, run_soak
+from benchmarks.soak import DEMO, check, raw_session, run_soak
 
-REQUESTS = int(os.environ.get("CODELLAMA_SOAK_REQUESTS", "500"))
+REQUESTS = int(os.environ.get("CODELLAMA_SOAK_REQUESTS", "1200"))
+CI_MAX_SLOPE = 2.5
+"""MiB per 1,000 requests: before issue 17's fixes 4.4, after them 2.6 (docs/benchmarks.md)."""
 
 
-@pytest.mark.timeout(240)
+@pytest.mark.timeout(600)
 def test_soak_keeps_memory_caches_threads_and_tasks_bounded() -> None:
-    figures = run_soak(REQUESTS, warmup=REQUESTS // 4, options={"cache_size": 64})
+    figures = run_soak(REQUESTS, warmup=REQUESTS // 4, sample_every=50, options={"cache_size": 64})
     print(
         f"\nsoak: {figures['requests']} requests in {figures['seconds']} s, RSS "
-        f"{figures['rss_after_warmup_mib']} → {figures['rss_final_mib']} MiB "
-        f"({figures['rss_growth']:+.1%}), peak {figures['peak']}"
+        f"{figures['rss_after_warmup_mib']} → {figures['rss_final_mib']} MiB, slope "
+        f"{figures['rss_mib_slope_per_1000']} MiB per 1,000 requests, peak {figures['peak']}"
     )
     assert figures["server_alive"]
     assert figures["answered"] == figures["requests"] >= REQUESTS
     # A small cache so that the replay overflows it: it must stay at its bound.
     assert figures["peak"]["cache_entries"] <= 64
     assert figures["final"]["generations_completed"] > 0
-    assert check(figures) == []
+    assert check(figures, max_slope=CI_MAX_SLOPE, max_growth=None) == []
+
+
+@pytest.mark.timeout(300)
+def test_notifications_leave_no_request_futures_behind() -> None:
+    """pygls keeps the future of every notification an async handler took (keyed by a new
+    uuid, never removed): 60 saves and file events must leave nothing behind."""
+    uri = "file:///soak/saved.py"
+    with raw_session({**DEMO, "context_workspace": True}) as client:
+        client.open(uri, "x = 1\n")
+        before = client.command("codellama.stats")["request_futures"]
+        for _ in range(30):
+            client.notify("textDocument/didSave", {"textDocument": {"uri": uri}})
+            client.notify("workspace/didChangeWatchedFiles", {"changes": [{"uri": uri, "type": 2}]})
+        assert client.command("codellama.stats")["request_futures"] == before
