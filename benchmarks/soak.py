@@ -458,6 +458,7 @@ PEAKS = (
     "background_tasks",
     "inflight",
     "open_documents",
+    "request_futures",
 )
 
 

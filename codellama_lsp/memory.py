@@ -132,6 +132,19 @@ def object_counts(limit: int = 15) -> list[tuple[str, int]]:
     return counts.most_common(limit)
 
 
+def newest_of_type(type_name: str, limit: int = 8) -> list[dict[str, Any]]:
+    """The newest objects of a type that keeps growing, and what holds them (leak hunts)."""
+    gc.collect()
+    found = [obj for obj in gc.get_objects() if type(obj).__qualname__ == type_name][-limit:]
+    return [
+        {
+            "object": repr(obj)[:200],
+            "held_by": [repr(holder)[:200] for holder in gc.get_referrers(obj)[:3]],
+        }
+        for obj in found
+    ]
+
+
 def thread_names() -> list[str]:
     return sorted(thread.name for thread in threading.enumerate())
 

@@ -43,6 +43,7 @@ from codellama_lsp.memory import (
     bound_helper_threads,
     malloc_trim,
     memory_figures,
+    newest_of_type,
 )
 from codellama_lsp.memory import report as memory_report
 from codellama_lsp.postprocess import line_edit
@@ -737,11 +738,14 @@ def create_server(settings: Settings) -> CodeLlamaServer:
             threads. ``{"trim"?: bool, "snapshot"?: bool}``: also the figures after
             ``malloc_trim``; without the (slow) tracemalloc snapshot."""
             info = args[0] if args and isinstance(args[0], Mapping) else {}
-            return memory_report(
+            figures = memory_report(
                 python_allocations,
                 trim=bool(info.get("trim")),
                 snapshot=bool(info.get("snapshot", True)),
             )
+            if isinstance(info.get("newest"), str):
+                figures["newest"] = newest_of_type(info["newest"])
+            return figures
 
         @server.command("codellama.debugDocument")
         def debug_document(ls: CodeLlamaServer, *args: Any) -> dict[str, Any] | None:
