@@ -593,19 +593,17 @@ def create_server(settings: Settings) -> CodeLlamaServer:
         ls.completer.typing.forget(uri)
         ls.completer.idle_prefill.forget(uri)
 
-    # Notification handlers stay plain functions: pygls keeps the future of an async one in
-    # `_request_futures` for good (issue 17), so their work goes to `spawn`.
     @server.feature(types.TEXT_DOCUMENT_DID_SAVE)
-    def did_save(ls: CodeLlamaServer, params: types.DidSaveTextDocumentParams) -> None:
+    async def did_save(ls: CodeLlamaServer, params: types.DidSaveTextDocumentParams) -> None:
         if ls.settings.context_workspace:
-            ls.spawn(ls.indexer.files_changed([params.text_document.uri]))
+            await ls.indexer.files_changed([params.text_document.uri])
 
     @server.feature(types.WORKSPACE_DID_CHANGE_WATCHED_FILES)
-    def did_change_watched_files(
+    async def did_change_watched_files(
         ls: CodeLlamaServer, params: types.DidChangeWatchedFilesParams
     ) -> None:
         if ls.settings.context_workspace:
-            ls.spawn(ls.indexer.files_changed([change.uri for change in params.changes]))
+            await ls.indexer.files_changed([change.uri for change in params.changes])
 
     @server.feature(types.WORKSPACE_DID_CHANGE_WORKSPACE_FOLDERS)
     def did_change_workspace_folders(
