@@ -18,6 +18,7 @@ import inspect
 import json
 import os
 import random
+import statistics
 import sys
 import time
 from collections.abc import Callable
@@ -175,59 +176,112 @@ class TypingReplay:
                 self.client.command("codellama.accepted", item["command"]["arguments"][0])
 
 
+def os_threads(pid: int) -> int:
+    """Every thread of the process, native ones (torch, tokenizers) included."""
+    with open(f"/proc/{pid}/status") as f:
+        return int(next(line for line in f if line.startswith("Threads:")).split()[1])
+
+
+def slope_per_1000(points: list[tuple[int, float]]) -> float | None:
+    """Least-squares slope of ``(requests, value)`` points, per 1,000 requests."""
+    if len(points) < 3:
+        return None
+    x, y = zip(*points, strict=True)
+    return round(statistics.linear_regression(x, y).slope * 1000, 3)
+
+
+PEAKS = (
+    "cache_entries",
+    "typing_through_entries",
+    "kv_slots",
+    "kv_cached_tokens",
+    "threads",
+    "asyncio_tasks",
+    "background_tasks",
+    "inflight",
+    "open_documents",
+    "request_futures",
+)
+
+
+def sample(client: RawClient, requests: int) -> dict[str, Any]:
+    """One point of the memory curve: RSS, the C heap, threads and tasks."""
+    stats = client.command("codellama.stats")
+    native = stats.get("memory", {}).get("native") or {}
+    return {
+        "requests": requests,
+        "rss_mib": round(rss_bytes(client.pid) / 2**20, 1),
+        "heap_in_use_mib": native.get("in_use_mib"),
+        "heap_free_mib": native.get("free_kept_mib"),
+        "threads": stats["threads"],
+        "os_threads": os_threads(client.pid),
+        "asyncio_tasks": stats["asyncio_tasks"],
+        "stats": stats,
+    }
+
+
+def memory_curve(samples: list[dict[str, Any]], warmup: int) -> dict[str, Any]:
+    """Slopes (MiB per 1,000 requests) and growth of the samples taken after warm-up."""
+    after = [p for p in samples if p["requests"] >= warmup]
+    curve: dict[str, Any] = {}
+    for name in ("rss_mib", "heap_in_use_mib", "heap_free_mib"):
+        points = [(p["requests"], p[name]) for p in after if p[name] is not None]
+        curve[f"{name}_slope_per_1000"] = slope_per_1000(points)
+    if after:
+        first, last = after[0], after[-1]
+        curve["rss_growth"] = round(last["rss_mib"] / first["rss_mib"] - 1, 4)
+        for name in ("threads", "os_threads", "asyncio_tasks"):
+            if name in first:
+                curve[name] = {"after_warmup": first[name], "final": last[name]}
+    return curve
+
+
 def run_soak(
     requests: int,
     *,
     warmup: int | None = None,
+    sample_every: int | None = None,
     seed: int = 0,
     options: dict[str, Any] | None = None,
+    env: dict[str, str] | None = None,
     progress: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
-    """Run the replay until ``requests`` completion requests were answered; return figures."""
-    warmup = warmup if warmup is not None else max(200, requests // 10)
+    """Run the replay until ``requests`` completion requests were answered; return figures.
+
+    The memory curve is judged on the samples after ``warmup`` (default: the first fifth):
+    its slope, not only its end, so a short run can still show a steady leak.
+    """
+    warmup = warmup if warmup is not None else max(200, requests // 5)
+    every = sample_every or max(50, requests // 40)
     settings = {**SOAK, **(options or {})}
     started = time.perf_counter()
-    with raw_session(settings) as client:
+    with raw_session(settings, env=env) as client:
         replay = TypingReplay(client, seed=seed)
-        baseline: dict[str, Any] = {}
-        samples: list[tuple[int, int]] = []
+        samples: list[dict[str, Any]] = []
         peak: dict[str, int] = {}
         next_sample = 0
-        every = max(50, requests // 40)
         while replay.requests < requests:
             replay.step()
-            if replay.requests >= warmup and not baseline:
-                baseline = client.command("codellama.stats")
-                baseline["rss"] = rss_bytes(client.pid)
-            if replay.requests >= next_sample:
+            if replay.requests >= next_sample or replay.requests >= requests:
                 next_sample += every
-                rss = rss_bytes(client.pid)
-                samples.append((replay.requests, rss))
-                stats = client.command("codellama.stats")
-                for name in (
-                    "cache_entries",
-                    "typing_through_entries",
-                    "kv_slots",
-                    "kv_cached_tokens",
-                    "threads",
-                    "asyncio_tasks",
-                    "background_tasks",
-                    "inflight",
-                    "open_documents",
-                ):
+                point = sample(client, replay.requests)
+                stats = point.pop("stats")
+                samples.append(point)
+                for name in PEAKS:
                     if name in stats:
                         peak[name] = max(peak.get(name, 0), int(stats[name]))
                 if progress is not None:
                     progress(
-                        f"{replay.requests} requests, rss {rss / 2**20:.1f} MiB, "
-                        f"threads {stats['threads']}, tasks {stats['asyncio_tasks']}"
+                        f"{replay.requests} requests, rss {point['rss_mib']} MiB, heap in use "
+                        f"{point['heap_in_use_mib']} free {point['heap_free_mib']}, threads "
+                        f"{point['threads']}/{point['os_threads']}, tasks {point['asyncio_tasks']}"
                     )
         time.sleep(0.5)  # let the last background work (prefetch) finish
         final = client.command("codellama.stats")
-        final_rss = rss_bytes(client.pid)
         alive = client.alive()
         elapsed = time.perf_counter() - started
-    base_rss = int(baseline.get("rss", final_rss))
+    curve = memory_curve(samples, warmup)
+    after = [p for p in samples if p["requests"] >= warmup] or samples
     return {
         "requests": replay.requests,
         "answered": replay.answered,
@@ -236,16 +290,12 @@ def run_soak(
         "error_count": len(replay.errors),
         "reopened_documents": replay.reopened,
         "seconds": round(elapsed, 1),
-        "rss_after_warmup_mib": round(base_rss / 2**20, 1),
-        "rss_final_mib": round(final_rss / 2**20, 1),
-        "rss_growth": round(final_rss / base_rss - 1, 4),
-        "rss_samples_mib": [(n, round(r / 2**20, 1)) for n, r in samples],
+        "warmup": warmup,
+        "rss_after_warmup_mib": after[0]["rss_mib"],
+        "rss_final_mib": samples[-1]["rss_mib"],
+        **curve,
+        "samples": samples,
         "peak": peak,
-        "threads": {"after_warmup": baseline.get("threads"), "final": final["threads"]},
-        "asyncio_tasks": {
-            "after_warmup": baseline.get("asyncio_tasks"),
-            "final": final["asyncio_tasks"],
-        },
         "final": {
             k: final.get(k)
             for k in (
@@ -276,16 +326,44 @@ def run_soak(
     }
 
 
-def check(figures: dict[str, Any], max_growth: float = 0.10) -> list[str]:
-    """The bounds a long session must keep; returns what was broken."""
+MAX_SLOPE = 0.1
+"""MiB per 1,000 requests after warm-up (issue 17): ~0.1 KB per request, 10 MiB a week of typing."""
+MAX_GROWTH = 0.05
+
+
+def check_memory(
+    figures: dict[str, Any], max_slope: float = MAX_SLOPE, max_growth: float | None = MAX_GROWTH
+) -> list[str]:
+    """RSS slope (and growth) after warm-up; threads and tasks flat: what was broken."""
     problems = []
+    slope = figures["rss_mib_slope_per_1000"]
+    if slope is None:
+        problems.append("too few samples after warm-up for a slope")
+    elif slope > max_slope:
+        problems.append(f"RSS grows {slope} MiB per 1,000 requests after warm-up")
+    if max_growth is not None and figures["rss_growth"] > max_growth:
+        problems.append(f"RSS grew {figures['rss_growth']:.1%} after warm-up")
+    for name in ("threads", "os_threads"):
+        if name in figures and figures[name]["final"] > figures[name]["after_warmup"]:
+            problems.append(
+                f"{name} grew {figures[name]['after_warmup']} → {figures[name]['final']}"
+            )
+    tasks = figures.get("asyncio_tasks")
+    if tasks is not None and tasks["final"] > tasks["after_warmup"] + 5:
+        problems.append(f"asyncio tasks grew {tasks['after_warmup']} → {tasks['final']}")
+    return problems
+
+
+def check(
+    figures: dict[str, Any], max_slope: float = MAX_SLOPE, max_growth: float | None = MAX_GROWTH
+) -> list[str]:
+    """The bounds a long session must keep; returns what was broken."""
+    problems = check_memory(figures, max_slope, max_growth)
     bounds, peak, final = figures["bounds"], figures["peak"], figures["final"]
     if figures["answered"] != figures["requests"]:
         problems.append(f"{figures['requests'] - figures['answered']} requests never answered")
     if figures["error_count"]:
         problems.append(f"{figures['error_count']} LSP errors: {figures['errors'][:3]}")
-    if figures["rss_growth"] > max_growth:
-        problems.append(f"RSS grew {figures['rss_growth']:.1%} after warm-up")
     if peak.get("cache_entries", 0) > bounds["cache_size"]:
         problems.append(f"completion cache held {peak['cache_entries']} > {bounds['cache_size']}")
     if peak.get("kv_slots", 0) > bounds["kv_cache_slots"]:
@@ -294,13 +372,6 @@ def check(figures: dict[str, Any], max_growth: float = 0.10) -> list[str]:
         problems.append(f"KV tokens {peak['kv_cached_tokens']} > {bounds['kv_cache_max_tokens']}")
     if peak.get("typing_through_entries", 0) > 4 * peak.get("open_documents", 1):
         problems.append(f"typing-through held {peak['typing_through_entries']} entries")
-    threads = figures["threads"]
-    # asyncio's default executor may still add a few threads (up to CPUs + 4), no more.
-    if threads["after_warmup"] is not None and threads["final"] > threads["after_warmup"] + 4:
-        problems.append(f"threads grew {threads['after_warmup']} → {threads['final']}")
-    tasks = figures["asyncio_tasks"]
-    if tasks["after_warmup"] is not None and tasks["final"] > tasks["after_warmup"] + 5:
-        problems.append(f"asyncio tasks grew {tasks['after_warmup']} → {tasks['final']}")
     if final.get("inflight"):
         problems.append(f"{final['inflight']} in-flight entries left")
     if not figures["server_alive"]:
@@ -310,18 +381,41 @@ def check(figures: dict[str, Any], max_growth: float = 0.10) -> list[str]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--requests", type=int, default=10_000)
-    parser.add_argument("--warmup", type=int, default=None)
+    parser.add_argument("--requests", type=int, default=None, help="default 10,000 (long: 100,000)")
+    parser.add_argument("--warmup", type=int, default=None, help="default: the first fifth")
+    parser.add_argument("--sample-every", type=int, default=None, help="requests between samples")
+    parser.add_argument(
+        "--long", action="store_true", help="100,000 requests, a sample every 1,000 (issue 17)"
+    )
+    parser.add_argument(
+        "--model-server",
+        type=int,
+        metavar="CLIENTS",
+        default=0,
+        help="soak `codellama-lsp serve` with this many concurrent clients instead",
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", type=Path, help="write the figures here")
     args = parser.parse_args(argv)
-    figures = run_soak(
-        args.requests,
-        warmup=args.warmup,
-        seed=args.seed,
-        progress=lambda line: print(line, file=sys.stderr, flush=True),
-    )
-    problems = check(figures)
+    requests = args.requests or (100_000 if args.long else 10_000)
+    every = args.sample_every or (1000 if args.long else None)
+    report = lambda line: print(line, file=sys.stderr, flush=True)  # noqa: E731
+    if args.model_server:
+        from benchmarks.soak_model_server import run_model_server_soak
+
+        figures = run_model_server_soak(
+            requests,
+            clients=args.model_server,
+            warmup=args.warmup,
+            sample_every=every,
+            progress=report,
+        )
+        problems = check_memory(figures)
+    else:
+        figures = run_soak(
+            requests, warmup=args.warmup, sample_every=every, seed=args.seed, progress=report
+        )
+        problems = check(figures)
     figures["problems"] = problems
     text = json.dumps(figures, indent=2)
     print(text)

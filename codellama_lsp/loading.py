@@ -7,8 +7,6 @@ the model worker, so ``didChange`` and ``$/cancelRequest`` are read while a mode
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import ctypes
 import gc
 import logging
 import time
@@ -17,6 +15,7 @@ from collections.abc import Callable
 from codellama_lsp.config import Settings
 from codellama_lsp.engines.base import Engine, EngineLoadError, ProgressCallback
 from codellama_lsp.engines.factory import create_engine
+from codellama_lsp.memory import malloc_trim
 from codellama_lsp.scheduler import Scheduler
 
 log = logging.getLogger(__name__)
@@ -27,8 +26,7 @@ REPORT_EVERY_S = 0.2
 def release_memory() -> None:
     """Collect reference cycles and hand freed heap pages back to the OS (glibc only)."""
     gc.collect()
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    malloc_trim()
 
 
 def on_event_loop(report: ProgressCallback) -> ProgressCallback:

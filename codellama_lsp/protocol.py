@@ -21,6 +21,7 @@ import json
 import logging
 import re
 from collections.abc import Generator
+from functools import partial
 from typing import Any
 
 import cattrs
@@ -147,6 +148,26 @@ class CodeLlamaProtocol(LanguageServerProtocol):
         if data.get("method") == types.INITIALIZE:
             self._initialize_seen = True
         self.handle_message(message)
+
+    def _execute_handler(
+        self,
+        msg_id: Any,
+        handler: Any,
+        callback: Any,
+        args: tuple[Any, ...] | None = None,
+        kwargs: dict[str, Any] | None = None,
+    ) -> None:
+        """pygls keeps the future of every handler that is not a plain function in
+        ``_request_futures`` and removes it only when it answers a request: for notifications
+        (its built-in ``didOpen``/``didChange``/``didClose`` are generators) and the steps of
+        generator handlers, keyed by a fresh uuid, it stayed for good: one future, with its
+        lock and condition, per keystroke (issue 17). Drop those when they are done."""
+        super()._execute_handler(msg_id, handler, callback, args, kwargs)
+        if isinstance(callback, partial) and callback.func == self._send_handler_result:
+            return  # a request: removed when answered
+        future = self._request_futures.get(msg_id)
+        if future is not None:
+            future.add_done_callback(lambda _: self._request_futures.pop(msg_id, None))
 
     def refuse(self, msg_id: int | str | None, code: int, message: str) -> None:
         """Answer a request with an error; ``msg_id`` None sends ``"id": null`` (JSON-RPC)."""

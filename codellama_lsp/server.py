@@ -47,6 +47,13 @@ from codellama_lsp.framing import read_messages
 from codellama_lsp.indexing import IndexKeeper, watch_registration, workspace_roots
 from codellama_lsp.items import inline_item, menu_item, renders_markdown, with_selected
 from codellama_lsp.loading import load_engine
+from codellama_lsp.memory import (
+    PythonAllocations,
+    bound_helper_threads,
+    memory_figures,
+    newest_of_type,
+)
+from codellama_lsp.memory import report as memory_report
 from codellama_lsp.open_documents import OpenDocumentsSource
 from codellama_lsp.progress import WorkProgress
 from codellama_lsp.protocol import SYNC_KIND, CodeLlamaProtocol, strict_converter, strict_int
@@ -112,6 +119,7 @@ class CodeLlamaServer(LanguageServer):
 
         async def run() -> None:
             loop = asyncio.get_running_loop()
+            bound_helper_threads(loop)
             await read_messages(
                 lambda: loop.run_in_executor(self.thread_pool, source.read1, 1 << 16),
                 protocol.handle_body,
@@ -143,6 +151,7 @@ class CodeLlamaServer(LanguageServer):
                 self.shutdown()  # type: ignore[no-untyped-call]  # pygls: not annotated
 
         async def serve() -> None:
+            bound_helper_threads(asyncio.get_running_loop())
             server = await asyncio.start_server(connection, host, port)
             self._server = server
             log.info("listening on %s:%s", host, port)
@@ -191,7 +200,9 @@ class CodeLlamaServer(LanguageServer):
             threads=threading.active_count(),
             asyncio_tasks=len(asyncio.all_tasks()),
             background_tasks=len(self._background),
+            request_futures=len(self.protocol._request_futures),
             open_documents=len(self.workspace.text_documents),
+            memory=memory_figures(),
             workspace_index={"files": len(self.index), "last_build": self.indexer.last_build},
             accepted=self.acceptance.accepted,
             acceptance=self.acceptance.snapshot(),
@@ -479,6 +490,22 @@ def did_partially_accept_completion(ls: CodeLlamaServer, params: Any) -> None:
         _accepted(ls, _command_info(params.get("item")), length)
 
 
+PYTHON_ALLOCATIONS = PythonAllocations()
+
+
+def debug_memory(ls: CodeLlamaServer, *args: Any) -> dict[str, Any]:
+    """RSS, C heap, Python growth since the last call (``PYTHONTRACEMALLOC=1``), threads.
+    ``{"trim"?: bool, "snapshot"?: bool, "newest"?: type name}``: also the figures after
+    ``malloc_trim``; without the (slow) tracemalloc snapshot; the newest objects of a type."""
+    info = args[0] if args and isinstance(args[0], Mapping) else {}
+    figures = memory_report(
+        PYTHON_ALLOCATIONS, trim=bool(info.get("trim")), snapshot=bool(info.get("snapshot", True))
+    )
+    if isinstance(info.get("newest"), str):
+        figures["newest"] = newest_of_type(info["newest"])
+    return figures
+
+
 def debug_document(ls: CodeLlamaServer, *args: Any) -> dict[str, Any] | None:
     """The server's copy of a document: ``{"uri", "text"?: bool, "line"?, "character"?}``.
 
@@ -523,7 +550,10 @@ COMMANDS: list[tuple[str, Any]] = [
     ("codellama.reload", reload),
     (ACCEPTED_COMMAND, accepted),
 ]
-DEBUG_COMMANDS: list[tuple[str, Any]] = [("codellama.debugDocument", debug_document)]
+DEBUG_COMMANDS: list[tuple[str, Any]] = [
+    ("codellama.debugDocument", debug_document),
+    ("codellama.debugMemory", debug_memory),
+]
 
 
 def create_server(settings: Settings) -> CodeLlamaServer:

@@ -25,6 +25,11 @@ FIM_NAMES = ("PRE", "SUF", "MID", "EOT")
 _FIM_MARKERS = tuple(f"<{n}>" for n in FIM_NAMES)
 LONG_TEXT = 4096
 """Characters from which encoding releases the GIL (see `CodeTokens.encode`)."""
+WORD_CACHE_ENTRIES = 1024
+"""Words a BPE model remembers (tokenizers' default: 10,000). Without a pre-tokenizer a "word"
+is a whole line or text under 256 characters, ~2 KB each in the cache: typing makes a new one
+with every key, so the default cache grew the server by ~20 MB per tokenizer copy (issue 17).
+Line token counts are memoised above it (`prompt.LineCounter`)."""
 
 
 def _backend(tokenizer: AnyTokenizer) -> Tokenizer | None:
@@ -43,6 +48,13 @@ def _is_spm_style(backend: Tokenizer) -> bool:
     return SPIECE_UNDERLINE in text
 
 
+def bound_word_cache(backend: Tokenizer) -> None:
+    """Keep ``backend``'s word cache to :data:`WORD_CACHE_ENTRIES` (BPE and Unigram have one)."""
+    resize = getattr(backend.model, "_resize_cache", None)
+    if resize is not None:
+        resize(WORD_CACHE_ENTRIES)
+
+
 def sentencepiece_normalizer(*, dummy_prefix: bool = True) -> normalizers.Normalizer:
     """Meta's SentencePiece normalisation (add_dummy_prefix, no whitespace collapsing)."""
     replace = normalizers.Replace(" ", SPIECE_UNDERLINE)
@@ -58,6 +70,7 @@ def fix_whitespace(tokenizer: AnyTokenizer) -> bool:
         return False
     backend.normalizer = sentencepiece_normalizer()
     backend.pre_tokenizer = None
+    bound_word_cache(backend)
     return True
 
 
@@ -138,6 +151,7 @@ def load_tokenizer_files(name_or_path: str, *, local_files_only: bool = True) ->
     if _is_spm_style(backend):
         backend.normalizer = sentencepiece_normalizer()
         backend.pre_tokenizer = None
+        bound_word_cache(backend)
 
     def text_of(value: Any) -> str | None:
         value = value.get("content") if isinstance(value, dict) else value
@@ -228,6 +242,7 @@ class CodeTokens:
         state["padding"] = None
         tok = Tokenizer.from_str(json.dumps(state))
         tok.normalizer = sentencepiece_normalizer(dummy_prefix=dummy_prefix)
+        bound_word_cache(tok)
         return tok
 
     def encode(self, text: str, *, leading_space: bool = True) -> list[int]:

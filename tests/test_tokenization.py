@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from codellama_lsp.memory import native_heap
 from codellama_lsp.models import demo_model_dir
 from codellama_lsp.tokenization import CodeTokens, load_tokenizer
 from tests.support.engines import hf_tokenizer
@@ -142,6 +143,27 @@ def test_count(codes: CodeTokens) -> None:
     assert codes.count("") == 0
     text = SAMPLES[0]
     assert codes.count(text) == len(codes.encode(text)) > 5
+
+
+@pytest.mark.skipif(native_heap() is None, reason="needs glibc's mallinfo2")
+def test_encoding_new_lines_keeps_memory_flat() -> None:
+    """Typing sends a new line to the tokenizer with every key: its word cache must not keep
+    them all (tokenizers' default kept 10,000, ~2 KB each, per copy: issue 17)."""
+    codes = CodeTokens(load_tokenizer(str(demo_model_dir())))
+    lines = [f"    result = compute(value_{i}, other={i * 7}, name='{i}')" for i in range(6000)]
+    for line in lines[:2000]:  # fills a bounded cache
+        codes.encode(line + "\n", leading_space=False)
+        codes.encode(line)
+    heap = native_heap()
+    assert heap is not None
+    before = heap["in_use_mib"]
+    for line in lines[2000:]:
+        codes.encode(line + "\n", leading_space=False)
+        codes.encode(line)
+    heap = native_heap()
+    assert heap is not None
+    # 8,000 new encodings: ~16 MiB kept with the default cache, none with a bounded one.
+    assert heap["in_use_mib"] - before < 2
 
 
 # --------------------------------------------------------------------- real Llama vocabulary

@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from aiohttp import web
 
 from codellama_lsp.command_line import add_setting_flags, configure_logging, settings_from
+from codellama_lsp.memory import bound_helper_threads
 from codellama_lsp.model_server.admission import Limits
 from codellama_lsp.model_server.app import ModelServer
 from codellama_lsp.model_server.auth import is_loopback
@@ -66,6 +67,7 @@ def serve_main(argv: Sequence[str]) -> int:
 
 
 async def _serve(server: ModelServer, host: str, port: int) -> None:
+    bound_helper_threads(asyncio.get_running_loop())
     # handler_cancellation: a client that disconnects cancels its handler, which stops its job.
     runner = web.AppRunner(server.app(), handler_cancellation=True, access_log=None)
     await runner.setup()
