@@ -122,7 +122,7 @@ class TypingReplay:
         return self.client.send_request(method, params)
 
     def _collect(self, ids: list[int | str], timeout: float = 120.0) -> list[Any]:
-        results = []
+        results: list[Any] = []
         for msg_id in ids:
             response = self.client.wait(msg_id, timeout)
             self.answered += 1

@@ -18,7 +18,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from codellama_lsp.models import cache_root, default_heads, demo_model_dir
+from codellama_lsp.model_paths import cache_root, default_heads, demo_model_dir
 
 FIM_PIECES = ("▁<PRE>", "▁<SUF>", "▁<MID>", "▁<EOT>")
 DEFAULT_VOCAB = 8000

@@ -5,30 +5,15 @@ use, for speed and memory tests). Both engines and ``check`` read names through 
 
 from __future__ import annotations
 
-import os
 import re
-from pathlib import Path
+
+from codellama_lsp.model_paths import cache_root, default_heads, demo_model_dir
+
+__all__ = ["DEMO_MODEL_NAME", "cache_root", "default_heads", "demo_model_dir", "resolve_model"]
 
 DEMO_MODEL_NAME = "demo"
 _RANDOM_SPEC = re.compile(r"^random:(.*)$")
 _RANDOM_OPTIONS = frozenset({"hidden", "layers", "heads", "intermediate", "seed"})
-
-
-def demo_model_dir() -> Path:
-    """The committed demo model folder inside the package."""
-    return Path(__file__).resolve().parent / "demo_assets" / "demo-model"
-
-
-def cache_root() -> Path:
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "codellama-lsp"
-
-
-def default_heads(hidden: int) -> int:
-    for head_dim in (64, 32, 16):
-        if hidden % head_dim == 0:
-            return max(1, hidden // head_dim)
-    return 1
 
 
 def _parse_random_spec(spec: str) -> dict[str, int]:
