@@ -39,6 +39,7 @@ import aiohttp
 from lsprotocol import types
 from pygls.lsp.client import LanguageClient
 
+from codellama_lsp import demo_corpus
 from codellama_lsp.cursor import Cursor
 from codellama_lsp.parse_check import parses, window
 
@@ -74,6 +75,15 @@ CORPORA = {
     "stdlib": [STDLIB / f for f in FILES],
     "third-party": [SITE_PACKAGES / f for f in THIRD_PARTY],
 }
+
+
+def held_out_files(count: int, seed: int) -> list[Path]:
+    """``count`` of the demo corpus's held-out files (never trained on), in a seeded order."""
+    files = [f.path for f in demo_corpus.corpus("held-out") if f.path.stat().st_size >= 3000]
+    random.Random(seed).shuffle(files)
+    return files[:count]
+
+
 KINDS = ("mid-line", "end-of-line", "blank-line", "after-def")
 SPECIAL = re.compile(r"<(PRE|SUF|MID|EOT|FILL_ME)>|</?s>|<unk>")
 CLOSERS = ")]}\"'`:,"
@@ -356,6 +366,53 @@ def parse_check_line(results: list[dict[str, Any]]) -> str:
     )
 
 
+def next_line(text: str) -> str:
+    """The first line with code in it: what a ghost text's first visible line shows."""
+    return next((line.rstrip() for line in text.split("\n") if line.strip()), "")
+
+
+def keeps_block_parsing(case: Case, completion: str) -> bool | None:
+    """Whether the block around the cursor parses with ``completion`` inserted; None when
+    nothing is shown or the true text itself would not make it parse (too large, or a span
+    cut from inside a string)."""
+    win = window(Cursor(case.text, case.line, case.column), case.column)
+    if not completion.strip() or win is None or not win.keeps_parsing(case.expected):
+        return None
+    return win.keeps_parsing(completion)
+
+
+def model_rows(results: list[dict[str, Any]]) -> list[str]:
+    """What a model's suggestions are worth (issue 16): shown at all, keeping the code around
+    the cursor parsing, first line exactly right, edit similarity; per kind."""
+    rows = [
+        "| kind | n | non-empty | keeps parsing | next line exact | edit sim |",
+        "|---|---|---|---|---|---|",
+    ]
+    for kind in (*KINDS, "all"):
+        chosen = [r for r in results if kind == "all" or r["case"].kind == kind]
+        if not chosen:
+            continue
+        n = len(chosen)
+        shown = [r for r in chosen if r["completion"].strip()]
+        verdicts = [keeps_block_parsing(r["case"], r["completion"]) for r in shown]
+        judged = [v for v in verdicts if v is not None]
+        keeps = f"{100 * sum(judged) / len(judged):.1f}%" if judged else "n/a"
+        exact = sum(
+            bool(r["completion"].strip())
+            and next_line(r["completion"]) == next_line(r["case"].expected)
+            for r in chosen
+        )
+        sim = sum(
+            difflib.SequenceMatcher(None, r["completion"], r["case"].expected).ratio()
+            for r in chosen
+        )
+        rows.append(
+            f"| {kind} | {n} | {100 * len(shown) / n:.1f}% | {keeps} (of {len(judged)}) | "
+            f"{100 * exact / n:.1f}% | {sim / n:.3f} |"
+        )
+    return rows
+
+
 def budget_for(options: dict[str, Any], kind: str) -> int:
     new = options["max_new_tokens_single_line"] if kind == "mid-line" else options["max_new_tokens"]
     return int(options["max_context_tokens"]) - int(new)
@@ -414,10 +471,13 @@ def main() -> int:
     parser.add_argument(
         "--corpus",
         default="stdlib",
-        choices=[*CORPORA, "all"],
-        help="stdlib (the rules were tuned on it), third-party (held out), or all",
+        choices=[*CORPORA, "all", "held-out"],
+        help="stdlib (the rules were tuned on it), third-party (held out), all, or held-out"
+        " (the demo model's held-out split: files its training never read)",
     )
-    parser.add_argument("--model", default="oracle", help="oracle (default) or a model name")
+    parser.add_argument(
+        "--model", default="oracle", help="oracle (default), a model name or a model folder"
+    )
     parser.add_argument("--formats", default="prefix,fim")
     parser.add_argument("--max-context-tokens", type=int, default=768)
     parser.add_argument("--seed", type=int, default=0)
@@ -429,7 +489,8 @@ def main() -> int:
     cases: list[Case] = []
     corpora = list(CORPORA) if args.corpus == "all" else [args.corpus]
     for corpus in corpora:
-        for path in CORPORA[corpus][: args.files]:
+        paths = held_out_files(args.files, args.seed) if corpus == "held-out" else CORPORA[corpus]
+        for path in paths[: args.files]:
             cases += make_cases(path, rng, args.per_kind, max_chars=400)
     print(f"{len(cases)} positions from {' + '.join(corpora)} files", file=sys.stderr)
     lines = []
@@ -451,6 +512,8 @@ def main() -> int:
         title = f"{'continuation oracle' if oracle else args.model}, prompt format `{fmt}`"
         title += f", max_context_tokens {args.max_context_tokens} ({seconds:.0f} s)"
         lines += [*report(results, options, title), ""]
+        if not oracle:
+            lines += [*model_rows(results), ""]
         failures = [r for r in results if r["completion"] != r["case"].expected]
         for r in failures[: args.show_failures]:
             print(

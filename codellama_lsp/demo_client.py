@@ -226,7 +226,7 @@ def _show(
     )
     if model == "demo":
         print(
-            "note: 'demo' is a tiny model trained for minutes on the Python standard library, "
-            "so it writes Python-looking text without meaning. Use --model with a Code Llama "
+            "note: 'demo' is a small model trained for an hour on one CPU core, so its "
+            "suggestions look like Python but are often wrong. Use --model with a Code Llama "
             "checkpoint for real completions."
         )

@@ -1,7 +1,8 @@
-"""The tiny offline demo model: a Code-Llama-shaped tokenizer and Llama trained on the stdlib.
+"""The offline demo model: a Code-Llama-shaped tokenizer and a small Llama trained on CPU.
 
 It exists so that the server, tests and editors run end to end without a model hub or a GPU.
-It writes Python-looking text and ends infills with ``<EOT>``, but its code has no meaning.
+It writes Python-looking lines and ends infills with ``<EOT>``, but its code has no meaning.
+The text it learns from is ``demo_corpus``'s training split.
 """
 
 from __future__ import annotations
@@ -12,7 +13,6 @@ import math
 import os
 import random
 import sys
-import sysconfig
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,40 +24,18 @@ FIM_PIECES = ("▁<PRE>", "▁<SUF>", "▁<MID>", "▁<EOT>")
 DEFAULT_VOCAB = 8000
 
 
-# ----------------------------------------------------------------------------- corpus
-
-
-def stdlib_files(limit_bytes: int | None = None) -> list[Path]:
-    """Python standard-library sources of this interpreter (licence-free), tests excluded."""
-    root = Path(sysconfig.get_paths()["stdlib"])
-    skip = {"test", "tests", "idlelib", "lib2to3", "site-packages", "dist-packages", "turtledemo"}
-    files: list[Path] = []
-    total = 0
-    for path in sorted(root.rglob("*.py")):
-        rel = path.relative_to(root).parts
-        if any(p in skip or p.startswith("test") for p in rel):
-            continue
-        size = path.stat().st_size
-        if size < 500 or size > 400_000:
-            continue
-        files.append(path)
-        total += size
-        if limit_bytes is not None and total >= limit_bytes:
-            break
-    return files
-
-
-def _read_texts(files: list[Path]) -> list[str]:
-    texts = []
-    for f in files:
-        try:
-            texts.append(f.read_text(encoding="utf-8"))
-        except (UnicodeDecodeError, OSError):
-            continue
-    return texts
-
-
 # -------------------------------------------------------------------------- tokenizer
+
+
+def _first_bytes(files: list[Any], limit: int) -> list[Any]:
+    """The first files (in order) up to ``limit`` bytes of text."""
+    out, total = [], 0
+    for f in files:
+        out.append(f)
+        total += f.path.stat().st_size
+        if total >= limit:
+            break
+    return out
 
 
 def train_tokenizer(out_dir: Path, *, vocab_size: int = DEFAULT_VOCAB) -> Path:
@@ -65,9 +43,10 @@ def train_tokenizer(out_dir: Path, *, vocab_size: int = DEFAULT_VOCAB) -> Path:
     from tokenizers import Regex, Tokenizer, models, pre_tokenizers, trainers
     from transformers import CodeLlamaTokenizer
 
+    from . import demo_corpus
     from .tokenization import sentencepiece_normalizer
 
-    texts = _read_texts(stdlib_files(limit_bytes=12_000_000))
+    texts = demo_corpus.read_texts(_first_bytes(demo_corpus.stdlib_sources(), 12_000_000))
     bytes_ = [f"<0x{i:02X}>" for i in range(256)]
     tok = Tokenizer(models.BPE(unk_token="<unk>", byte_fallback=True, fuse_unk=True))
     tok.normalizer = sentencepiece_normalizer()
@@ -215,16 +194,44 @@ class _Sampler:
         return "".join(out)
 
     def fim_parts(self) -> tuple[str, str, str]:
-        """(prefix, middle, suffix) of one chunk: whole lines half the time, else anywhere."""
+        """(prefix, middle, suffix) of one chunk, cut where an editor asks for a completion.
+
+        Middles are never empty and end where a suggestion would: the rest of a line from a
+        point inside it, whole lines after a line end, a block's body after its header, or
+        (one time in ten) any span, so that the model learns to end infills with ``<EOT>``
+        at a line or block end instead of at once.
+        """
         chunk = self._chunk(self.seq_len * 3)
-        if self.rng.random() < 0.5:  # whole lines, as when the cursor is on an empty line
-            lines = chunk.splitlines(keepends=True)
-            a = self.rng.randrange(len(lines))
-            b = min(len(lines), a + self.rng.choice([1, 1, 1, 2, 3]))
-            return "".join(lines[:a]), "".join(lines[a:b]), "".join(lines[b:])
-        n = len(chunk)  # anywhere, as when typing mid-line
-        a = self.rng.randrange(max(1, n))
-        b = min(n, a + self.rng.choice([1, 3, 10, 30, 80, 200]))
+        lines = chunk.splitlines(keepends=True)
+        content = [n for n, line in enumerate(lines) if line.strip()]
+        if not content:
+            return "", chunk or "\n", ""
+        n = self.rng.choice(content)
+        line = lines[n]
+        start = sum(len(x) for x in lines[:n])
+        indent = len(line) - len(line.lstrip(" \t"))
+        body = line.rstrip("\r\n")
+        kind = self.rng.random()
+        if kind < 0.4 and len(body) > indent + 1:  # mid-line: the rest of the line
+            a = start + self.rng.randrange(indent + 1, len(body))
+            b = start + len(body)
+        elif kind < 0.75:  # at a line's start: this line and maybe the next one or two
+            a = start + (indent if self.rng.random() < 0.7 else 0)
+            b = start + sum(len(x) for x in lines[n : n + self.rng.choice([1, 1, 1, 2, 3])])
+        elif kind < 0.9:  # after a block header: its body, up to the next dedent
+            a = start + len(line)
+            end = n + 1
+            while end < len(lines) and (
+                not lines[end].strip() or len(lines[end]) - len(lines[end].lstrip(" \t")) > indent
+            ):
+                end += 1
+            b = start + sum(len(x) for x in lines[n:end])
+        else:  # anywhere
+            a = self.rng.randrange(len(chunk))
+            b = min(len(chunk), a + self.rng.choice([1, 3, 10, 30, 80, 200]))
+        if not chunk[a:b].strip():
+            b = start + len(line)
+            a = min(a, start + indent)
         return chunk[:a], chunk[a:b], chunk[b:]
 
     def fim(self) -> list[int]:
@@ -289,17 +296,20 @@ class _Sampler:
             yield x, w
 
 
-def _prepare_tokenizer(out_dir: Path, init: Path | None) -> None:
-    """A fresh tokenizer in ``out_dir``, or (with ``init``) a copy of that model's."""
-    if init is None:
-        train_tokenizer(out_dir)
-    elif Path(init).resolve() != out_dir.resolve():
-        import shutil
+def _prepare_tokenizer(out_dir: Path, source: Path) -> None:
+    """Copy the tokenizer of ``source`` (a model folder) into ``out_dir``.
 
-        out_dir.mkdir(parents=True, exist_ok=True)
-        for name in ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"):
-            if (Path(init) / name).exists():
-                shutil.copyfile(Path(init) / name, out_dir / name)
+    A new demo model keeps the committed tokenizer: token ids stay the same for the random
+    test models, the GGUF conversion and every test that counts tokens.
+    """
+    if Path(source).resolve() == out_dir.resolve():
+        return
+    import shutil
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for name in ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"):
+        if (Path(source) / name).exists():
+            shutil.copyfile(Path(source) / name, out_dir / name)
 
 
 def _train_step(model: Any, opt: Any, x: Any, w: Any) -> float:
@@ -388,25 +398,28 @@ def train_demo_model(
     peak_lr: float = 3e-3,
     log: bool = True,
 ) -> Path:
-    """Train the demo tokenizer and a tiny Llama for ``minutes`` of wall time; save in fp16.
+    """Train a small Llama on the corpus's training split for ``minutes`` of wall time; save it
+    in fp16 with the committed tokenizer.
 
-    With ``init`` (an earlier demo folder) it keeps that tokenizer and continues training its
-    weights, e.g. with more FIM samples and a heavier ``<EOT>`` weight so infills end.
+    With ``init`` (an earlier demo folder) it keeps that model's tokenizer and continues
+    training its weights, e.g. with more FIM samples and a heavier ``<EOT>`` weight.
     """
     import torch
 
+    from . import demo_corpus
     from .tokenization import CodeTokens, load_tokenizer
 
     start = time.monotonic()
     out_dir = Path(out_dir)
     torch.manual_seed(seed)
     random.seed(seed)
-    _prepare_tokenizer(out_dir, init)
+    _prepare_tokenizer(out_dir, init if init is not None else _demo_tokenizer_dir())
     tok = load_tokenizer(str(out_dir))
     codes = CodeTokens(tok)
     model = _initial_model(codes, init, hidden_size, num_layers)
     model.train()
-    texts = _read_texts(stdlib_files())
+    files = demo_corpus.corpus("train")
+    texts = demo_corpus.read_texts(files)
     sampler = _Sampler(texts, codes, seq_len=seq_len, seed=seed)
     batches = sampler.batches(batch_size, fim_rate=fim_rate, eot_weight=eot_weight)
     step, tokens, ema = _train(model, batches, start, start + minutes * 60, peak_lr, log)
@@ -419,6 +432,8 @@ def train_demo_model(
         "tokens": tokens,
         "final_loss_ema": round(ema or float("nan"), 3),
         "params": n_params,
+        "hidden_size": model.config.hidden_size,
+        "num_layers": model.config.num_hidden_layers,
         "minutes": round((time.monotonic() - start) / 60, 2),
         "minutes_arg": minutes,
         "seed": seed,
@@ -426,11 +441,16 @@ def train_demo_model(
         "fim_rate": fim_rate,
         "eot_weight": eot_weight,
         "peak_lr": peak_lr,
+        "batch_size": batch_size,
+        "seq_len": seq_len,
+        "torch_threads": torch.get_num_threads(),
         "python": sys.version.split()[0],
+        "corpus": [list(row) for row in demo_corpus.licence_table(files)],
+        "held_out_every": demo_corpus.HELD_OUT_EVERY,
     }
     _write_training_info(out_dir, info, init)
     if log:
-        print(json.dumps(info), flush=True)
+        print(json.dumps({k: v for k, v in info.items() if k != "corpus"}), flush=True)
     return out_dir
 
 
@@ -445,26 +465,32 @@ def _write_training_info(out_dir: Path, info: dict[str, Any], init: Path | None)
 
 _README = """# codellama-lsp demo model (NOT Code Llama)
 
-A tiny Llama-architecture model ({params:,} parameters, float16) with a Code-Llama-shaped
+A small Llama-architecture model ({params:,} parameters, float16) with a Code-Llama-shaped
 tokenizer, committed so that codellama-lsp, its tests and the editor demos run offline with no
-model hub and no GPU. It writes Python-looking text with no real meaning and usually ends
-infills with `<EOT>`. Use a real Code Llama model for actual completions.
+model hub and no GPU. It writes plausible-looking Python one or two lines at a time, often
+wrong: its code has no real meaning. Use a real Code Llama model for actual completions.
 
 - Tokenizer: BPE with byte fallback and SentencePiece-style `▁` spaces, trained with the
-  `tokenizers` library on this machine's Python {python} standard library (no tests), saved as
-  the transformers `CodeLlamaTokenizer` class, with `<unk>` `<s>` `</s>` and the infill pieces
-  `▁<PRE>` `▁<SUF>` `▁<MID>` `▁<EOT>` (looked up by string, never by id).
-- Model: `LlamaForCausalLM` (`model_type` llama, no custom code), tied embeddings,
-  max_position_embeddings 16384, trained from scratch on 2 CPU cores on standard-library code:
-  samples are fill-in-the-middle in Code Llama's PSM format
-  (`<s> ▁<PRE> prefix ▁<SUF>suffix ▁<MID>middle ▁<EOT>`) or left to right.
-- Source text: the CPython standard library (PSF licence); the model and tokenizer are
-  released with this project.
+  `tokenizers` library on Python 3.11.7's standard library (no tests), saved as the
+  transformers `CodeLlamaTokenizer` class, with `<unk>` `<s>` `</s>` and the infill pieces
+  `▁<PRE>` `▁<SUF>` `▁<MID>` `▁<EOT>` (looked up by string, never by id). New models keep it.
+- Model: `LlamaForCausalLM` (`model_type` llama, no custom code), hidden size {hidden},
+  {layers} layers, tied embeddings, max_position_embeddings 16384, trained from scratch on
+  CPU cores: samples are fill-in-the-middle in Code Llama's PSM format
+  (`<s> ▁<PRE> prefix ▁<SUF>suffix ▁<MID>middle ▁<EOT>`) or left to right. Middles are cut
+  where an editor asks (the rest of a line, whole lines, a block's body; a tenth anywhere),
+  never empty.
+- Source text (`codellama_lsp/demo_corpus.py`): the Python standard library and installed
+  packages whose licence metadata has only MIT, BSD, Apache or PSF terms, at most 2 MB of each
+  package, tests left out. One file in {held_out_every} (by a hash of its name) is held out:
+  training never reads it, `benchmarks/quality.py --corpus held-out` measures on it. The model
+  and tokenizer are released with this project. Training files per source:
 
-Training stages (wall time includes tokenizer training and data loading):
+{corpus}
+Training stages (wall time includes loading the text):
 
 {stages}
-Rebuild (results depend on the CPU, its load, and the Python version's standard library):
+Rebuild (results depend on the CPU, its load, the installed packages and the Python version):
 
 {commands}
 """
@@ -481,10 +507,15 @@ def _stage_line(info: dict[str, Any]) -> str:
 def _stage_command(info: dict[str, Any], out: str, init: str | None) -> str:
     cmd = f"python -m codellama_lsp.demo_model train --minutes {info.get('minutes_arg')}"
     cmd += f" --seed {info['seed']}"
+    if not init and "hidden_size" in info:
+        cmd += f" --hidden {info['hidden_size']} --layers {info['num_layers']}"
+        cmd += f" --fim-rate {info['fim_rate']} --eot-weight {info['eot_weight']}"
+        cmd += f" --lr {info['peak_lr']}"
     if init:
         cmd += f" --init {init} --fim-rate {info['fim_rate']}"
         cmd += f" --eot-weight {info['eot_weight']} --lr {info['peak_lr']}"
-    return f"    {cmd} --out {out}"
+    threads = "OMP_NUM_THREADS=1 " if info.get("torch_threads") == 1 else ""
+    return f"    {threads}{cmd} --out {out}"
 
 
 def write_readme(out_dir: Path, info: dict[str, Any]) -> None:
@@ -496,9 +527,16 @@ def write_readme(out_dir: Path, info: dict[str, Any]) -> None:
         lines.append(_stage_line(stage))
         out = "/tmp/demo-stage1" if n < len(stages) - 1 else "codellama_lsp/demo_assets/demo-model"
         commands.append(_stage_command(stage, out, "/tmp/demo-stage1" if n else None))
+    corpus = "| source | licence | files | bytes |\n|---|---|---|---|\n" + "".join(
+        f"| {source} | {licence} | {files:,} | {size:,} |\n"
+        for source, licence, files, size in info.get("corpus", [])
+    )
     text = _README.format(
         params=info["params"],
-        python=info["python"],
+        hidden=info.get("hidden_size", "?"),
+        layers=info.get("num_layers", "?"),
+        held_out_every=info.get("held_out_every", "?"),
+        corpus=corpus,
         stages="\n".join(lines) + "\n",
         commands="\n".join(commands),
     )
@@ -517,6 +555,10 @@ def main(argv: list[str] | None = None) -> int:
     t.add_argument("--fim-rate", type=float, default=0.5)
     t.add_argument("--eot-weight", type=float, default=1.0)
     t.add_argument("--lr", type=float, default=3e-3)
+    t.add_argument("--hidden", type=int, default=128, help="hidden size of a new model")
+    t.add_argument("--layers", type=int, default=4, help="layers of a new model")
+    t.add_argument("--batch", type=int, default=8)
+    t.add_argument("--seq-len", type=int, default=256)
     r = sub.add_parser("random", help="build a random-weight model of a given size")
     r.add_argument("--hidden", type=int, required=True)
     r.add_argument("--layers", type=int, required=True)
@@ -534,6 +576,10 @@ def main(argv: list[str] | None = None) -> int:
             fim_rate=args.fim_rate,
             eot_weight=args.eot_weight,
             peak_lr=args.lr,
+            hidden_size=args.hidden,
+            num_layers=args.layers,
+            batch_size=args.batch,
+            seq_len=args.seq_len,
         )
         print(out)
     else:

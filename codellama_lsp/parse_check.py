@@ -3,7 +3,8 @@
 The check looks at a bounded window of the file, the top-level statement(s) around the cursor,
 and compares "parsed before the insertion" with "parses after". Half-written code at the cursor
 is normal while typing: a window that did not parse before is left alone, so the check only
-ever guards code that was whole. A suggestion that makes a whole window stop parsing is cut to
+ever guards code that was whole (a block's empty body on a blank line counts as whole: the
+statement the user starts there is what the suggestion writes). A suggestion that makes a whole window stop parsing is cut to
 its longest prefix (whole lines) that keeps it parsing; when none does, it is dropped.
 """
 
@@ -94,14 +95,24 @@ def window(ctx: Cursor, end_character: int) -> Window | None:
     return Window(before, head, tail)
 
 
+def was_whole(win: Window, ctx: Cursor) -> bool:
+    """Was the code around the cursor whole before the insertion? Either the window parses,
+    or the cursor starts a statement on a blank line and the window parses with one there
+    (``pass`` stands in): the empty body of a block just opened (``for i in x:`` + Enter), the
+    place where most multi-line suggestions are asked for."""
+    if parses(win.before):
+        return True
+    return not ctx.line_prefix.strip() and parses(win.after("pass"))
+
+
 def keep_parsing(text: str, ctx: Cursor, end_character: int) -> str:
     """``text`` as inserted at ``ctx`` (replacing up to ``end_character`` on the cursor's line):
-    unchanged when the window did not parse before or still parses; else its longest prefix of
+    unchanged when the window was not whole before (:func:`was_whole`) or still parses; else its longest prefix of
     whole lines that parses; else ``""``."""
     if not text:
         return text
     win = window(ctx, end_character)
-    if win is None or not parses(win.before):
+    if win is None or not was_whole(win, ctx):
         return text
     if win.keeps_parsing(text):
         return text

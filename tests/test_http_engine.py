@@ -91,10 +91,14 @@ def test_stop_sequences_and_is_done_are_applied_to_the_stream(server: ModelServe
     ids = (tokens.bos_id or 1, *tokens.encode("def add(a, b):\n"))
     result = engine.generate(GenerationRequest(ids, 200, 0.0, 1.0, is_done=done), threading.Event())
     assert result.finish_reason == "stop" and result.text == seen[-1] and len(result.text) >= 3
+    plain = engine.generate(GenerationRequest(ids, 48, 0.0, 1.0), threading.Event())
+    stop = plain.text.strip()[4:6]  # two characters from inside the plain text
+    assert len(stop) == 2, plain.text
     stopped = engine.generate(
-        GenerationRequest(ids, 200, 0.0, 1.0, stop_sequences=("(",)), threading.Event()
+        GenerationRequest(ids, 48, 0.0, 1.0, stop_sequences=(stop,)), threading.Event()
     )
-    assert stopped.finish_reason == "stop" and "(" not in stopped.text
+    assert stopped.finish_reason == "stop"
+    assert stopped.text == plain.text[: plain.text.index(stop)]  # cut just before it
 
 
 def test_setting_the_stop_flag_closes_the_stream_and_stops_the_server(

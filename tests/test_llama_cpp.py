@@ -241,9 +241,10 @@ async def test_completions_arrive_cleaned_up(llama_server: LlamaCppServer) -> No
         s.open("file:///files.py", SAMPLE)
         items = await s.inline("file:///files.py", *end_of(SAMPLE))
         assert items and str(items[0].insert_text).strip()
-        mid_line = SAMPLE + "if name.endswith("
+        mid_line = SAMPLE + "if name.endswith()"  # the editor closed the bracket: one line
         s.open("file:///mid.py", mid_line)
-        single = await s.inline("file:///mid.py", *end_of(mid_line))
+        line, column = end_of(mid_line)
+        single = await s.inline("file:///mid.py", line, column - 1)
         for item in [*items, *single]:
             text = str(item.insert_text)
             assert not SPECIAL.search(text), text

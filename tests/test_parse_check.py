@@ -54,6 +54,17 @@ def test_code_that_did_not_parse_before_is_left_alone() -> None:
     assert check(source, " > 0 and (") == " > 0 and ("
 
 
+def test_the_empty_body_of_a_block_just_opened_is_guarded() -> None:
+    # `for ...:` + Enter: the window does not parse until the body is written, but the code
+    # around is whole, so a body that does not parse is cut or dropped, one that does is kept.
+    source = "def perimeter(points):\n    total = 0.0\n    for p in points:\n        |"
+    assert check(source, "total += p\n    return total") == "total += p\n    return total"
+    assert check(source, "total += p\n        if not isinstance(p, (int, float):") == "total += p"
+    assert check(source, "if not isinstance(len(p, int):\n            return False") == ""
+    # Mid-statement on that line stays unjudged: half-written code is normal while typing.
+    assert check(source.replace("|", "x = |"), "(1,") == "(1,"
+
+
 def test_only_the_window_around_the_cursor_counts() -> None:
     # A broken function elsewhere in the file does not switch the check off here.
     source = FUNCTION + "\n\ndef broken(:\n    pass\n"

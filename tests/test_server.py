@@ -240,7 +240,7 @@ async def test_inline_completion_is_registered_only_with_capability() -> None:
 
 
 async def test_auto_closed_bracket_is_replaced_not_doubled() -> None:
-    text = "import os\n\nprint()\n"
+    text = "import os\n\nname = os.path.basename()\n"
     options = {**GREEDY, "max_new_tokens_single_line": 12, "prompt_format": "prefix"}
     # The demo model's text here does not parse, and this test is about the item's range, not
     # about the parse check (tests/test_parse_check.py), which would drop it.
@@ -248,12 +248,14 @@ async def test_auto_closed_bracket_is_replaced_not_doubled() -> None:
     async with lsp_session(options) as s:
         uri = "file:///closer.py"
         s.open(uri, text)
-        items = await s.inline(uri, 2, 6)  # between the parentheses
+        column = len("name = os.path.basename(")
+        items = await s.inline(uri, 2, column)  # between the parentheses
         assert len(items) == 1
         item = items[0]
         # The range covers the editor's ")" so accepting replaces it instead of doubling it.
         assert item.range == types.Range(
-            start=types.Position(line=2, character=6), end=types.Position(line=2, character=7)
+            start=types.Position(line=2, character=column),
+            end=types.Position(line=2, character=column + 1),
         )
         inserted = str(item.insert_text)
         assert "\n" not in inserted

@@ -523,6 +523,7 @@ class LocalEngine:
             result.text = text[:cut]
             return "stop"
         if request.is_done is not None and request.is_done(text):
+            result.text = text  # the caller's clean-up cuts where the block ended
             return "stop"
         if len(generated) == request.max_new_tokens:
             return "length"
