@@ -4,8 +4,9 @@ The check looks at a bounded window of the file, the top-level statement(s) arou
 and compares "parsed before the insertion" with "parses after". Half-written code at the cursor
 is normal while typing: a window that did not parse before is left alone, so the check only
 ever guards code that was whole (a block's empty body on a blank line counts as whole: the
-statement the user starts there is what the suggestion writes). A suggestion that makes a whole window stop parsing is cut to
-its longest prefix (whole lines) that keeps it parsing; when none does, it is dropped.
+statement the user starts there is what the suggestion writes). A suggestion that makes a
+whole window stop parsing is cut to its longest prefix (whole lines) that keeps it parsing;
+when none does, it is dropped.
 """
 
 from __future__ import annotations
@@ -107,8 +108,8 @@ def was_whole(win: Window, ctx: Cursor) -> bool:
 
 def keep_parsing(text: str, ctx: Cursor, end_character: int) -> str:
     """``text`` as inserted at ``ctx`` (replacing up to ``end_character`` on the cursor's line):
-    unchanged when the window was not whole before (:func:`was_whole`) or still parses; else its longest prefix of
-    whole lines that parses; else ``""``."""
+    unchanged when the window was not whole before (:func:`was_whole`) or still parses; else
+    its longest prefix of whole lines that parses; else ``""``."""
     if not text:
         return text
     win = window(ctx, end_character)
