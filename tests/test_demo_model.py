@@ -81,13 +81,18 @@ def test_greedy_left_to_right_writes_python_looking_text(
 
 
 def held_out_infills(count: int) -> list[tuple[str, str]]:
-    """(prefix, suffix) with the cursor inside a code line of held-out files, the rest of the
-    line cut: where an editor asks while a line is being typed."""
+    """(prefix, suffix) with the cursor inside a code line of held-out standard-library files
+    (the same on every machine, unlike installed packages), the rest of the line cut: where an
+    editor asks while a line is being typed."""
     rng = random.Random(0)
-    files = [f for f in demo_corpus.corpus("held-out") if f.path.stat().st_size > 3000]
-    rng.shuffle(files)
+    files = [
+        f
+        for f in demo_corpus.corpus("held-out")
+        if f.name.startswith("stdlib/") and f.path.stat().st_size > 3000
+    ]
     out = []
-    for f in files[:count]:
+    while len(out) < count:
+        f = files[len(out) % len(files)]
         lines = f.path.read_text(encoding="utf-8").split("\n")
         code = [
             i
@@ -104,7 +109,8 @@ def held_out_infills(count: int) -> list[tuple[str, str]]:
 
 def test_infills_on_held_out_code_write_text_and_end(codes: CodeTokens) -> None:
     """The demo shows ghost text: on code it never saw, the model writes something and ends
-    with <EOT> (the 1.8M model it replaced wrote text at 17 of these 30 and ended 16)."""
+    with <EOT> (this model: text at 24 of these 30, 26 ended; the 1.8M model it replaced: 17
+    and 17)."""
     assert codes.infill is not None
     engine = load_engine()
     try:
@@ -119,7 +125,7 @@ def test_infills_on_held_out_code_write_text_and_end(codes: CodeTokens) -> None:
         engine.close()
     written = sum(bool(r.text.strip()) for r in results)
     ended = sum(r.finish_reason == "eot" for r in results)
-    assert written >= 23 and ended >= 20, (written, ended, [r.text for r in results])
+    assert written >= 21 and ended >= 21, (written, ended, [r.text for r in results])
     for r in results:
         assert "<EOT>" not in r.text and "<MID>" not in r.text
 
