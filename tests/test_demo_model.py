@@ -90,7 +90,7 @@ def held_out_infills(count: int) -> list[tuple[str, str]]:
         for f in demo_corpus.corpus("held-out")
         if f.name.startswith("stdlib/") and f.path.stat().st_size > 3000
     ]
-    out = []
+    out: list[tuple[str, str]] = []
     while len(out) < count:
         f = files[len(out) % len(files)]
         lines = f.path.read_text(encoding="utf-8").split("\n")
