@@ -1,8 +1,10 @@
 """The parse check's cost per suggestion, on the quality benchmark's positions (real files).
 
 For every position of ``benchmarks/quality.py`` (stdlib and held-out third-party files), the
-check runs on two suggestions: the true text (it keeps parsing: one or two parses) and the true
-text with a line that does not parse appended (the worst case: the check trims line by line).
+check runs on three suggestions: the true text (it keeps parsing: one or two parses), the true
+text with a line that does not parse appended (the check trims line by line), and the true text
+after an opening bracket that nothing closes (the worst case: no prefix parses, so every cut
+is tried, up to ``MAX_CUTS``).
 CPU time of the checking thread (`time.thread_time`): the machine may be shared, and waiting
 for a core is not the check's cost; the server's own wall-clock figure is in `codellama.stats`
 (`timings_ms.parse_check`) and in `benchmarks/quality.py`'s report.
@@ -41,12 +43,13 @@ def main() -> int:
         for path in corpus
         for case in quality.make_cases(path, rng, 12, max_chars=400)
     ]
-    for label, tail in (("true text", ""), ("true text + a broken line", BROKEN_TAIL)):
+    variants = (("true text", "", ""), ("true text + a broken line", "", BROKEN_TAIL))
+    for label, head, tail in (*variants, ("an unclosed bracket + true text", "((", "")):
         times: list[float] = []
         checked = changed = 0
         for case in cases:
             ctx = Cursor(case.text, case.line, case.column)
-            text = case.expected + tail
+            text = head + case.expected + tail
             started = time.thread_time()
             kept = keep_parsing(text, ctx, case.column)
             times.append((time.thread_time() - started) * 1000)

@@ -22,7 +22,8 @@ The same trace runs against three servers, in the same invocation, per model (``
 - before: the same with the former fixed 60 ms debounce, no idle-time prefill and no
   speculative decoding (issue 4's server);
 - naive: ``NAIVE`` below (no supersession, debounce, caches, KV reuse or speculation): every
-  request runs its own fresh generation to the end, in arrival order.
+  request runs its own fresh generation to the end, in arrival order;
+- after-plain (only when asked for): the default settings without speculative decoding.
 
 A user waits at most ``--max-wait`` seconds at a pause; a naive server that is further
 behind is recorded at that bound (a lower bound on its latency) and the queue it still holds
@@ -93,6 +94,8 @@ MODES: dict[str, dict[str, Any]] = {
         "keep_matching_generations": False,
     },
     "naive": NAIVE,
+    # The default settings without speculative decoding: what speculation adds to "after".
+    "after-plain": {"speculative": False},
 }
 
 
@@ -594,6 +597,14 @@ def summarize(run: RunResult, max_wait: float, naive: bool) -> dict[str, Any]:
         "interrupted_step_decode_max_ms": timing("interrupted_step_decode", "max"),
         "prefill_chunk_p50_ms": timing("prefill_chunk", "p50"),
         "prefill_chunk_max_ms": timing("prefill_chunk", "max"),
+        "decode_passes_per_token": round(
+            st.get("decode_forward_passes", 0) / max(1, st["generated_tokens"]), 3
+        ),
+        "draft_acceptance": round(
+            sum(v for k, v in st.items() if k.startswith("draft_accepted_"))
+            / max(1, sum(v for k, v in st.items() if k.startswith("draft_tokens_"))),
+            3,
+        ),
         "decode_step_p50_ms": timing("decode_step", "p50"),
         "decode_step_max_ms": timing("decode_step", "max"),
     }
@@ -684,6 +695,8 @@ ROWS = [
     ("  the decode step it waited for p50 / max", "interrupted_step_decode"),
     ("one prefill chunk p50 / max (ms, mean per generation)", "prefill_chunk"),
     ("one decode step p50 / max (ms, mean per generation)", "decode_step"),
+    ("decode forward passes per generated token", "decode_passes_per_token"),
+    ("speculative drafts accepted (share)", "draft_acceptance"),
     ("keystrokes / requests", "keys"),
     ("replay wall time (s)", "wall_s"),
     ("partial accepts by the user", "partial_accepts"),
@@ -777,7 +790,7 @@ def main() -> int:
     )
     parser.add_argument("--trace", choices=sorted(SPEEDS), default="fast", help="who types")
     parser.add_argument(
-        "--modes", default=",".join(MODES), help="comma-separated: " + ", ".join(MODES)
+        "--modes", default="after,before,naive", help="comma-separated: " + ", ".join(MODES)
     )
     parser.add_argument("--max-wait", type=float, default=5.0, help="seconds a user waits")
     parser.add_argument("--seed", type=int, default=0)

@@ -22,7 +22,7 @@ from codellama_lsp.debounce import AdaptiveDebounce
 from codellama_lsp.engines.base import Engine, GenerationRequest, GenerationResult
 from codellama_lsp.parse_check import checked, is_python
 from codellama_lsp.postprocess import block_done, clean, replace_range_end
-from codellama_lsp.prefill import IdlePrefill, keeps_kv_cache, line_prefix_ids
+from codellama_lsp.prefill import IdlePrefill, cursor_prefix_ids, keeps_kv_cache
 from codellama_lsp.prompt import LineCounter, Prompt, build_prompt, choose_format
 from codellama_lsp.scheduler import Scheduler, Superseded, Ticket
 from codellama_lsp.stats import Stats
@@ -155,21 +155,21 @@ class Completer:
     def ready(self) -> bool:
         return self.settings.enabled and self.engine is not None
 
-    def edited(self, uri: str, line: int, cursor: Callable[[], Cursor]) -> None:
-        """The user edited ``uri`` on ``line`` (``didChange``); ``cursor()`` reads the cursor.
+    def edited(self, uri: str, cursor: Callable[[], Cursor]) -> None:
+        """The user edited ``uri`` (``didChange``); ``cursor()`` reads the cursor.
 
         Times the keystroke for the adaptive debounce, and starts an idle-time prefill of
-        the place's prompt when the model has nothing else to do.
+        the prompt up to the cursor when the model has nothing else to do.
         """
         self.debounce.key()
-        self._prefill_when_idle(uri, line, cursor)
+        self._prefill_when_idle(uri, cursor)
 
-    def _prefill_when_idle(self, uri: str, line: int, cursor: Callable[[], Cursor]) -> None:
+    def _prefill_when_idle(self, uri: str, cursor: Callable[[], Cursor]) -> None:
         s = self.settings
         engine = self.engine
         if not (s.idle_prefill and self.ready and keeps_kv_cache(engine)):
             return
-        if not self.idle_prefill.wanted(uri, line):
+        if not self.idle_prefill.wanted:
             return  # before the context snapshot: this runs on every edit
         assert engine is not None
 
@@ -179,9 +179,9 @@ class Completer:
         def build() -> tuple[int, ...]:
             ctx = cursor()
             prompt = self._locked_prompt(uri, ctx, context)
-            return line_prefix_ids(prompt, engine.tokens, ctx.line_prefix)
+            return cursor_prefix_ids(prompt, engine.tokens, ctx.line_prefix)
 
-        self.idle_prefill.start(engine, uri, line, build)
+        self.idle_prefill.start(engine, uri, build)
 
     def debounce_s(self) -> float:
         """How long a request waits for more keys: ``debounce_ms``, or adaptive when -1."""
@@ -331,7 +331,7 @@ class Completer:
         engine = self.engine
         assert engine is not None
         if debounce:
-            self._prefill_when_idle(uri, ctx.line, lambda: ctx)  # the cursor moved, no edit yet
+            self._prefill_when_idle(uri, lambda: ctx)  # the cursor may have moved, no edit yet
             await self.scheduler.debounce(ticket, self.debounce_s())
         await self.scheduler.settle(ticket)
         if not ticket.live:

@@ -126,7 +126,7 @@ class Settings:
     )
     parse_check: bool = setting(
         True,
-        "Python: trim or drop a suggestion that would make code which parsed stop parsing",
+        "Python: end a suggestion where the code parses; drop one that breaks code which parsed",
         cache_key=True,
     )
     debounce_ms: int = setting(
@@ -137,7 +137,8 @@ class Settings:
         ),
     )
     idle_prefill: bool = setting(
-        True, "while the model is idle, prefill the prompt at a newly edited line (local backend)"
+        True,
+        "while the model is idle, prefill the prompt up to the cursor as you type (local backend)",
     )
     keep_matching_generations: bool = setting(
         True,

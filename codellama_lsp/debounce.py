@@ -4,7 +4,8 @@ Waiting for a pause saves the generations that the next key would cancel, but th
 the wait at every pause. A model that answers faster than that wait gains nothing from it: it
 starts at once (0 ms) and answers as soon as a naive server would. A slower model waits for a
 pause: a gap longer than nearly all of the user's recent gaps between keys (1.25 × their 90th
-percentile, clamped to 100–1000 ms; Tabby's agent uses ×1.5–3 of the mean interval), so that
+percentile, clamped to 100–1000 ms; Tabby's agent uses ×1.5–3 of the mean interval; gaps over
+4 × the median are hesitations and pauses, not the rhythm), so that
 it is not kept busy with generations nobody will see and the answer at a pause does not wait
 for a cancelled one's forward pass. The percentile follows the whole rhythm, not only its
 middle: a steady typist (keys 40–120 ms apart) has paused after ~140 ms, an uneven one (median
@@ -33,16 +34,28 @@ MIN_PAUSE_MS = 100.0
 MAX_PAUSE_MS = 1000.0
 MAX_KEY_GAP_MS = 1000.0
 """Longer gaps are pauses (reading, thinking), not the typing rhythm."""
+HESITATION_FACTOR = 4.0
+"""A gap longer than this many times the median gap is a hesitation or a pause, not the rhythm."""
 KEY_WINDOW = 24
 LATENCY_WINDOW = 9
 MIN_GAPS = 4
+
+
+def typing_gaps(gaps_ms: Sequence[float]) -> list[float]:
+    """The gaps of the typing itself: without hesitations and the pauses where the user read a
+    suggestion. Those pauses come at every suggestion; counted as rhythm, a few of them in the
+    window made a slow model look faster than a pause and start a generation at every key."""
+    if not gaps_ms:
+        return []
+    longest = HESITATION_FACTOR * statistics.median(gaps_ms)
+    return [gap for gap in gaps_ms if gap <= longest]
 
 
 def pause_ms(gaps_ms: Sequence[float]) -> float:
     """The shortest gap (ms) that counts as a pause, from recent gaps between keys."""
     if len(gaps_ms) < MIN_GAPS:
         return DEFAULT_PAUSE_MS
-    ordered = sorted(gaps_ms)
+    ordered = sorted(typing_gaps(gaps_ms))
     high = ordered[min(len(ordered) - 1, int(PAUSE_QUANTILE * len(ordered)))]
     return min(MAX_PAUSE_MS, max(MIN_PAUSE_MS, PAUSE_MARGIN * high))
 

@@ -1,17 +1,21 @@
-"""Never show a suggestion that breaks code which parsed: trim it, or drop it.
+"""Never show a suggestion that breaks code which parsed; end one where the code is whole.
 
 The check looks at a bounded window of the file, the top-level statement(s) around the cursor,
-and compares "parsed before the insertion" with "parses after". Half-written code at the cursor
-is normal while typing: a window that did not parse before is left alone, so the check only
-ever guards code that was whole (a block's empty body on a blank line counts as whole: the
-statement the user starts there is what the suggestion writes). A suggestion that makes a
-whole window stop parsing is cut to its longest prefix (whole lines) that keeps it parsing;
-when none does, it is dropped.
+and compares "parsed before the insertion" with "parses after". A suggestion after which the
+window does not parse is cut to its longest prefix that makes it parse: whole lines first,
+then, when the cursor is inside a statement, a cut inside the first line (``a, b) + f(c`` after
+``x = g(`` becomes ``a, b)``). When no prefix parses:
+
+* code that was whole before (a block's empty body on a blank line counts as whole: the
+  statement the user starts there is what the suggestion writes) gets no suggestion;
+* half-written code keeps the suggestion unchanged: the user may be in the middle of a long
+  statement that no short suggestion can finish, or the window may be broken elsewhere.
 """
 
 from __future__ import annotations
 
 import ast
+import re
 import time
 import warnings
 from dataclasses import dataclass
@@ -21,6 +25,9 @@ from codellama_lsp.stats import Stats
 
 MAX_WINDOW_LINES = 400
 """A window larger than this (a huge top-level block) is not checked: the cost stays bounded."""
+MAX_CUTS = 32
+"""At most this many prefixes are parsed per suggestion (~1 ms each for a 300-line window)."""
+_TOKEN_END = re.compile(r"\w+|\S")
 PYTHON_SUFFIXES = (".py", ".pyi", ".pyw")
 _CONTINUES_STATEMENT = ("else", "elif", "except", "finally", "case")
 """Column-0 words that continue the statement above (``case`` only inside ``match``, which
@@ -106,23 +113,34 @@ def was_whole(win: Window, ctx: Cursor) -> bool:
     return not ctx.line_prefix.strip() and parses(win.after("pass"))
 
 
+def cuts(text: str, mid_statement: bool) -> list[str]:
+    """The prefixes of ``text`` worth showing, longest first: whole lines, then (when the
+    cursor is inside a statement) the first line cut after each of its words and symbols. At a
+    statement's start a cut inside a line would leave a fragment such as a bare name."""
+    lines = text.split("\n")
+    found = ["\n".join(lines[:keep]).rstrip() for keep in range(len(lines) - 1, 0, -1)]
+    if mid_statement:
+        first = lines[0]
+        ends = [match.end() for match in _TOKEN_END.finditer(first)]
+        found += [first[:end] for end in reversed(ends) if end < len(first.rstrip())]
+    unique = list(dict.fromkeys(cut for cut in found if cut.strip()))
+    return unique[:MAX_CUTS]
+
+
 def keep_parsing(text: str, ctx: Cursor, end_character: int) -> str:
     """``text`` as inserted at ``ctx`` (replacing up to ``end_character`` on the cursor's line):
-    unchanged when the window was not whole before (:func:`was_whole`) or still parses; else
-    its longest prefix of whole lines that parses; else ``""``."""
+    unchanged when the window parses with it; else its longest prefix (:func:`cuts`) that
+    makes the window parse; else ``""`` where the window was whole (:func:`was_whole`) and
+    ``text`` unchanged where it was not."""
     if not text:
         return text
     win = window(ctx, end_character)
-    if win is None or not was_whole(win, ctx):
+    if win is None or win.keeps_parsing(text):
         return text
-    if win.keeps_parsing(text):
-        return text
-    lines = text.split("\n")
-    for keep in range(len(lines) - 1, 0, -1):
-        shorter = "\n".join(lines[:keep]).rstrip()
-        if shorter and win.keeps_parsing(shorter):
+    for shorter in cuts(text, bool(ctx.line_prefix.strip())):
+        if win.keeps_parsing(shorter):
             return shorter
-    return ""
+    return "" if was_whole(win, ctx) else text
 
 
 def checked(text: str, ctx: Cursor, end_character: int, stats: Stats) -> str:

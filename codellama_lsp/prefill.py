@@ -1,16 +1,18 @@
-"""Idle-time prefill: put a newly edited place's prompt into the KV cache before it is asked.
+"""Idle-time prefill: keep the KV cache at the cursor while the user types.
 
 The first completion at a new place (after a jump, or in a file just opened) pays a full
-prefill of its prompt: seconds for a 2,000-token prompt on a CPU. The user usually types a
-few keys there first, and while they do the model has nothing to do (a slow model waits for a
-pause, see :mod:`codellama_lsp.debounce`). So when the user edits a line whose prompt prefix
-is not cached and the model is idle, that prefix (the prompt up to the cursor's line, which
-the requests on this line share) is prefilled in the background: a ``GenerationRequest``
-with ``max_new_tokens=0`` in the document's KV slot. A real request that needs the model for
-anything else stops it at once (its stop flag; the chunk in flight finishes). A request whose
-prompt starts with that prefix lets it run and queues behind it: it would have to compute the
-same tokens first anyway, and if the user types on, the request is superseded while it waits
-and never starts a generation, while the prefill goes on.
+prefill of its prompt: seconds for a 2,000-token prompt on a CPU. And a slow model waits for a
+pause (see :mod:`codellama_lsp.debounce`), so without this every request at a pause would first
+prefill what was typed since the last generation, a whole line or more. While the user types
+the model has nothing to do: after each edit, when the model is idle, the prompt up to the
+cursor (less the word being typed, :func:`cursor_prefix_ids`) is prefilled in the background:
+a ``GenerationRequest`` with ``max_new_tokens=0`` in the document's KV slot. Each one extends
+the last by the few tokens typed since, so the request at a pause finds all but a few tokens in
+the cache. A real request that needs the model for anything else stops it at once (its stop
+flag; the chunk in flight finishes). A request whose prompt starts with that prefix lets it
+run and queues behind it: it would have to compute the same tokens first anyway, and if the
+user types on, the request is superseded while it waits and never starts a generation, while
+the prefill goes on.
 
 Only for engines that keep a KV cache (the local engine's ``kv``): a model server keeps its
 own.
@@ -20,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import threading
 from collections.abc import Callable
 
@@ -33,25 +36,29 @@ log = logging.getLogger(__name__)
 
 MIN_PREFIX_TOKENS = 32
 """Shorter prefixes are cheap to prefill with the request itself."""
+_WORD_BEING_TYPED = re.compile(r"\s*\w*$")
 
 
 def keeps_kv_cache(engine: Engine | None) -> bool:
     return engine is not None and engine.reuses_prompts
 
 
-def line_prefix_ids(prompt: Prompt, tokens: CodeTokens, cursor_line: str) -> tuple[int, ...]:
-    """The prompt's ids before the cursor's line: what every request on this line shares.
+def cursor_prefix_ids(prompt: Prompt, tokens: CodeTokens, cursor_line: str) -> tuple[int, ...]:
+    """The prompt's ids up to the cursor, less those the next keys may change.
 
-    The cursor line's own tokens and (FIM) everything from ``<SUF>`` on change with each key.
-    One more token is left out in case the line's first token merges with the one before.
+    The word being typed (and the spaces before it) may be split into other tokens once the
+    next character comes, and (FIM) everything from ``<SUF>`` on changes with each key: those
+    are left out, and one token more in case the first of them merges with the one before.
     """
     ids = prompt.ids
     end = len(ids)
     infill = tokens.infill
     if prompt.format == "fim" and infill is not None and infill.suffix_id in ids:
         end = ids.index(infill.suffix_id)
-    line_tokens = len(tokens.encode(cursor_line, leading_space=False)) if cursor_line else 0
-    return ids[: max(0, end - line_tokens - 1)]
+    tail = _WORD_BEING_TYPED.search(cursor_line)
+    tail_text = tail.group() if tail else ""
+    held_back = len(tokens.encode(tail_text, leading_space=False)) if tail_text else 0
+    return ids[: max(0, end - held_back - 1)]
 
 
 class IdlePrefill:
@@ -63,9 +70,8 @@ class IdlePrefill:
         self._ticket: Ticket | None = None
         self._ids: tuple[int, ...] = ()
         self._task: asyncio.Task[None] | None = None
-        self._done: dict[str, tuple[int, tuple[int, ...]]] = {}
-        """Per document, the line and ids of the last prefix prefilled to its end: more edits
-        on that line need nothing (not even building the prompt again)."""
+        self._done: dict[str, tuple[int, ...]] = {}
+        """Per document, the ids of the last prefix prefilled to its end."""
 
     @property
     def running(self) -> bool:
@@ -89,33 +95,25 @@ class IdlePrefill:
         self.stop()
         self._done.clear()
 
-    def wanted(self, uri: str, line: int) -> bool:
-        """The model is idle and ``line`` of ``uri`` is not prefilled yet: worth a prompt."""
-        if self.running or not self._scheduler.idle:
-            return False
-        done = self._done.get(uri)
-        return done is None or done[0] != line
+    @property
+    def wanted(self) -> bool:
+        """The model is idle and no prefill runs: worth building a prompt."""
+        return not self.running and self._scheduler.idle
 
-    def start(
-        self, engine: Engine, uri: str, line: int, build: Callable[[], tuple[int, ...]]
-    ) -> None:
-        """Prefill ``build()`` (run off the loop) for ``line`` of ``uri`` if the model is idle."""
-        if not self.wanted(uri, line):
+    def start(self, engine: Engine, uri: str, build: Callable[[], tuple[int, ...]]) -> None:
+        """Prefill ``build()`` (run off the loop) in ``uri``'s KV slot if the model is idle."""
+        if not self.wanted:
             return
-        self._task = asyncio.ensure_future(self._run(engine, uri, line, build))
+        self._task = asyncio.ensure_future(self._run(engine, uri, build))
 
-    async def _run(
-        self, engine: Engine, uri: str, line: int, build: Callable[[], tuple[int, ...]]
-    ) -> None:
+    async def _run(self, engine: Engine, uri: str, build: Callable[[], tuple[int, ...]]) -> None:
         try:
             ids = await asyncio.to_thread(build)
         except Exception:
             log.exception("background prefill: could not build the prompt")
             return
-        done = self._done.get(uri)
-        if len(ids) < MIN_PREFIX_TOKENS or (done is not None and done[1] == ids):
-            self._done[uri] = (line, ids)  # nothing (more) to do on this line
-            return
+        if len(ids) < MIN_PREFIX_TOKENS or self._done.get(uri) == ids:
+            return  # nothing (more) to do
         if not self._scheduler.idle:
             return  # a request got to the model while the prompt was built
         self._done.pop(uri, None)
@@ -134,7 +132,7 @@ class IdlePrefill:
             self._stats.add("idle_prefills_stopped")
         elif result.finish_reason != "error":
             self._stats.add("idle_prefills_completed")
-            self._done[uri] = (line, ids)
+            self._done[uri] = ids
 
 
 def _prefill(engine: Engine, request: GenerationRequest, stop: threading.Event) -> GenerationResult:

@@ -387,7 +387,7 @@ def did_change(ls: CodeLlamaServer, params: types.DidChangeTextDocumentParams) -
     if doc is None or not isinstance(change, types.TextDocumentContentChangePartial):
         return
     end = end_of_change(doc, change)
-    ls.completer.edited(uri, end.line, lambda: cursor_at(doc, end))
+    ls.completer.edited(uri, lambda: cursor_at(doc, end))
 
 
 def did_close(ls: CodeLlamaServer, params: types.DidCloseTextDocumentParams) -> None:

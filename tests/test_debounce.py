@@ -58,9 +58,11 @@ def test_typing_rhythm_ignores_pauses_and_single_hesitations() -> None:
     debounce = AdaptiveDebounce(clock)
     gaps = [80, 90, 5000, 70, 600, 80, 85, 75, 95, 100, 60, 110, 90, 80]  # a pause, a hesitation
     typed(debounce, clock, gaps)
-    assert debounce.pause_ms == pytest.approx(1.25 * 110)
+    rhythm = pause_ms([80, 90, 70, 80, 85, 75, 95, 100, 60, 110, 90, 80])
+    assert rhythm < 1.25 * 120
+    assert debounce.pause_ms == pytest.approx(rhythm)
     debounce.generation(0.5)
-    assert debounce.wait_ms() == pytest.approx(1.25 * 110)
+    assert debounce.wait_ms() == pytest.approx(rhythm)
 
 
 def test_one_long_prefill_does_not_make_a_fast_model_wait() -> None:
@@ -72,3 +74,16 @@ def test_one_long_prefill_does_not_make_a_fast_model_wait() -> None:
     assert debounce.wait_ms() == 0
     debounce.forget_latency()  # another model
     assert debounce.wait_ms() == UNMEASURED_WAIT_MS
+
+
+def test_pauses_at_suggestions_do_not_make_a_slow_model_start_at_every_key() -> None:
+    """A person pauses to read each suggestion (600-900 ms between keys there). Counted as
+    rhythm, three of them in the window made the pause ~1 s, longer than the slow model's
+    latency: it then started a generation at every key, and nearly all were cancelled."""
+    clock = FakeClock()
+    debounce = AdaptiveDebounce(clock)
+    burst = [80, 60, 110, 95, 70, 120, 50]
+    typed(debounce, clock, [*burst, 750, *burst, 820, *burst, 640])
+    debounce.generation(0.48)  # the 63M model at ~1,900 tokens of context
+    assert debounce.pause_ms == pytest.approx(1.25 * 120)
+    assert debounce.wait_ms() == pytest.approx(1.25 * 120)

@@ -45,13 +45,29 @@ def test_a_suggestion_may_end_with_a_block_header_whose_body_comes_next() -> Non
     source = "def f(handle):\n    total = 0\n    f|\n    return total\n"
     assert check(source, "or line in handle:") == "or line in handle:"
     assert check(source, "or line in handle:\n        total += (") == "or line in handle:"
-    assert check(source, "or line in handle:)") == ""
+    assert check(source, "or line in handle:)") == "or line in handle:"  # cut before the `)`
 
 
-def test_code_that_did_not_parse_before_is_left_alone() -> None:
-    # Half-written code at the cursor is normal while typing: the check does not judge it.
+def test_half_written_code_keeps_a_suggestion_no_prefix_of_which_finishes_it() -> None:
+    # Half-written code at the cursor is normal while typing: a suggestion that cannot make it
+    # whole is still shown (the user may be inside a statement longer than any suggestion).
     source = "def f(x):\n    if x|\n"
     assert check(source, " > 0 and (") == " > 0 and ("
+
+
+def test_half_written_code_is_finished_where_the_suggestion_makes_it_whole() -> None:
+    # `x = compute(` typed, the call not closed: the suggestion ends where the statement does.
+    source = "def f(a, b):\n    x = compute(|\n    return x\n"
+    assert check(source, "a, b) if a else (b,") == "a, b)"
+    assert check(source, "a, b)\n    y = x * (2") == "a, b)"  # whole lines first
+    assert check(source, "a, b)\n    y = x * 2") == "a, b)\n    y = x * 2"  # parses: as is
+
+
+def test_a_cut_inside_a_line_never_leaves_a_fragment_at_a_statement_start() -> None:
+    # "y" alone would parse (a bare name), but it is not what the model meant: dropped.
+    assert check(FUNCTION, "y = = 2") == ""
+    source = "def f(a, b):\n    |\n"  # a blank line, no body yet: whole lines only
+    assert check(source, "total = (a +\n    b") == ""
 
 
 def test_the_empty_body_of_a_block_just_opened_is_guarded() -> None:
@@ -81,7 +97,7 @@ def test_mid_line_insertions_keep_the_text_after_the_cursor() -> None:
     # a suggestion that closes the call twice would break it.
     source = "def f(x):\n    return max(|)\n"
     assert check(source, "x, 1)") == "x, 1)"
-    assert check(source, "x, 1))") == ""
+    assert check(source, "x, 1))") == "x, 1)"  # cut inside the line, before the extra `)`
     source = "def f(x):\n    return max(|) + 1\n"
     assert check(source, "x, 1") == "x, 1"  # no auto-closer: the text after stays
 

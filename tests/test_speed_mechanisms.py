@@ -166,6 +166,27 @@ async def test_an_idle_model_prefills_a_newly_edited_place() -> None:
         assert stats["prompt_tokens"] - stats["reused_prompt_tokens"] < 40
 
 
+async def test_while_the_user_types_the_idle_model_keeps_the_cache_at_the_cursor() -> None:
+    # A slow model waits for a pause; meanwhile each edit extends the prefilled prompt, so the
+    # request at the pause prefills the word being typed, not the whole line typed since.
+    options = {**GREEDY, "max_context_tokens": 2048, "prompt_format": "prefix"}
+    async with lsp_session(options, env=ONE_THREAD) as s:
+        uri = "file:///project/tasks.py"
+        s.open(uri, LONG)
+        line = len(LONG.split("\n")) // 2
+        s.edit(uri, (line, 0), (line, 0), "    x")
+        await s.wait_stats(lambda st: st["idle_prefills_completed"] == 1)
+        typed = " = compute(values, limit=10) + offset"
+        s.edit(uri, (line, 5), (line, 5), typed)
+        stats = await s.wait_stats(lambda st: st["idle_prefills_completed"] == 2)
+        assert stats["generations_started"] == 0
+
+        await s.inline(uri, line, 5 + len(typed))
+        stats = await s.stats()
+        assert stats["generations_started"] == 1
+        assert stats["prompt_tokens"] - stats["reused_prompt_tokens"] <= 4
+
+
 async def test_a_request_elsewhere_stops_the_idle_prefill_one_here_waits_for_it() -> None:
     # Eight tokens per prefill chunk make the background prefill slow enough to interrupt.
     options = {**GREEDY, "max_context_tokens": 2048, "prefill_chunk_tokens": 8}
