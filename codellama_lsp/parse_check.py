@@ -3,8 +3,8 @@
 The check looks at a bounded window of the file, the top-level statement(s) around the cursor,
 and compares "parsed before the insertion" with "parses after". A suggestion after which the
 window does not parse is cut to its longest prefix that makes it parse: whole lines first,
-then, when the cursor is inside a statement, a cut inside the first line (``a, b) + f(c`` after
-``x = g(`` becomes ``a, b)``). When no prefix parses:
+then, when the cursor is inside a statement, a cut inside the first line (after ``x = g(``,
+``a, b) if a else (b,`` becomes ``a, b)``). When no prefix parses:
 
 * code that was whole before (a block's empty body on a blank line counts as whole: the
   statement the user starts there is what the suggestion writes) gets no suggestion;
@@ -24,7 +24,9 @@ from codellama_lsp.cursor import Cursor, indentation
 from codellama_lsp.stats import Stats
 
 MAX_WINDOW_LINES = 400
-"""A window larger than this (a huge top-level block) is not checked: the cost stays bounded."""
+MAX_WINDOW_CHARS = 64_000
+"""A window larger than this (a huge top-level block, minified code) is not checked: the cost
+stays bounded (``ast.parse`` of 64 KB takes ~10 ms, and it holds the GIL)."""
 MAX_CUTS = 32
 """At most this many prefixes are parsed per suggestion (~1 ms each for a 300-line window)."""
 _TOKEN_END = re.compile(r"\w+|\S")
@@ -95,6 +97,8 @@ def window(ctx: Cursor, end_character: int) -> Window | None:
     while end < len(lines) and not _starts_statement(lines[end]):
         end += 1
     if end - start > MAX_WINDOW_LINES:
+        return None
+    if sum(len(text) + 1 for text in lines[start:end]) > MAX_WINDOW_CHARS:
         return None
     cursor_line = lines[line]
     head = "\n".join([*lines[start:line], cursor_line[: ctx.character]])

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import re
 import threading
 from collections.abc import Callable
 
@@ -36,7 +35,6 @@ log = logging.getLogger(__name__)
 
 MIN_PREFIX_TOKENS = 32
 """Shorter prefixes are cheap to prefill with the request itself."""
-_WORD_BEING_TYPED = re.compile(r"\s*\w*$")
 
 
 def keeps_kv_cache(engine: Engine | None) -> bool:
@@ -55,10 +53,20 @@ def cursor_prefix_ids(prompt: Prompt, tokens: CodeTokens, cursor_line: str) -> t
     infill = tokens.infill
     if prompt.format == "fim" and infill is not None and infill.suffix_id in ids:
         end = ids.index(infill.suffix_id)
-    tail = _WORD_BEING_TYPED.search(cursor_line)
-    tail_text = tail.group() if tail else ""
-    held_back = len(tokens.encode(tail_text, leading_space=False)) if tail_text else 0
+    tail = word_being_typed(cursor_line)
+    held_back = len(tokens.encode(tail, leading_space=False)) if tail else 0
     return ids[: max(0, end - held_back - 1)]
+
+
+def word_being_typed(line_prefix: str) -> str:
+    """The word at the end of ``line_prefix`` with the spaces before it (a scan from the end:
+    a regular expression anchored at ``$`` takes quadratic time on a long line)."""
+    start = len(line_prefix)
+    while start and (line_prefix[start - 1].isalnum() or line_prefix[start - 1] == "_"):
+        start -= 1
+    while start and line_prefix[start - 1].isspace():
+        start -= 1
+    return line_prefix[start:]
 
 
 class IdlePrefill:

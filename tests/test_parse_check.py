@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from codellama_lsp.cursor import Cursor
-from codellama_lsp.parse_check import is_python, keep_parsing, parses, window
+from codellama_lsp.parse_check import MAX_WINDOW_CHARS, is_python, keep_parsing, parses, window
 from codellama_lsp.postprocess import replace_range_end
 
 
@@ -119,3 +119,14 @@ def test_parses_survives_hostile_text() -> None:
     assert not parses("x = 1\0")
     assert not parses("(" * 10000)
     assert parses("x = '\\d'")  # an invalid escape is a warning, not an error
+
+
+def test_a_window_of_minified_code_is_not_checked() -> None:
+    # Every cut parses the window again: a huge one (a minified line) is left alone instead.
+    data = ", ".join(str(i) for i in range(20_000))
+    source = f"def f():\n    table = [{data}]\n    x = g(|\n"
+    assert len(source) > MAX_WINDOW_CHARS
+    ctx = at_marker(source)
+    assert window(ctx, replace_range_end(ctx)) is None
+    assert check(source, "a, b) if a else (b,") == "a, b) if a else (b,"
+    assert check(source.replace(data, "1, 2"), "a, b) if a else (b,") == "a, b)"

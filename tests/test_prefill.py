@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import inspect
 import textwrap
+import time
 from functools import cache
 
 import pytest
 
 from codellama_lsp.cursor import Cursor
 from codellama_lsp.models import resolve_model
-from codellama_lsp.prefill import cursor_prefix_ids
+from codellama_lsp.prefill import cursor_prefix_ids, word_being_typed
 from codellama_lsp.prompt import build_prompt
 from codellama_lsp.tokenization import CodeTokens, load_tokenizer
 
@@ -54,3 +55,16 @@ def test_each_key_keeps_what_the_prefill_before_it_computed(fmt: str) -> None:
             held_back.append(end - len(shared))
     assert moves <= keys // 50
     assert max(held_back) <= 8 and sum(held_back) / len(held_back) < 3
+
+
+def test_the_word_being_typed_is_found_in_linear_time() -> None:
+    assert word_being_typed("    total = comp") == " comp"
+    assert word_being_typed("    x = f(a, ") == " "
+    assert word_being_typed("name_2") == "name_2"
+    assert word_being_typed("") == ""
+    # A minified line: a regular expression anchored at the end took seconds on this.
+    line = "a" * 300_000 + "("
+    started = time.process_time()
+    assert word_being_typed(line) == ""
+    assert word_being_typed(line + " bc") == " bc"
+    assert time.process_time() - started < 1.0
