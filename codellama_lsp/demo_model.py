@@ -507,13 +507,13 @@ def _stage_line(info: dict[str, Any]) -> str:
 def _stage_command(info: dict[str, Any], out: str, init: str | None) -> str:
     cmd = f"python -m codellama_lsp.demo_model train --minutes {info.get('minutes_arg')}"
     cmd += f" --seed {info['seed']}"
-    if not init and "hidden_size" in info:
+    if init:
+        cmd += f" --init {init}"
+    elif "hidden_size" in info:
         cmd += f" --hidden {info['hidden_size']} --layers {info['num_layers']}"
+    if init or "hidden_size" in info:
         cmd += f" --fim-rate {info['fim_rate']} --eot-weight {info['eot_weight']}"
         cmd += f" --lr {info['peak_lr']}"
-    if init:
-        cmd += f" --init {init} --fim-rate {info['fim_rate']}"
-        cmd += f" --eot-weight {info['eot_weight']} --lr {info['peak_lr']}"
     threads = "OMP_NUM_THREADS=1 " if info.get("torch_threads") == 1 else ""
     return f"    {threads}{cmd} --out {out}"
 
