@@ -63,10 +63,6 @@ def demo_main(argv: Sequence[str]) -> int:
         name: getattr(args, name) for name, *_ in describe() if getattr(args, name) is not None
     }
     overrides.setdefault("model", "demo")
-    if overrides["model"] == "demo":
-        # The demo stands in for the default model, the 70B-Python, which is prompted left to
-        # right; on its held-out split the demo model is also better that way (docs/benchmarks.md).
-        overrides.setdefault("prompt_format", "prefix")
     from codellama_lsp.demo_client import run_demo
 
     return run_demo(args.target, overrides, timeout=args.timeout, as_json=args.json)

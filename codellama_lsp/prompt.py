@@ -18,7 +18,7 @@ from typing import Literal
 from cachetools import LRUCache
 
 from codellama_lsp.cursor import Cursor
-from codellama_lsp.model_family import trained_to_infill
+from codellama_lsp.model_family import infills_by_default
 from codellama_lsp.tokenization import CodeTokens
 
 Format = Literal["fim", "prefix"]
@@ -28,15 +28,15 @@ _IMPORT = re.compile(r"^(import\s|from\s+\S+\s+import\s)")
 
 
 def choose_format(setting: str, model_name: str, tokens: CodeTokens) -> Format:
-    """FIM only when the tokenizer has infill tokens and the model was trained to use them
-    (:func:`~codellama_lsp.model_family.trained_to_infill`); ``prompt_format`` overrides."""
+    """FIM only when the tokenizer has infill tokens and the model infills well
+    (:func:`~codellama_lsp.model_family.infills_by_default`); ``prompt_format`` overrides."""
     if setting == "fim":
         if tokens.infill is None:
             return "prefix"
         return "fim"
     if setting == "prefix":
         return "prefix"
-    if tokens.infill is None or not trained_to_infill(model_name):
+    if tokens.infill is None or not infills_by_default(model_name):
         return "prefix"
     return "fim"
 

@@ -594,8 +594,9 @@ def test_position_encoding_negotiated_and_completion_lands_after_emoji(encoding:
     client = RawClient(env=ENV)
     try:
         offered = [encoding] if encoding != "utf-16" else None
-        # Positions are the point here: the demo model's six tokens need not parse.
-        options = {**OPTIONS, "parse_check": False}
+        # Positions are the point here: the demo model's six tokens need not parse. It
+        # infills this line (FIM) where, left to right, it ends the line at once.
+        options = {**OPTIONS, "parse_check": False, "prompt_format": "fim"}
         result = client.initialize(options, encodings=offered)
         assert result["capabilities"].get("positionEncoding", "utf-16") == encoding
         client.wait_state("ready")

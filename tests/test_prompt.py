@@ -59,7 +59,9 @@ def test_format_follows_the_checkpoint(name: str) -> None:
 
 def test_format_of_other_models_and_overrides() -> None:
     t = tokens()
-    assert choose_format("auto", "demo", t) == "fim"  # trained with FIM samples
+    # The demo model saw FIM samples in training but continues better than it infills.
+    assert choose_format("auto", "demo", t) == "prefix"
+    assert choose_format("fim", "demo", t) == "fim"
     # An unknown model infills only when its name says so.
     assert choose_format("auto", "random:hidden=64,layers=1", t) == "prefix"
     assert choose_format("auto", "/models/my-llama-python-coder", t) == "prefix"
