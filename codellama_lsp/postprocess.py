@@ -296,13 +296,27 @@ def strip_trailing_whitespace(text: str, ctx: Cursor) -> str:
     return result.rstrip("\n") if len(lines) > 1 else result
 
 
+MAX_LOOP_LINES = 8
+"""The longest run of lines :func:`drop_repeated_lines` looks for."""
+
+
 def drop_repeated_lines(text: str, ctx: Cursor) -> str:
-    """Cut a loop: the same non-blank line three times in a row keeps only the first."""
+    """Cut a loop: the same run of lines (up to :data:`MAX_LOOP_LINES`, not all blank) three
+    times in a row keeps only its first time. Small models repeat a line or a block until the
+    token budget ends; code written by people does not repeat a block three times over
+    (Tabby's clean-up cuts both as well)."""
     lines = text.split("\n")
     full = [ctx.line_prefix + lines[0], *lines[1:]]
-    for i in range(len(full) - 2):
-        if full[i].strip() and full[i] == full[i + 1] == full[i + 2]:
-            return "\n".join(lines[: i + 1])
+    for start in range(len(full)):
+        for size in range(1, MAX_LOOP_LINES + 1):
+            end = start + size
+            if end + 2 * size > len(full):
+                break
+            run = full[start:end]
+            if run == full[end : end + size] == full[end + size : end + 2 * size] and any(
+                line.strip() for line in run
+            ):
+                return "\n".join(lines[:end])
     return text
 
 

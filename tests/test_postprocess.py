@@ -102,6 +102,22 @@ def test_repeated_line_loop_cut() -> None:
     assert out == "x += 1"
 
 
+def test_repeated_block_loop_cut() -> None:
+    """The demo model's loop in the built-in example: a two-line block three times over."""
+    ctx = at("def f(points):\n    for i in range(3):\n        █\n")
+    block = "if not isinstance(v, int):\n            return v\n        "
+    out = pp.clean(block * 3 + "return v", ctx, STOPS)
+    assert out == "if not isinstance(v, int):\n            return v"
+
+
+def test_a_block_written_twice_or_lines_alike_but_not_equal_are_kept() -> None:
+    ctx = at("def f(a, b):\n    █\n")
+    twice = "if a:\n        a = 1\n    if a:\n        a = 1\n    return a"
+    assert pp.clean(twice, ctx, STOPS) == twice
+    alike = "x = a[0]\n    y = a[1]\n    x = a[0]\n    y = a[2]\n    x = a[0]\n    y = a[3]"
+    assert pp.clean(alike, ctx, STOPS) == alike
+
+
 def test_crlf_document() -> None:
     ctx = at("def f():\r\n    return █\r\n")
     assert ctx.line_prefix == "    return "
