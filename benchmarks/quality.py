@@ -483,6 +483,9 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--show-failures", type=int, default=0)
     parser.add_argument("--parse-check", choices=("on", "off"), default="on")
+    parser.add_argument(
+        "--parse-check-retries", type=int, default=None, help="default: the server's setting"
+    )
     args = parser.parse_args()
     rng = random.Random(args.seed)
     oracle = args.model == "oracle"
@@ -505,6 +508,8 @@ def main() -> int:
             "max_new_tokens_single_line": 48,
             "parse_check": args.parse_check == "on",
         }
+        if args.parse_check_retries is not None:
+            options["parse_check_retries"] = args.parse_check_retries
         started = time.perf_counter()
         with tempfile.TemporaryDirectory() as tmp:
             results = asyncio.run(run_cases(cases, options, oracle=oracle, workdir=Path(tmp)))

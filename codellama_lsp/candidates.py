@@ -20,13 +20,18 @@ ATTEMPTS_PER_CANDIDATE = 2
 """Generations tried per candidate wanted: duplicates after clean-up are common."""
 
 
-def alternative_requests(request: GenerationRequest, wanted: int) -> list[GenerationRequest]:
-    """The generations that may give ``wanted`` more candidates: new seeds, warm sampling."""
+def sampled_requests(request: GenerationRequest, count: int) -> list[GenerationRequest]:
+    """``count`` other generations for the same prompt: new seeds, warm sampling."""
     temperature = max(request.temperature, ALTERNATIVE_TEMPERATURE)
     return [
         dataclasses.replace(request, seed=request.seed + number, temperature=temperature)
-        for number in range(1, wanted * ATTEMPTS_PER_CANDIDATE + 1)
+        for number in range(1, count + 1)
     ]
+
+
+def alternative_requests(request: GenerationRequest, wanted: int) -> list[GenerationRequest]:
+    """The generations that may give ``wanted`` more candidates."""
+    return sampled_requests(request, wanted * ATTEMPTS_PER_CANDIDATE)
 
 
 def normal_form(text: str) -> str:

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
 from codellama_lsp.cache import CompletionCache, TypingThrough
-from codellama_lsp.candidates import add_distinct, alternative_requests
+from codellama_lsp.candidates import add_distinct, alternative_requests, sampled_requests
 from codellama_lsp.config import Settings, cache_key_values
 from codellama_lsp.cursor import Cursor
 from codellama_lsp.debounce import AdaptiveDebounce
@@ -353,7 +353,10 @@ class Completer:
         if result.cancelled or result.finish_reason == "error":
             return None
         self.debounce.generation(result.prefill_seconds + result.decode_seconds)
-        text = await self._polish(uri, ctx, result)
+        cleaned = self._cleaned(ctx, result)
+        text = await self._checked(uri, ctx, cleaned)
+        if cleaned and not text:
+            text = await self._retry_dropped(uri, ctx, request, ticket)
         self.cache.put(key, text)
         self.typing.remember(uri, ctx.prefix, ctx.suffix, text)
         if not self.scheduler.is_latest(ticket):
@@ -381,11 +384,35 @@ class Completer:
 
     async def _polish(self, uri: str, ctx: Cursor, result: GenerationResult) -> str:
         """The model's text as shown: cleaned up, then parse-checked (Python, when on)."""
-        s = self.settings
-        text = clean(result.text, ctx, s.stop_sequences, truncated=result.finish_reason == "length")
-        if s.parse_check and is_python(uri):
-            text = await asyncio.to_thread(checked, text, ctx, replace_range_end(ctx), self.stats)
-        return text
+        return await self._checked(uri, ctx, self._cleaned(ctx, result))
+
+    def _cleaned(self, ctx: Cursor, result: GenerationResult) -> str:
+        truncated = result.finish_reason == "length"
+        return clean(result.text, ctx, self.settings.stop_sequences, truncated=truncated)
+
+    async def _checked(self, uri: str, ctx: Cursor, text: str) -> str:
+        if not (self.settings.parse_check and is_python(uri)):
+            return text
+        return await asyncio.to_thread(checked, text, ctx, replace_range_end(ctx), self.stats)
+
+    async def _retry_dropped(
+        self, uri: str, ctx: Cursor, request: GenerationRequest, ticket: Ticket
+    ) -> str:
+        """The parse check dropped the model's text: the first of ``parse_check_retries``
+        sampled others that it keeps. A small model's first line is often broken where a
+        sample is not, and the prompt's KV cache is kept: each costs its decode steps only."""
+        for retry in sampled_requests(request, self.settings.parse_check_retries):
+            if not ticket.live:
+                break
+            result = await self.scheduler.run(ticket, self._engine_job(retry, ticket))
+            if result.cancelled or result.finish_reason == "error":
+                break
+            self.stats.add("parse_check_retries")
+            text = await self._checked(uri, ctx, self._cleaned(ctx, result))
+            if text:
+                self.stats.add("parse_check_retries_shown")
+                return text
+        return ""
 
     async def alternatives(self, uri: str, ctx: Cursor, first: str, count: int) -> list[str]:
         """Up to ``count - 1`` more texts for ``ctx``, each different from ``first`` and from

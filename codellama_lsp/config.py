@@ -108,7 +108,7 @@ class Settings:
         "auto",
         (
             "`fim` (7B/13B/70B base and Instruct), `prefix` (34B and the Python models, "
-            "70B-Python included), `auto` decides by the checkpoint"
+            "70B-Python included), `auto` decides by the checkpoint (the demo model: `prefix`)"
         ),
         cache_key=True,
     )
@@ -127,6 +127,14 @@ class Settings:
     parse_check: bool = setting(
         True,
         "Python: end a suggestion where the code parses; drop one that breaks code which parsed",
+        cache_key=True,
+    )
+    parse_check_retries: int = setting(
+        2,
+        (
+            "Python: when the parse check drops a suggestion, sample up to this many others (as "
+            "for `candidates`) and show the first that passes; 0 = show nothing"
+        ),
         cache_key=True,
     )
     debounce_ms: int = setting(
@@ -240,6 +248,10 @@ class Settings:
                 "debounce_ms must be between 0 and 5000, or -1 (adaptive)",
             ),
             (1 <= self.candidates <= 10, "candidates must be between 1 and 10"),
+            (
+                0 <= self.parse_check_retries <= 5,
+                "parse_check_retries must be between 0 and 5",
+            ),
             (self.prefill_chunk_tokens >= 1, "prefill_chunk_tokens must be at least 1"),
             (self.cache_size >= 0, "cache_size must not be negative"),
             (self.cache_ttl_s > 0, "cache_ttl_s must be positive"),

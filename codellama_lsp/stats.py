@@ -32,6 +32,8 @@ COUNTERS = (
     "decode_forward_passes",
     "parse_check_trimmed",
     "parse_check_dropped",
+    "parse_check_retries",
+    "parse_check_retries_shown",
     "candidates_generated",
     *(
         f"{kind}_{source}"

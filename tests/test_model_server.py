@@ -233,7 +233,8 @@ async def test_two_editors_share_one_loaded_model_and_cancel_independently(
         # B's request went to the model server and came back whole (its text, possibly
         # empty, is the demo model's business).
         b_after = await b.stats()
-        assert b_after["generations_completed"] == b_before["generations_completed"] + 1
+        retries = b_after["parse_check_retries"] - b_before["parse_check_retries"]
+        assert b_after["generations_completed"] == b_before["generations_completed"] + 1 + retries
         assert not b.client.messages
         # The model server counts every generation a client stops as cancelled: A's cancel, and
         # each stream a language server closes once the text has left the cursor's block.

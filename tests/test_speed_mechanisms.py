@@ -193,4 +193,5 @@ async def test_a_request_elsewhere_stops_the_idle_prefill_one_here_waits_for_it(
         await s.wait_stats(lambda st: st["idle_prefills_started"] == 2)
         await s.inline(other, *end_of(SAMPLE))
         stats = await s.stats()
-        assert stats["idle_prefills_stopped"] == 1 and stats["generations_completed"] == 2
+        assert stats["idle_prefills_stopped"] == 1
+        assert stats["generations_completed"] == 2 + stats["parse_check_retries"]

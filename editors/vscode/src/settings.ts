@@ -35,6 +35,7 @@ export const SERVER_SETTING_KEYS: Readonly<Record<string, string>> = {
   idlePrefill: "idle_prefill",
   candidates: "candidates",
   parseCheck: "parse_check",
+  parseCheckRetries: "parse_check_retries",
   prefillChunkTokens: "prefill_chunk_tokens",
   cacheSize: "cache_size",
   cacheTtlS: "cache_ttl_s",
