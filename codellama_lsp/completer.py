@@ -10,7 +10,8 @@ import logging
 import re
 import threading
 import time
-from collections.abc import Callable, Hashable
+from collections.abc import AsyncGenerator, Callable, Hashable
+from contextlib import aclosing
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
@@ -401,18 +402,28 @@ class Completer:
         """The parse check dropped the model's text: the first of ``parse_check_retries``
         sampled others that it keeps. A small model's first line is often broken where a
         sample is not, and the prompt's KV cache is kept: each costs its decode steps only."""
-        for retry in sampled_requests(request, self.settings.parse_check_retries):
-            if not ticket.live:
-                break
-            result = await self.scheduler.run(ticket, self._engine_job(retry, ticket))
-            if result.cancelled or result.finish_reason == "error":
-                break
-            self.stats.add("parse_check_retries")
-            text = await self._checked(uri, ctx, self._cleaned(ctx, result))
-            if text:
-                self.stats.add("parse_check_retries_shown")
-                return text
+        requests = sampled_requests(request, self.settings.parse_check_retries)
+        samples = self._samples(uri, ctx, requests, ticket, "parse_check_retries")
+        async with aclosing(samples) as texts:
+            async for text in texts:
+                if text:
+                    self.stats.add("parse_check_retries_shown")
+                    return text
         return ""
+
+    async def _samples(
+        self, uri: str, ctx: Cursor, requests: list[GenerationRequest], ticket: Ticket, counter: str
+    ) -> AsyncGenerator[str, None]:
+        """Each of ``requests`` run on ``ticket`` in turn (counted in ``counter``), as shown;
+        until one is stopped (superseded, cancelled) or fails."""
+        for request in requests:
+            if not ticket.live:
+                return
+            result = await self.scheduler.run(ticket, self._engine_job(request, ticket))
+            if result.cancelled or result.finish_reason == "error":
+                return
+            self.stats.add(counter)
+            yield await self._polish(uri, ctx, result)
 
     async def alternatives(self, uri: str, ctx: Cursor, first: str, count: int) -> list[str]:
         """Up to ``count - 1`` more texts for ``ctx``, each different from ``first`` and from
@@ -424,17 +435,13 @@ class Completer:
         try:
             context = self.context_provider.prepare(uri) if self.context_provider else None
             prompt = await asyncio.to_thread(self._locked_prompt, uri, ctx, context)
-            base = self._request(uri, ctx, prompt, ticket)
-            for request in alternative_requests(base, count - 1):
-                if not ticket.live:
-                    break
-                result = await self.scheduler.run(ticket, self._engine_job(request, ticket))
-                if result.cancelled or result.finish_reason == "error":
-                    break
-                self.stats.add("candidates_generated")
-                add_distinct(kept, await self._polish(uri, ctx, result))
-                if len(kept) == count:
-                    break
+            requests = alternative_requests(self._request(uri, ctx, prompt, ticket), count - 1)
+            samples = self._samples(uri, ctx, requests, ticket, "candidates_generated")
+            async with aclosing(samples) as texts:
+                async for text in texts:
+                    add_distinct(kept, text)
+                    if len(kept) == count:
+                        break
         finally:
             self.scheduler.release(ticket)
         return kept[1:]

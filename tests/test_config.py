@@ -95,6 +95,7 @@ def test_a_cache_key_setting_changes_the_cache_key(name: str) -> None:
         "fim_suffix_share": 0.5,
         "max_context_tokens": 999,
         "parse_check": False,
+        "parse_check_retries": 0,
     }.get(name, 9)
     completer = Completer(Settings())
     ctx = Cursor("x = 1\ny = ", 1, 4)

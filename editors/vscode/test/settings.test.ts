@@ -43,6 +43,7 @@ const PACKAGE_DEFAULTS: Record<string, unknown> = {
   idlePrefill: null,
   candidates: null,
   parseCheck: null,
+  parseCheckRetries: null,
   httpModelName: "",
   fimSuffixShare: null,
   stopSequences: null,
