@@ -10,6 +10,8 @@ tokens as plain decoding (mismatches are counted and must be 0). Variants:
 * ``plain`` — speculation off (the baseline);
 * ``lookup`` — previous suggestion + prompt lookup, always k (4) drafted tokens;
 * ``adaptive`` — the default: the same sources, k from measured acceptance and pass cost;
+* ``previous-only``, ``lookup-only`` — the default with one of the two sources: what each
+  adds by itself;
 * ``self-draft`` — the model drafts for itself (``draft_model`` = ``model``), k fixed:
   acceptance must be 100 % and target passes per token ≈ 1/(k+1); it proves the mechanics,
   not a gain (each drafted token costs a full pass of the same model);
@@ -71,6 +73,10 @@ def variants(model: str, k: int, names: list[str]) -> dict[str, LocalEngine]:
             engine.adaptive_draft = False
         elif name == "adaptive":
             engine = load(model)
+        elif name in ONE_SOURCE:
+            engine = load(model)
+            engine.draft_sources = (ONE_SOURCE[name],)
+            return engine
         else:  # self-draft, self-draft-adaptive
             engine = load(model, draft_model=model, speculative_max_draft=k)
             engine.adaptive_draft = name == "self-draft-adaptive"
@@ -82,10 +88,15 @@ def variants(model: str, k: int, names: list[str]) -> dict[str, LocalEngine]:
     return {name: make(name) for name in ["plain", *names]}
 
 
+ONE_SOURCE = {"previous-only": "previous", "lookup-only": "lookup"}
+"""Variants that draft from one source only (adaptive k): what each source adds by itself."""
+
 LABELS = {
     "plain": "plain",
     "lookup": "previous + lookup, k={k}",
     "adaptive": "previous + lookup, adaptive k (default)",
+    "previous-only": "previous suggestion only, adaptive k",
+    "lookup-only": "prompt lookup only, adaptive k",
     "self-draft": "self-draft, k={k}",
     "self-draft-adaptive": "self-draft, adaptive k",
 }
