@@ -71,8 +71,9 @@ COMMON: dict[str, Any] = {
 MODELS: dict[str, dict[str, Any]] = {
     # Prefix-only prompts, as Code Llama 70B and the Python models (the default model).
     "random-63M": {"model": RANDOM_MODEL, "prompt_format": "prefix"},
-    # The tiny demo model, FIM prompts (PSM); it was trained on 256-token windows and writes
-    # only spaces with longer prompts, so it gets the last 256 tokens.
+    # The tiny demo model, prompted as `prompt_format = auto` does (left to right since issue
+    # 16's last stop; FIM before); it was trained on 256-token windows, so it gets the last 256
+    # tokens.
     "demo": {"model": "demo", "max_context_tokens": 256},
 }
 NAIVE = {
