@@ -100,6 +100,12 @@ MODES: dict[str, dict[str, Any]] = {
 }
 
 
+FULL_TRACE = (2, 3, 90)
+"""Files, edit sites per file, characters retyped per site (``--quick``: 1, 2, 40)."""
+ACCEPT = 0.25
+"""A pause's ``choice`` below this: the user accepts the suggestion shown (Tab)."""
+
+
 @dataclass(frozen=True)
 class Speed:
     """How a trace's user types, and where."""
@@ -447,7 +453,7 @@ async def replay(
                 shown = ed.sent[-1].text if ed.sent[-1].current else ""
                 if not shown:
                     continue
-                if step.choice < 0.25:  # accept it (Tab), then the editor asks again
+                if step.choice < ACCEPT:  # accept it (Tab), then the editor asks again
                     item = ed.sent[-1].items[0]
                     end = (ed.line, ed.col)  # no range: insert at the cursor
                     if item.range is not None:
@@ -748,7 +754,7 @@ async def main_async(args: argparse.Namespace) -> int:
     if args.quick:
         n_files, sites, chars = 1, 2, 40
     else:
-        n_files, sites, chars = 2, 3, 90
+        n_files, sites, chars = FULL_TRACE
     workspace = Path(sysconfig.get_paths()["stdlib"]) if args.workspace else None
     traces = build_traces(n_files, sites, chars, args.seed, args.trace, workspace is not None)
     print(

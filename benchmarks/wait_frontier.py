@@ -32,10 +32,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from typing_replay import Step, build_traces
-
-ACCEPT = 0.25
-"""A pause's ``choice`` below this: the user accepts the suggestion (typing_replay's rule)."""
+from typing_replay import ACCEPT, FULL_TRACE, Step, build_traces
 
 
 @dataclass(frozen=True)
@@ -101,8 +98,7 @@ def main() -> int:
     parser.add_argument("--waits-ms", default="0,100,146,200,250,300,400,500,600,800")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
-    # The same trace as `typing_replay.py --trace person` (2 files, 3 sites, 90 characters).
-    traces = build_traces(2, 3, 90, args.seed, "person")
+    traces = build_traces(*FULL_TRACE, args.seed, "person")  # typing_replay --trace person
     quiet = merged([quiet_gaps(t.steps) for t in traces])
     waits = [float(w) for w in args.waits_ms.split(",")]
     print(f"person trace: {quiet.keys} keys, {len(quiet.gaps_s)} waiting requests")

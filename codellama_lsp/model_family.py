@@ -36,9 +36,8 @@ CODE_LLAMA_INFILLS: dict[tuple[int, Variant], bool] = {
 
 OWN_MODELS_LEFT_TO_RIGHT = frozenset({DEMO_MODEL_NAME})
 """Our own models that ``auto`` prompts left to right. The bundled demo model saw FIM samples in
-training, but on its held-out split it answers better left to right (82.6 % of positions get a
-suggestion and 73.2 % of those keep the code parsing, against 54.7 % and 46.8 % with FIM:
-docs/benchmarks.md, issue 16); ``prompt_format = fim`` still infills with it."""
+training, but on its held-out split it answers better left to right (docs/benchmarks.md, "The
+demo model on its held-out split"); ``prompt_format = fim`` still infills with it."""
 
 _CODE_LLAMA = re.compile(r"code[-_ ]?llama[-_ ]?(\d+)b(?:[-_ .](python|instruct))?", re.IGNORECASE)
 _SAYS_INFILL = re.compile(r"(?<![a-z])(fim|infill\w*)(?![a-z])", re.IGNORECASE)
