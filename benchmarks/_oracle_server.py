@@ -15,7 +15,7 @@ import os
 import threading
 from pathlib import Path
 
-from codellama_lsp import loading
+from codellama_lsp.completion.cleanup import text_stop_index
 from codellama_lsp.config import Settings
 from codellama_lsp.engines.base import (
     ConnectionListener,
@@ -23,9 +23,9 @@ from codellama_lsp.engines.base import (
     GenerationResult,
     ProgressCallback,
 )
-from codellama_lsp.models import resolve_model
-from codellama_lsp.postprocess import text_stop_index
-from codellama_lsp.tokenization import CodeTokens, load_tokenizer
+from codellama_lsp.engines.model_names import resolve_model
+from codellama_lsp.engines.tokenization import CodeTokens, load_tokenizer
+from codellama_lsp.lsp import loading
 
 
 class OracleEngine:

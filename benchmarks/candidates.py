@@ -18,7 +18,7 @@ import time
 import tokenize
 from pathlib import Path
 
-from codellama_lsp.completer import Completer
+from codellama_lsp.completion.completer import Completer
 from codellama_lsp.config import Settings
 from codellama_lsp.cursor import Cursor
 from codellama_lsp.engines.local import LocalEngine

@@ -157,7 +157,7 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=6, help="completions per editor")
     parser.add_argument("--max-new-tokens", type=int, default=16)
     args = parser.parse_args()
-    from codellama_lsp.models import resolve_model
+    from codellama_lsp.engines.model_names import resolve_model
 
     resolve_model(args.model)  # build a random model once, outside the timings
     asyncio.run(main_async(args))

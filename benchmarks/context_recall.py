@@ -46,20 +46,20 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from codellama_lsp.completion.prompt import LineCounter, build_prompt  # noqa: E402
 from codellama_lsp.config import Settings  # noqa: E402
-from codellama_lsp.context_sources import (  # noqa: E402
+from codellama_lsp.context.open_documents import OpenDocumentsSource  # noqa: E402
+from codellama_lsp.context.recent_edits import RecentEdits  # noqa: E402
+from codellama_lsp.context.sources import (  # noqa: E402
     ContextSource,
     ContextSources,
     OpenDocument,
     Snapshot,
 )
+from codellama_lsp.context.workspace_index import WorkspaceIndex  # noqa: E402
+from codellama_lsp.context.workspace_source import WorkspaceSource  # noqa: E402
 from codellama_lsp.cursor import Cursor, lsp_lines  # noqa: E402
-from codellama_lsp.open_documents import OpenDocumentsSource  # noqa: E402
-from codellama_lsp.prompt import LineCounter, build_prompt  # noqa: E402
-from codellama_lsp.recent_edits import RecentEdits  # noqa: E402
-from codellama_lsp.tokenization import CodeTokens  # noqa: E402
-from codellama_lsp.workspace_index import WorkspaceIndex  # noqa: E402
-from codellama_lsp.workspace_source import WorkspaceSource  # noqa: E402
+from codellama_lsp.engines.tokenization import CodeTokens  # noqa: E402
 
 SITE = Path(sysconfig.get_paths()["purelib"])
 PROJECTS = ("pygls", "aiohttp", "hypothesis", "cachetools")
@@ -188,8 +188,8 @@ def provider(index: WorkspaceIndex, source: str, snapshot: Snapshot) -> ContextS
 
 
 def tokens() -> CodeTokens:
-    from codellama_lsp.models import resolve_model
-    from codellama_lsp.tokenization import load_tokenizer
+    from codellama_lsp.engines.model_names import resolve_model
+    from codellama_lsp.engines.tokenization import load_tokenizer
 
     return CodeTokens(load_tokenizer(resolve_model("demo")))
 

@@ -42,8 +42,8 @@ from codellama_lsp.config import Settings  # noqa: E402
 from codellama_lsp.engines.base import GenerationRequest  # noqa: E402
 from codellama_lsp.engines.kv_cache import new_kv_cache  # noqa: E402
 from codellama_lsp.engines.local import LocalEngine  # noqa: E402
-from codellama_lsp.models import demo_model_dir  # noqa: E402
-from codellama_lsp.tokenization import CodeTokens, load_tokenizer  # noqa: E402
+from codellama_lsp.engines.model_names import demo_model_dir  # noqa: E402
+from codellama_lsp.engines.tokenization import CodeTokens, load_tokenizer  # noqa: E402
 
 LAYERS_70B = 80
 

@@ -24,8 +24,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import quality
 
+from codellama_lsp.completion.parse_check import keep_parsing, parses, window
 from codellama_lsp.cursor import Cursor
-from codellama_lsp.parse_check import keep_parsing, parses, window
 
 BROKEN_TAIL = "\n    x = (("
 

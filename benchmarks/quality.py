@@ -39,9 +39,9 @@ import aiohttp
 from lsprotocol import types
 from pygls.lsp.client import LanguageClient
 
-from codellama_lsp import demo_corpus
+from codellama_lsp.completion.parse_check import parses, window
 from codellama_lsp.cursor import Cursor
-from codellama_lsp.parse_check import parses, window
+from codellama_lsp.demo import corpus as demo_corpus
 
 ROOT = Path(__file__).resolve().parent.parent
 STDLIB = Path(tokenize.__file__).parent

@@ -46,13 +46,13 @@ sys.path.insert(0, str(ROOT))
 
 import quality  # noqa: E402
 
-from codellama_lsp.cache import TypingThrough  # noqa: E402
+from codellama_lsp.completion.cache import TypingThrough  # noqa: E402
+from codellama_lsp.completion.prompt import build_prompt  # noqa: E402
 from codellama_lsp.config import Settings  # noqa: E402
 from codellama_lsp.cursor import Cursor  # noqa: E402
 from codellama_lsp.engines.base import GenerationRequest, GenerationResult  # noqa: E402
 from codellama_lsp.engines.drafts import SOURCES  # noqa: E402
 from codellama_lsp.engines.local import LocalEngine  # noqa: E402
-from codellama_lsp.prompt import build_prompt  # noqa: E402
 
 MODELS = ("demo", "random:hidden=768,layers=8")
 

@@ -151,8 +151,8 @@ class FileTrace:
 
 
 def _count_tokens() -> Any:
-    from codellama_lsp.models import demo_model_dir
-    from codellama_lsp.tokenization import CodeTokens, load_tokenizer
+    from codellama_lsp.engines.model_names import demo_model_dir
+    from codellama_lsp.engines.tokenization import CodeTokens, load_tokenizer
 
     return CodeTokens(load_tokenizer(str(demo_model_dir()))).count
 
@@ -749,7 +749,7 @@ def table(name: str, results: dict[str, dict[str, Any]]) -> str:
 
 
 async def main_async(args: argparse.Namespace) -> int:
-    from codellama_lsp.models import resolve_model
+    from codellama_lsp.engines.model_names import resolve_model
 
     if args.quick:
         n_files, sites, chars = 1, 2, 40

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
-from codellama_lsp.tokenization import CodeTokens
+from codellama_lsp.engines.tokenization import CodeTokens
 
 FinishReason = Literal["eot", "stop", "length", "cancelled", "error"]
 UNKNOWN_CONTEXT_LIMIT = 1 << 30

@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
+from codellama_lsp.completion.cleanup import text_stop_index
 from codellama_lsp.config import Settings
 from codellama_lsp.engines.base import (
     UNKNOWN_CONTEXT_LIMIT,
@@ -42,8 +43,7 @@ from codellama_lsp.engines.base import (
     GenerationResult,
     ProgressCallback,
 )
-from codellama_lsp.postprocess import text_stop_index
-from codellama_lsp.tokenization import CodeTokens
+from codellama_lsp.engines.tokenization import CodeTokens
 
 log = logging.getLogger(__name__)
 
@@ -260,8 +260,8 @@ class HttpEngine:
         return self.endpoint.url
 
     def _load_tokenizer(self, progress: ProgressCallback) -> None:
-        from codellama_lsp.models import resolve_model
-        from codellama_lsp.tokenization import load_tokenizer_files
+        from codellama_lsp.engines.model_names import resolve_model
+        from codellama_lsp.engines.tokenization import load_tokenizer_files
 
         progress(f"Loading the tokenizer of {self.settings.model}", 5)
         try:

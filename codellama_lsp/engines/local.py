@@ -22,6 +22,7 @@ import torch
 from cachetools import LRUCache
 from transformers import AutoModelForCausalLM, DynamicCache
 
+from codellama_lsp.completion.cleanup import text_stop_index
 from codellama_lsp.config import Settings
 from codellama_lsp.engines.base import (
     UNKNOWN_CONTEXT_LIMIT,
@@ -51,9 +52,8 @@ from codellama_lsp.engines.drafts import (
     common_prefix_length,
 )
 from codellama_lsp.engines.kv_cache import new_kv_cache
-from codellama_lsp.models import resolve_model
-from codellama_lsp.postprocess import text_stop_index
-from codellama_lsp.tokenization import CodeTokens, load_tokenizer
+from codellama_lsp.engines.model_names import resolve_model
+from codellama_lsp.engines.tokenization import CodeTokens, load_tokenizer
 
 log = logging.getLogger(__name__)
 

@@ -15,19 +15,19 @@ from contextlib import aclosing
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
-from codellama_lsp.cache import CompletionCache, TypingThrough
-from codellama_lsp.candidates import add_distinct, alternative_requests, sampled_requests
+from codellama_lsp.completion.cache import CompletionCache, TypingThrough
+from codellama_lsp.completion.candidates import add_distinct, alternative_requests, sampled_requests
+from codellama_lsp.completion.cleanup import block_done, clean, replace_range_end
+from codellama_lsp.completion.debounce import AdaptiveDebounce
+from codellama_lsp.completion.idle_prefill import IdlePrefill, cursor_prefix_ids, keeps_kv_cache
+from codellama_lsp.completion.parse_check import checked, is_python
+from codellama_lsp.completion.prompt import LineCounter, Prompt, build_prompt, choose_format
+from codellama_lsp.completion.scheduler import Scheduler, Superseded, Ticket
 from codellama_lsp.config import Settings, cache_key_values
 from codellama_lsp.cursor import Cursor
-from codellama_lsp.debounce import AdaptiveDebounce
 from codellama_lsp.engines.base import Engine, GenerationRequest, GenerationResult
-from codellama_lsp.parse_check import checked, is_python
-from codellama_lsp.postprocess import block_done, clean, replace_range_end
-from codellama_lsp.prefill import IdlePrefill, cursor_prefix_ids, keeps_kv_cache
-from codellama_lsp.prompt import LineCounter, Prompt, build_prompt, choose_format
-from codellama_lsp.scheduler import Scheduler, Superseded, Ticket
+from codellama_lsp.engines.tokenization import CodeTokens
 from codellama_lsp.stats import Stats
-from codellama_lsp.tokenization import CodeTokens
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +39,7 @@ ContextBuilder = Callable[[Cursor, int], str]
 
 
 class ContextProvider(Protocol):
-    """Extra prompt text from other files (see :mod:`codellama_lsp.context_sources`)."""
+    """Extra prompt text from other files (see :mod:`codellama_lsp.context.sources`)."""
 
     def fingerprint(self, uri: str) -> Hashable:
         """Changes whenever the text :meth:`prepare` would build for ``uri`` may change."""
@@ -427,7 +427,8 @@ class Completer:
 
     async def alternatives(self, uri: str, ctx: Cursor, first: str, count: int) -> list[str]:
         """Up to ``count - 1`` more texts for ``ctx``, each different from ``first`` and from
-        each other (see :mod:`codellama_lsp.candidates`); for requests the user invoked."""
+        each other (see :mod:`codellama_lsp.completion.candidates`); for requests the user
+        invoked."""
         if count <= 1 or not self.ready:
             return []
         ticket = self.scheduler.ticket(uri, ctx.prefix, ctx.suffix)

@@ -17,7 +17,7 @@ from collections.abc import Hashable, Iterable
 from dataclasses import dataclass
 from urllib.parse import unquote, urlparse
 
-from codellama_lsp.context_sources import CHARS_PER_TOKEN, Builder, Snapshot
+from codellama_lsp.context.sources import CHARS_PER_TOKEN, Builder, Snapshot
 from codellama_lsp.cursor import Cursor, lsp_lines
 
 SNIPPET_LINES = 16

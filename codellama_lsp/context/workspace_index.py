@@ -7,7 +7,7 @@ file, with nothing to install and no inference cache that grows with the workspa
 type inference costs tens of milliseconds per lookup, too slow for a 50 ms prompt budget,
 and what it adds (types of expressions) is not what the prompt shows. Files on disk are
 mostly complete; one that does not parse falls back to the header regex of
-:mod:`codellama_lsp.open_documents`.
+:mod:`codellama_lsp.context.open_documents`.
 
 What is skipped: paths ``.gitignore`` ignores (every ``.gitignore`` from the root down,
 with git's rules via ``pathspec``), virtualenvs (a folder with ``pyvenv.cfg``), VCS, cache
@@ -30,8 +30,8 @@ from typing import Literal
 
 import pathspec
 
+from codellama_lsp.context.open_documents import definitions
 from codellama_lsp.cursor import lsp_lines
-from codellama_lsp.open_documents import definitions
 
 log = logging.getLogger(__name__)
 

@@ -18,8 +18,8 @@ from typing import Literal
 from cachetools import LRUCache
 
 from codellama_lsp.cursor import Cursor
-from codellama_lsp.model_family import infills_by_default
-from codellama_lsp.tokenization import CodeTokens
+from codellama_lsp.engines.model_family import infills_by_default
+from codellama_lsp.engines.tokenization import CodeTokens
 
 Format = Literal["fim", "prefix"]
 WINDOW_STEP = 16
@@ -29,7 +29,8 @@ _IMPORT = re.compile(r"^(import\s|from\s+\S+\s+import\s)")
 
 def choose_format(setting: str, model_name: str, tokens: CodeTokens) -> Format:
     """FIM only when the tokenizer has infill tokens and the model infills well
-    (:func:`~codellama_lsp.model_family.infills_by_default`); ``prompt_format`` overrides."""
+    (:func:`~codellama_lsp.engines.model_family.infills_by_default`); ``prompt_format``
+    overrides."""
     if setting == "fim":
         if tokens.infill is None:
             return "prefix"

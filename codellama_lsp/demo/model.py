@@ -18,7 +18,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from codellama_lsp.model_paths import cache_root, default_heads, demo_model_dir
+from codellama_lsp.engines.model_paths import cache_root, default_heads, demo_model_dir
 
 FIM_PIECES = ("▁<PRE>", "▁<SUF>", "▁<MID>", "▁<EOT>")
 DEFAULT_VOCAB = 8000
@@ -43,8 +43,8 @@ def train_tokenizer(out_dir: Path, *, vocab_size: int = DEFAULT_VOCAB) -> Path:
     from tokenizers import Regex, Tokenizer, models, pre_tokenizers, trainers
     from transformers import CodeLlamaTokenizer
 
-    from . import demo_corpus
-    from .tokenization import sentencepiece_normalizer
+    from codellama_lsp.demo import corpus as demo_corpus
+    from codellama_lsp.engines.tokenization import sentencepiece_normalizer
 
     texts = demo_corpus.read_texts(_first_bytes(demo_corpus.stdlib_sources(), 12_000_000))
     bytes_ = [f"<0x{i:02X}>" for i in range(256)]
@@ -134,7 +134,7 @@ def build_random_model(
     import torch
     from transformers import LlamaForCausalLM
 
-    from .tokenization import CodeTokens, load_tokenizer
+    from codellama_lsp.engines.tokenization import CodeTokens, load_tokenizer
 
     tok = load_tokenizer(str(_demo_tokenizer_dir()))
     codes = CodeTokens(tok)
@@ -170,7 +170,7 @@ class _Sampler:
     """Training samples: ~50% PSM fill-in-the-middle, the rest left to right."""
 
     def __init__(self, texts: list[str], codes: object, *, seq_len: int, seed: int) -> None:
-        from .tokenization import CodeTokens
+        from codellama_lsp.engines.tokenization import CodeTokens
 
         assert isinstance(codes, CodeTokens) and codes.infill is not None
         self.codes = codes
@@ -406,8 +406,8 @@ def train_demo_model(
     """
     import torch
 
-    from . import demo_corpus
-    from .tokenization import CodeTokens, load_tokenizer
+    from codellama_lsp.demo import corpus as demo_corpus
+    from codellama_lsp.engines.tokenization import CodeTokens, load_tokenizer
 
     start = time.monotonic()
     out_dir = Path(out_dir)
@@ -480,7 +480,7 @@ wrong: its code has no real meaning. Use a real Code Llama model for actual comp
   (`<s> ▁<PRE> prefix ▁<SUF>suffix ▁<MID>middle ▁<EOT>`) or left to right. Middles are cut
   where an editor asks (the rest of a line, whole lines, a block's body; a tenth anywhere),
   never empty.
-- Source text (`codellama_lsp/demo_corpus.py`): the Python standard library and installed
+- Source text (`codellama_lsp/demo/corpus.py`): the Python standard library and installed
   packages whose licence metadata has only MIT, BSD, Apache or PSF terms, at most 2 MB of each
   package, tests left out. One file in {held_out_every} (by a hash of its name) is held out:
   training never reads it, `benchmarks/quality.py --corpus held-out` measures on it. The model
@@ -505,7 +505,7 @@ def _stage_line(info: dict[str, Any]) -> str:
 
 
 def _stage_command(info: dict[str, Any], out: str, init: str | None) -> str:
-    cmd = f"python -m codellama_lsp.demo_model train --minutes {info.get('minutes_arg')}"
+    cmd = f"python -m codellama_lsp.demo.model train --minutes {info.get('minutes_arg')}"
     cmd += f" --seed {info['seed']}"
     if init:
         cmd += f" --init {init}"
@@ -525,7 +525,7 @@ def write_readme(out_dir: Path, info: dict[str, Any]) -> None:
     lines, commands = [], []
     for n, stage in enumerate(stages):
         lines.append(_stage_line(stage))
-        out = "/tmp/demo-stage1" if n < len(stages) - 1 else "codellama_lsp/demo_assets/demo-model"
+        out = "/tmp/demo-stage1" if n < len(stages) - 1 else "codellama_lsp/demo/assets/demo-model"
         commands.append(_stage_command(stage, out, "/tmp/demo-stage1" if n else None))
     corpus = "| source | licence | files | bytes |\n|---|---|---|---|\n" + "".join(
         f"| {source} | {licence} | {files:,} | {size:,} |\n"
@@ -544,8 +544,8 @@ def write_readme(out_dir: Path, info: dict[str, Any]) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m codellama_lsp.demo_model train|random ...``."""
-    parser = argparse.ArgumentParser(prog="python -m codellama_lsp.demo_model")
+    """``python -m codellama_lsp.demo.model train|random ...``."""
+    parser = argparse.ArgumentParser(prog="python -m codellama_lsp.demo.model")
     sub = parser.add_subparsers(dest="cmd", required=True)
     t = sub.add_parser("train", help="train the tiny demo model")
     t.add_argument("--minutes", type=float, default=8.0)

@@ -24,10 +24,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
-from codellama_lsp.context_sources import CHARS_PER_TOKEN, Builder, Snapshot
-from codellama_lsp.cursor import Cursor
-from codellama_lsp.open_documents import NEAR_LINES, identifiers
-from codellama_lsp.workspace_index import (
+from codellama_lsp.context.open_documents import NEAR_LINES, identifiers
+from codellama_lsp.context.sources import CHARS_PER_TOKEN, Builder, Snapshot
+from codellama_lsp.context.workspace_index import (
     ModuleInfo,
     Symbol,
     WorkspaceIndex,
@@ -35,6 +34,7 @@ from codellama_lsp.workspace_index import (
     imports_of,
     module_name,
 )
+from codellama_lsp.cursor import Cursor
 
 _IMPORT_LINE = re.compile(r"^[ \t]*(?:from[ \t]+[\w.]+[ \t]+import\b|import[ \t]+\w)", re.MULTILINE)
 _DOTTED = re.compile(r"\b[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)?")

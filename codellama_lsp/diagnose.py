@@ -20,8 +20,8 @@ from typing import Any, Literal
 
 from codellama_lsp.config import Settings
 from codellama_lsp.engines.factory import LOCAL_EXTRA
-from codellama_lsp.model_family import code_llama_checkpoint
-from codellama_lsp.models import resolve_model
+from codellama_lsp.engines.model_family import code_llama_checkpoint
+from codellama_lsp.engines.model_names import resolve_model
 
 Verdict = Literal["ok", "info", "fail"]
 BYTES_PER_PARAMETER = {"float32": 4.0, "bfloat16": 2.0, "float16": 2.0, "8bit": 1.0, "4bit": 0.56}

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import re
 
-from codellama_lsp.model_paths import cache_root, default_heads, demo_model_dir
+from codellama_lsp.engines.model_paths import cache_root, default_heads, demo_model_dir
 
 __all__ = ["DEMO_MODEL_NAME", "cache_root", "default_heads", "demo_model_dir", "resolve_model"]
 
@@ -42,7 +42,7 @@ def resolve_model(name: str) -> str:
     tag = f"random-h{opts['hidden']}-l{opts['layers']}-a{heads}-i{inter or 'auto'}-s{seed}"
     out = cache_root() / tag
     if not (out / "config.json").exists():
-        from codellama_lsp.demo_model import build_random_model  # torch: only for random:
+        from codellama_lsp.demo.model import build_random_model  # torch: only for random:
 
         build_random_model(
             out,

@@ -10,7 +10,7 @@ from lsprotocol import types
 from pygls.workspace import TextDocument
 
 from codellama_lsp.cursor import Cursor
-from codellama_lsp.documents import cursor_at
+from codellama_lsp.lsp.documents import cursor_at
 
 ACCEPTED_COMMAND = "codellama.accepted"
 

@@ -12,11 +12,11 @@ import logging
 import time
 from collections.abc import Callable
 
+from codellama_lsp.completion.scheduler import Scheduler
 from codellama_lsp.config import Settings
 from codellama_lsp.engines.base import Engine, EngineLoadError, ProgressCallback
 from codellama_lsp.engines.factory import create_engine
 from codellama_lsp.memory import malloc_trim
-from codellama_lsp.scheduler import Scheduler
 
 log = logging.getLogger(__name__)
 

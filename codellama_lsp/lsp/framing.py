@@ -7,7 +7,7 @@ good. :class:`FrameReader` instead looks for the next ``Content-Length: N\\r\\n`
 anywhere in the stream (skipping what comes before it), and cuts a body short where such a
 header starts inside it. That is safe because a valid JSON body cannot contain a raw
 ``\\r\\n`` inside a string, nor ``Content-Length:`` outside one. The cut body then fails to
-parse and its request gets a parse error (:mod:`codellama_lsp.protocol`).
+parse and its request gets a parse error (:mod:`codellama_lsp.lsp.protocol`).
 """
 
 from __future__ import annotations

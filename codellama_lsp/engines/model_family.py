@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 from typing import Literal
 
-from codellama_lsp.models import DEMO_MODEL_NAME
+from codellama_lsp.engines.model_names import DEMO_MODEL_NAME
 
 Variant = Literal["base", "python", "instruct"]
 

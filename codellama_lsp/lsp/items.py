@@ -1,7 +1,7 @@
 """A completion as LSP items: the inline (ghost text) item and the completion-menu item.
 
 Every item has a range that starts at the cursor as the server read it and ends where the
-completion replaces text after it (see :func:`codellama_lsp.postprocess.line_edit`).
+completion replaces text after it (see :func:`codellama_lsp.completion.cleanup.line_edit`).
 """
 
 from __future__ import annotations
@@ -9,11 +9,11 @@ from __future__ import annotations
 from lsprotocol import types
 from pygls.workspace import TextDocument
 
-from codellama_lsp.accept import accept_command
-from codellama_lsp.completer import Completion
+from codellama_lsp.completion.cleanup import line_edit
+from codellama_lsp.completion.completer import Completion
 from codellama_lsp.cursor import Cursor
-from codellama_lsp.documents import cursor_at, on_cursor_line
-from codellama_lsp.postprocess import line_edit
+from codellama_lsp.lsp.accept import accept_command
+from codellama_lsp.lsp.documents import cursor_at, on_cursor_line
 
 
 def with_selected(doc: TextDocument, ctx: Cursor, selected: types.SelectedCompletionInfo) -> Cursor:

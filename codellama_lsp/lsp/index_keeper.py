@@ -17,7 +17,7 @@ from urllib.parse import unquote, urlparse
 
 from lsprotocol import types
 
-from codellama_lsp.workspace_index import WorkspaceIndex
+from codellama_lsp.context.workspace_index import WorkspaceIndex
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +59,7 @@ def watch_registration() -> types.RegistrationParams:
 
 
 class Progress(Protocol):
-    """Progress bars in the editor (:class:`codellama_lsp.progress.WorkProgress`)."""
+    """Progress bars in the editor (:class:`codellama_lsp.lsp.progress.WorkProgress`)."""
 
     async def begin(self, title: str) -> str | None: ...
 

@@ -1,10 +1,10 @@
 """The language server: one short handler per LSP method, handing work to plain modules.
 
-Documents and positions: :mod:`codellama_lsp.documents`; completions:
-:mod:`codellama_lsp.completer` and :mod:`codellama_lsp.items`; model loading:
-:mod:`codellama_lsp.loading`; the workspace index: :mod:`codellama_lsp.indexing`. Everything
-slow happens off the event loop, so ``didChange`` and ``$/cancelRequest`` are always read at
-once.
+Documents and positions: :mod:`codellama_lsp.lsp.documents`; completions:
+:mod:`codellama_lsp.completion.completer` and :mod:`codellama_lsp.lsp.items`; model loading:
+:mod:`codellama_lsp.lsp.loading`; the workspace index: :mod:`codellama_lsp.lsp.index_keeper`.
+Everything slow happens off the event loop, so ``didChange`` and ``$/cancelRequest`` are always
+read at once.
 """
 
 from __future__ import annotations
@@ -28,25 +28,32 @@ from pygls.lsp.server import LanguageServer
 from pygls.workspace import TextDocument
 
 from codellama_lsp import __version__
-from codellama_lsp.accept import ACCEPTED_COMMAND, accepted_info, cursor_after_accept
-from codellama_lsp.acceptance import Acceptance, Change, Position, leading
-from codellama_lsp.client_timing import client_wait_ms
-from codellama_lsp.completer import Completer, Completion
+from codellama_lsp.completion.completer import Completer, Completion
 from codellama_lsp.config import Settings, SettingsError, client_overrides, needs_reload
-from codellama_lsp.context_sources import ContextSources, Snapshot, take_snapshot
+from codellama_lsp.context.open_documents import OpenDocumentsSource
+from codellama_lsp.context.recent_edits import RecentEdits
+from codellama_lsp.context.sources import ContextSources, Snapshot, take_snapshot
+from codellama_lsp.context.workspace_index import WorkspaceIndex
+from codellama_lsp.context.workspace_source import WorkspaceSource
 from codellama_lsp.cursor import Cursor
-from codellama_lsp.documents import (
+from codellama_lsp.engines.base import Engine, EngineLoadError
+from codellama_lsp.lsp.accept import ACCEPTED_COMMAND, accepted_info, cursor_after_accept
+from codellama_lsp.lsp.acceptance import Acceptance, Change, Position, leading
+from codellama_lsp.lsp.client_timing import client_wait_ms
+from codellama_lsp.lsp.documents import (
     LspTextDocument,
     cursor_at,
     describe_document,
     end_of_change,
     open_document,
 )
-from codellama_lsp.engines.base import Engine, EngineLoadError
-from codellama_lsp.framing import read_messages
-from codellama_lsp.indexing import IndexKeeper, watch_registration, workspace_roots
-from codellama_lsp.items import inline_item, menu_item, renders_markdown, with_selected
-from codellama_lsp.loading import load_engine
+from codellama_lsp.lsp.framing import read_messages
+from codellama_lsp.lsp.index_keeper import IndexKeeper, watch_registration, workspace_roots
+from codellama_lsp.lsp.items import inline_item, menu_item, renders_markdown, with_selected
+from codellama_lsp.lsp.loading import load_engine
+from codellama_lsp.lsp.progress import WorkProgress
+from codellama_lsp.lsp.protocol import SYNC_KIND, CodeLlamaProtocol, strict_converter, strict_int
+from codellama_lsp.lsp.watchdog import process_exists, watch_parent
 from codellama_lsp.memory import (
     PythonAllocations,
     bound_helper_threads,
@@ -54,13 +61,6 @@ from codellama_lsp.memory import (
     newest_of_type,
 )
 from codellama_lsp.memory import report as memory_report
-from codellama_lsp.open_documents import OpenDocumentsSource
-from codellama_lsp.progress import WorkProgress
-from codellama_lsp.protocol import SYNC_KIND, CodeLlamaProtocol, strict_converter, strict_int
-from codellama_lsp.recent_edits import RecentEdits
-from codellama_lsp.watchdog import process_exists, watch_parent
-from codellama_lsp.workspace_index import WorkspaceIndex
-from codellama_lsp.workspace_source import WorkspaceSource
 
 log = logging.getLogger(__name__)
 
@@ -110,7 +110,7 @@ class CodeLlamaServer(LanguageServer):
         self._background: set[asyncio.Task[Any]] = set()
 
     def start_io(self, stdin: Any = None, stdout: Any = None) -> None:
-        """Serve over stdio, reading with :mod:`codellama_lsp.framing` (not pygls' reader)."""
+        """Serve over stdio, reading with :mod:`codellama_lsp.lsp.framing` (not pygls' reader)."""
         source: Any = stdin or sys.stdin.buffer
         protocol = self.protocol
         assert isinstance(protocol, CodeLlamaProtocol)
@@ -566,7 +566,7 @@ def create_server(settings: Settings) -> CodeLlamaServer:
     return server
 
 
-# --- acceptance reports (codellama_lsp.acceptance) -------------------------------------
+# --- acceptance reports (codellama_lsp.lsp.acceptance) -------------------------------------
 @dataclass(frozen=True)
 class ItemInfo:
     """An inline completion item of ours, as a client sends it back (its command's argument)."""

@@ -1,6 +1,7 @@
 """Where models live: the bundled demo model and the cache of built ones (no imports of the
-model code, so that :mod:`codellama_lsp.models` and :mod:`codellama_lsp.demo_model`, which
-builds models, both read it without importing each other)."""
+model code, so that :mod:`codellama_lsp.engines.model_names` and
+:mod:`codellama_lsp.demo.model`, which builds models, both read it without importing each
+other)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from pathlib import Path
 
 def demo_model_dir() -> Path:
     """The committed demo model folder inside the package."""
-    return Path(__file__).resolve().parent / "demo_assets" / "demo-model"
+    return Path(__file__).resolve().parent.parent / "demo" / "assets" / "demo-model"
 
 
 def cache_root() -> Path:

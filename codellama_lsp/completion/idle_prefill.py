@@ -1,18 +1,18 @@
 """Idle-time prefill: keep the KV cache at the cursor while the user types.
 
-The first completion at a new place (after a jump, or in a file just opened) pays a full
-prefill of its prompt: seconds for a 2,000-token prompt on a CPU. And a slow model waits for a
-pause (see :mod:`codellama_lsp.debounce`), so without this every request at a pause would first
-prefill what was typed since the last generation, a whole line or more. While the user types
-the model has nothing to do: after each edit, when the model is idle, the prompt up to the
-cursor (less the word being typed, :func:`cursor_prefix_ids`) is prefilled in the background:
-a ``GenerationRequest`` with ``max_new_tokens=0`` in the document's KV slot. Each one extends
-the last by the few tokens typed since, so the request at a pause finds all but a few tokens in
-the cache. A real request that needs the model for anything else stops it at once (its stop
-flag; the chunk in flight finishes). A request whose prompt starts with that prefix lets it
-run and queues behind it: it would have to compute the same tokens first anyway, and if the
-user types on, the request is superseded while it waits and never starts a generation, while
-the prefill goes on.
+The first completion at a new place (after a jump, or in a file just opened) pays a full prefill
+of its prompt: seconds for a 2,000-token prompt on a CPU. And a slow model waits for a pause
+(see :mod:`codellama_lsp.completion.debounce`), so without this every request at a pause would
+first prefill what was typed since the last generation, a whole line or more. While the user
+types the model has nothing to do: after each edit, when the model is idle, the prompt up to the
+cursor (less the word being typed, :func:`cursor_prefix_ids`) is prefilled in the background: a
+``GenerationRequest`` with ``max_new_tokens=0`` in the document's KV slot. Each one extends the
+last by the few tokens typed since, so the request at a pause finds all but a few tokens in the
+cache. A real request that needs the model for anything else stops it at once (its stop flag;
+the chunk in flight finishes). A request whose prompt starts with that prefix lets it run and
+queues behind it: it would have to compute the same tokens first anyway, and if the user types
+on, the request is superseded while it waits and never starts a generation, while the prefill
+goes on.
 
 Only for engines that keep a KV cache (the local engine's ``kv``): a model server keeps its
 own.
@@ -25,11 +25,11 @@ import logging
 import threading
 from collections.abc import Callable
 
+from codellama_lsp.completion.prompt import Prompt
+from codellama_lsp.completion.scheduler import Scheduler, Ticket
 from codellama_lsp.engines.base import Engine, GenerationRequest, GenerationResult
-from codellama_lsp.prompt import Prompt
-from codellama_lsp.scheduler import Scheduler, Ticket
+from codellama_lsp.engines.tokenization import CodeTokens
 from codellama_lsp.stats import Stats
-from codellama_lsp.tokenization import CodeTokens
 
 log = logging.getLogger(__name__)
 

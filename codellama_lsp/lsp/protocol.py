@@ -30,7 +30,7 @@ from pygls.exceptions import JsonRpcException
 from pygls.protocol import LanguageServerProtocol, default_converter
 from pygls.protocol.language_server import lsp_method
 
-from codellama_lsp.documents import LspWorkspace
+from codellama_lsp.lsp.documents import LspWorkspace
 
 log = logging.getLogger(__name__)
 

@@ -13,9 +13,9 @@ from collections import OrderedDict
 from collections.abc import Hashable
 from dataclasses import dataclass
 
-from codellama_lsp.context_sources import CHARS_PER_TOKEN, Builder, Snapshot
+from codellama_lsp.context.open_documents import as_comments, relative_path
+from codellama_lsp.context.sources import CHARS_PER_TOKEN, Builder, Snapshot
 from codellama_lsp.cursor import Cursor, lsp_lines
-from codellama_lsp.open_documents import as_comments, relative_path
 
 MAX_EDITS = 8
 MAX_DOCUMENTS = 32
