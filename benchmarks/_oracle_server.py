@@ -15,7 +15,6 @@ import os
 import threading
 from pathlib import Path
 
-from codellama_lsp.completion.cleanup import text_stop_index
 from codellama_lsp.config import Settings
 from codellama_lsp.engines.base import (
     ConnectionListener,
@@ -24,6 +23,7 @@ from codellama_lsp.engines.base import (
     ProgressCallback,
 )
 from codellama_lsp.engines.model_names import resolve_model
+from codellama_lsp.engines.stops import text_stop_index
 from codellama_lsp.engines.tokenization import CodeTokens, load_tokenizer
 from codellama_lsp.lsp import loading
 

@@ -11,6 +11,7 @@ import re
 from collections.abc import Callable, Iterable
 
 from codellama_lsp.cursor import CLOSERS, Cursor, indent_width, indentation
+from codellama_lsp.engines.stops import text_stop_index
 
 Rule = Callable[[str, Cursor], str]
 
@@ -29,12 +30,6 @@ def strip_special_tokens(text: str, ctx: Cursor) -> str:
 
 def normalize_newlines(text: str, ctx: Cursor) -> str:
     return text.replace("\r\n", "\n").replace("\r", "\n")
-
-
-def text_stop_index(text: str, stop_sequences: Iterable[str]) -> int | None:
-    """Where the first stop sequence starts in ``text``, if any."""
-    positions = [i for s in stop_sequences if s and (i := text.find(s)) >= 0]
-    return min(positions) if positions else None
 
 
 def stop_at_sequences(stop_sequences: Iterable[str]) -> Rule:
@@ -398,5 +393,4 @@ __all__ = [
     "line_edit",
     "replace_range_end",
     "rules",
-    "text_stop_index",
 ]

@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import random
 import sys
 import time
@@ -18,7 +17,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from codellama_lsp.engines.model_paths import cache_root, default_heads, demo_model_dir
+from codellama_lsp.engines.model_names import cache_root, demo_model_dir
+from codellama_lsp.engines.random_model import build_random_model, default_heads, llama_config
 
 FIM_PIECES = ("▁<PRE>", "▁<SUF>", "▁<MID>", "▁<EOT>")
 DEFAULT_VOCAB = 8000
@@ -81,35 +81,6 @@ def train_tokenizer(out_dir: Path, *, vocab_size: int = DEFAULT_VOCAB) -> Path:
 # ------------------------------------------------------------------------------- model
 
 
-def _llama_config(
-    vocab_size: int,
-    *,
-    hidden_size: int,
-    num_layers: int,
-    num_heads: int,
-    intermediate_size: int | None,
-    bos_id: int,
-    eos_id: int,
-) -> object:
-    from transformers import LlamaConfig
-
-    inter = intermediate_size or int(math.ceil(hidden_size * 8 / 3 / 32) * 32)
-    return LlamaConfig(
-        vocab_size=vocab_size,
-        hidden_size=hidden_size,
-        intermediate_size=inter,
-        num_hidden_layers=num_layers,
-        num_attention_heads=num_heads,
-        num_key_value_heads=num_heads,
-        max_position_embeddings=16384,
-        rope_parameters={"rope_type": "default", "rope_theta": 1_000_000.0},
-        tie_word_embeddings=True,
-        bos_token_id=bos_id,
-        eos_token_id=eos_id,
-        pad_token_id=None,
-    )
-
-
 def _demo_tokenizer_dir() -> Path:
     """Tokenizer folder to copy: the committed demo's, or a freshly trained one."""
     committed = demo_model_dir()
@@ -119,51 +90,6 @@ def _demo_tokenizer_dir() -> Path:
     if not (cached / "tokenizer_config.json").exists():
         train_tokenizer(cached)
     return cached
-
-
-def build_random_model(
-    out_dir: Path,
-    *,
-    hidden_size: int,
-    num_layers: int,
-    num_heads: int = 0,
-    intermediate_size: int | None = None,
-    seed: int = 0,
-) -> Path:
-    """Random-weight Llama with the demo tokenizer, for timing/memory tests at a chosen size."""
-    import torch
-    from transformers import LlamaForCausalLM
-
-    from codellama_lsp.engines.tokenization import CodeTokens, load_tokenizer
-
-    tok = load_tokenizer(str(_demo_tokenizer_dir()))
-    codes = CodeTokens(tok)
-    config = _llama_config(
-        codes.vocab_size,
-        hidden_size=hidden_size,
-        num_layers=num_layers,
-        num_heads=num_heads or default_heads(hidden_size),
-        intermediate_size=intermediate_size,
-        bos_id=int(codes.bos_id or 1),
-        eos_id=int(codes.eos_id or 2),
-    )
-    torch.manual_seed(seed)
-    model = LlamaForCausalLM(config)  # type: ignore[arg-type]
-    out_dir = Path(out_dir)
-    tmp = out_dir.with_name(out_dir.name + f".tmp{os.getpid()}")
-    model.save_pretrained(str(tmp))
-    tok.save_pretrained(str(tmp))
-    (tmp / "README.md").write_text(
-        f"Random-weight Llama (hidden={hidden_size}, layers={num_layers}, seed={seed}) with the"
-        " codellama-lsp demo tokenizer. For speed and memory tests only: its output is noise.\n"
-    )
-    if out_dir.exists():
-        import shutil
-
-        shutil.rmtree(tmp)
-        return out_dir
-    tmp.rename(out_dir)
-    return out_dir
 
 
 class _Sampler:
@@ -336,7 +262,7 @@ def _initial_model(codes: Any, init: Path | None, hidden_size: int, num_layers: 
 
     if init is not None:
         return LlamaForCausalLM.from_pretrained(str(init), dtype=torch.float32)
-    config = _llama_config(
+    config = llama_config(
         codes.vocab_size,
         hidden_size=hidden_size,
         num_layers=num_layers,
@@ -590,6 +516,7 @@ def main(argv: list[str] | None = None) -> int:
             num_heads=args.heads,
             intermediate_size=args.intermediate,
             seed=args.seed,
+            tokenizer_dir=_demo_tokenizer_dir(),
         )
         print(out)
     return 0

@@ -33,7 +33,6 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
-from codellama_lsp.completion.cleanup import text_stop_index
 from codellama_lsp.config import Settings
 from codellama_lsp.engines.base import (
     UNKNOWN_CONTEXT_LIMIT,
@@ -43,6 +42,7 @@ from codellama_lsp.engines.base import (
     GenerationResult,
     ProgressCallback,
 )
+from codellama_lsp.engines.stops import text_stop_index
 from codellama_lsp.engines.tokenization import CodeTokens
 
 log = logging.getLogger(__name__)

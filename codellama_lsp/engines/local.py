@@ -22,7 +22,6 @@ import torch
 from cachetools import LRUCache
 from transformers import AutoModelForCausalLM, DynamicCache
 
-from codellama_lsp.completion.cleanup import text_stop_index
 from codellama_lsp.config import Settings
 from codellama_lsp.engines.base import (
     UNKNOWN_CONTEXT_LIMIT,
@@ -53,6 +52,7 @@ from codellama_lsp.engines.drafts import (
 )
 from codellama_lsp.engines.kv_cache import new_kv_cache
 from codellama_lsp.engines.model_names import resolve_model
+from codellama_lsp.engines.stops import text_stop_index
 from codellama_lsp.engines.tokenization import CodeTokens, load_tokenizer
 
 log = logging.getLogger(__name__)

@@ -5,15 +5,25 @@ use, for speed and memory tests). Both engines and ``check`` read names through 
 
 from __future__ import annotations
 
+import os
 import re
+from pathlib import Path
 
-from codellama_lsp.engines.model_paths import cache_root, default_heads, demo_model_dir
-
-__all__ = ["DEMO_MODEL_NAME", "cache_root", "default_heads", "demo_model_dir", "resolve_model"]
+from codellama_lsp.engines.random_model import build_random_model, default_heads
 
 DEMO_MODEL_NAME = "demo"
 _RANDOM_SPEC = re.compile(r"^random:(.*)$")
 _RANDOM_OPTIONS = frozenset({"hidden", "layers", "heads", "intermediate", "seed"})
+
+
+def demo_model_dir() -> Path:
+    """The committed demo model folder inside the package (data: no demo code is imported)."""
+    return Path(__file__).resolve().parent.parent / "demo" / "assets" / "demo-model"
+
+
+def cache_root() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "codellama-lsp"
 
 
 def _parse_random_spec(spec: str) -> dict[str, int]:
@@ -42,8 +52,6 @@ def resolve_model(name: str) -> str:
     tag = f"random-h{opts['hidden']}-l{opts['layers']}-a{heads}-i{inter or 'auto'}-s{seed}"
     out = cache_root() / tag
     if not (out / "config.json").exists():
-        from codellama_lsp.demo.model import build_random_model  # torch: only for random:
-
         build_random_model(
             out,
             hidden_size=opts["hidden"],
@@ -51,5 +59,6 @@ def resolve_model(name: str) -> str:
             num_heads=heads,
             intermediate_size=inter,
             seed=seed,
+            tokenizer_dir=demo_model_dir(),
         )
     return str(out)
