@@ -75,15 +75,14 @@ class BoundedLineCounter(LineCounter):
         return super().__call__(line)
 
 
-def recording_text(ticket: Ticket, is_done: Callable[[str], bool]) -> Callable[[str], bool]:
-    """``is_done`` that also writes the text so far to ``ticket.made``: engines call it after
-    every token, and the scheduler reads it to decide whether the generation is still wanted."""
+def recording_text(ticket: Ticket) -> Callable[[str], None]:
+    """``on_text`` that writes the text so far to ``ticket.made``: engines call it after every
+    token, and the scheduler reads it to decide whether the generation is still wanted."""
 
-    def check(text: str) -> bool:
+    def record(text: str) -> None:
         ticket.made = text
-        return is_done(text)
 
-    return check
+    return record
 
 
 @dataclass(frozen=True)
@@ -377,7 +376,8 @@ class Completer:
             temperature=s.temperature,
             top_p=s.top_p,
             stop_sequences=("\n",) if single else s.stop_sequences,
-            is_done=recording_text(ticket, block_done(ctx)),
+            should_stop=block_done(ctx),
+            on_text=recording_text(ticket),
             session=uri,
             draft_text=self.typing.draft(uri, ctx.prefix),
             max_draft=s.speculative_max_draft if s.speculative else 0,
