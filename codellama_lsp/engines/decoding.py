@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 import torch
 from transformers import DynamicCache
 
-from codellama_lsp.engines.drafts import Draft, Forward
+from codellama_lsp.engines.drafts import Draft, Forward, ema
 
 
 def probs_of(logits: torch.Tensor, temperature: float, top_p: float) -> torch.Tensor:
@@ -176,16 +176,13 @@ class PassCosts:
 
     def observe(self, tokens: int, seconds: float) -> None:
         if tokens <= 1:
-            self.one_token = seconds if not self.one_token else self._ema(self.one_token, seconds)
+            self.one_token = ema(self.one_token, seconds, self.rate)
             self.since_one_token = 0
             return
         self.since_one_token += 1
         if self.one_token:
             extra = max(0.0, (seconds - self.one_token) / (tokens - 1))
-            self.per_extra = extra if not self.per_extra else self._ema(self.per_extra, extra)
-
-    def _ema(self, old: float, new: float) -> float:
-        return old + self.rate * (new - old)
+            self.per_extra = ema(self.per_extra, extra, self.rate)
 
     def seconds(self, tokens: int) -> float:
         return self.one_token + self.per_extra * (tokens - 1)

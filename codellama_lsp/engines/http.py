@@ -42,12 +42,11 @@ from codellama_lsp.engines.base import (
     GenerationResult,
     ProgressCallback,
 )
+from codellama_lsp.engines.http_api import SESSION_HEADER
 from codellama_lsp.engines.stops import stopped_text
 from codellama_lsp.engines.tokenization import CodeTokens
 
 log = logging.getLogger(__name__)
-
-SESSION_HEADER = "X-Codellama-Session"
 
 
 IDS_REFUSED = (400, 422, 500)

@@ -18,10 +18,11 @@ One module per job:
 * ``serve``: the ``codellama-lsp serve`` command line.
 """
 
+from codellama_lsp.engines.http_api import DEFAULT_PORT, SESSION_HEADER
 from codellama_lsp.model_server.admission import Limits
-from codellama_lsp.model_server.app import ENDPOINTS, SESSION_HEADER, ModelServer
+from codellama_lsp.model_server.app import ENDPOINTS, ModelServer
 from codellama_lsp.model_server.errors import ApiError
-from codellama_lsp.model_server.serve import DEFAULT_PORT, serve_main
+from codellama_lsp.model_server.serve import serve_main
 
 __all__ = [
     "DEFAULT_PORT",

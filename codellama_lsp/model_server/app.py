@@ -18,6 +18,7 @@ from pydantic import ValidationError
 
 from codellama_lsp import __version__
 from codellama_lsp.config import Settings
+from codellama_lsp.engines.http_api import SESSION_HEADER
 from codellama_lsp.model_server.admission import Limits, StreamsPerClient
 from codellama_lsp.model_server.api_schema import (
     Body,
@@ -45,7 +46,6 @@ if TYPE_CHECKING:
 
 BodyT = TypeVar("BodyT", bound=Body)
 
-SESSION_HEADER = "X-Codellama-Session"
 ENDPOINTS = ("/v1/completions", "/v1/models", "/score", "/health", "/metrics")
 
 

@@ -9,13 +9,12 @@ from collections.abc import Sequence
 
 from aiohttp import web
 
+from codellama_lsp.engines.http_api import DEFAULT_PORT
 from codellama_lsp.memory import bound_helper_threads
 from codellama_lsp.model_server.admission import Limits
 from codellama_lsp.model_server.app import ModelServer
 from codellama_lsp.model_server.auth import is_loopback
 from codellama_lsp.settings_flags import add_setting_flags, configure_logging, settings_from
-
-DEFAULT_PORT = 8765
 
 
 def serve_main(argv: Sequence[str]) -> int:
