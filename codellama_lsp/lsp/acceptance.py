@@ -1,7 +1,9 @@
 """What people do with suggestions: shown, accepted (wholly or in part), dismissed, and kept.
 
 Counts stay in the server's memory and are only read through ``codellama.stats``; nothing
-leaves the machine.
+leaves the machine. This module is all of it, from the command an item carries and what
+clients send back (``codellama.accepted``, Copilot's ``textDocument/didShowCompletion`` and
+``didPartiallyAcceptCompletion``) to the figures (:class:`Acceptance`).
 
 * A **suggestion** is one completion at one place. While the user types it through or accepts
   it a word at a time, the server answers with the rest of it: that is the same suggestion, not
@@ -17,11 +19,19 @@ leaves the machine.
 
 from __future__ import annotations
 
+import asyncio
 import difflib
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
+from urllib.parse import unquote
+
+from lsprotocol import types
+from pygls.workspace import TextDocument, Workspace
+
+from codellama_lsp.lsp.documents import LspTextDocument, cursor_at
+from codellama_lsp.lsp.protocol import strict_int
 
 RETENTION_SECONDS = 30.0
 RETENTION_EDITS = 20
@@ -30,6 +40,36 @@ PENDING_EDITS = 4
 client applied something else, or its ``didChange`` never came)."""
 MAX_FOLLOWED = 200
 """Accepts followed at once; the oldest are let go (a long session in an idle document)."""
+
+ACCEPTED_COMMAND = "codellama.accepted"
+
+
+def accept_command(uri: str, edit_range: types.Range, text: str) -> types.Command:
+    """The command an item runs when the user accepts it (inline completions)."""
+    start, end = edit_range.start, edit_range.end
+    return types.Command(
+        title="codellama: accepted",
+        command=ACCEPTED_COMMAND,
+        arguments=[
+            {
+                "uri": uri,
+                "line": start.line,
+                "character": start.character,
+                "end_line": end.line,
+                "end_character": end.character,
+                "text": text,
+            }
+        ],
+    )
+
+
+def accepted_info(args: Sequence[Any]) -> Mapping[str, Any] | None:
+    """The command's argument object; clients send ``[info]`` or ``[[info]]``."""
+    first = args[0] if args else None
+    if isinstance(first, list) and first:
+        first = first[0]
+    return first if isinstance(first, Mapping) else None
+
 
 Position = tuple[int, int]
 """(line, character) in the client's units, as LSP positions are."""
@@ -327,3 +367,124 @@ def continues(current: Suggestion, before: str, text: str) -> bool:
         return False
     typed = before[len(current.before) :]
     return current.text == typed + text
+
+
+# --- what clients report (the server's handlers call these) -------------------------------
+class Server(Protocol):
+    """What the reports need of the language server (:class:`~.lsp.server.CodeLlamaServer`)."""
+
+    acceptance: Acceptance
+    retention_timer: asyncio.Task[None] | None
+
+    @property
+    def workspace(self) -> Workspace: ...
+
+    def spawn(self, coro: Any) -> asyncio.Task[Any]: ...
+
+
+@dataclass(frozen=True)
+class ItemInfo:
+    """An inline completion item of ours, as a client sends it back (its command's argument)."""
+
+    uri: str
+    start: Position
+    text: str
+    before: str
+    """The document's text before the item's start, as the server reads it now."""
+    doc: TextDocument
+
+
+def plain(value: Any) -> Any:
+    """Params of a method pygls does not know, as JSON values (pygls makes namedtuples)."""
+    if hasattr(value, "_asdict"):
+        return {key: plain(item) for key, item in value._asdict().items()}
+    if isinstance(value, list | tuple):
+        return [plain(item) for item in value]
+    return value
+
+
+def command_info(item: Any) -> Mapping[str, Any] | None:
+    """The ``codellama.accepted`` argument inside an item a client sent back."""
+    command = item.get("command") if isinstance(item, Mapping) else None
+    arguments = command.get("arguments") if isinstance(command, Mapping) else None
+    if isinstance(arguments, list) and arguments and isinstance(arguments[0], Mapping):
+        return arguments[0]
+    return None
+
+
+def item_info_of(ls: Server, info: Mapping[str, Any] | None) -> ItemInfo | None:
+    if info is None:
+        return None
+    uri, text = info.get("uri"), info.get("text")
+    if not (isinstance(uri, str) and isinstance(text, str)):
+        return None
+    try:
+        position = types.Position(
+            line=strict_int(info["line"]), character=strict_int(info["character"])
+        )
+    except (KeyError, TypeError, ValueError):
+        return None
+    doc = ls.workspace.text_documents.get(unquote(uri))
+    if doc is None:
+        return None
+    before = cursor_at(doc, position).prefix
+    return ItemInfo(uri, (position.line, position.character), text, before, doc)
+
+
+def record_accept(ls: Server, info: Mapping[str, Any] | None, length: int | None) -> None:
+    """An accept: whole (``length`` None) or the first ``length`` client units of the item."""
+    item = item_info_of(ls, info)
+    if item is None:
+        if length is None:
+            ls.acceptance.accepted_unknown()
+        return
+    codec = item.doc.position_codec
+
+    def units(text: str) -> int:
+        return int(codec.client_num_units(text))
+
+    text = item.text.replace("\r\n", "\n")
+    if length is None:
+        ls.acceptance.accepted_whole(item.uri, item.start, text, units)
+    else:
+        ls.acceptance.accepted_part(item.uri, item.start, leading(text, length, units), units)
+    ls.acceptance.look(item.uri, document_text(ls))
+    if ls.retention_timer is None or ls.retention_timer.done():
+        ls.retention_timer = ls.spawn(measure_retention(ls))
+
+
+async def measure_retention(ls: Server) -> None:
+    """One timer for all accepts: measure each :data:`RETENTION_SECONDS` after it."""
+    while (wait := ls.acceptance.next_due_s()) is not None:
+        await asyncio.sleep(wait + 0.05)
+        ls.acceptance.measure_due(document_text(ls))
+
+
+def changes_of(doc: TextDocument, changes: Sequence[Any]) -> list[Change]:
+    """``didChange``'s incremental changes as :class:`Change` (in the client's units)."""
+
+    def units(line: str) -> int:
+        return int(doc.position_codec.client_num_units(line))
+
+    return [
+        Change.of(
+            (c.range.start.line, c.range.start.character),
+            (c.range.end.line, c.range.end.character),
+            c.text,
+            units,
+        )
+        for c in changes
+        if isinstance(c, types.TextDocumentContentChangePartial)
+    ]
+
+
+def document_text(ls: Server) -> Callable[[str, Position, Position], str | None]:
+    def text_at(uri: str, start: Position, end: Position) -> str | None:
+        doc = ls.workspace.text_documents.get(unquote(uri))
+        if not isinstance(doc, LspTextDocument):
+            return None
+        a = doc.offset_of(types.Position(line=start[0], character=start[1]))
+        b = doc.offset_of(types.Position(line=end[0], character=end[1]))
+        return doc.source[a:b].replace("\r\n", "\n")
+
+    return text_at

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 from urllib.parse import unquote
 
@@ -181,3 +181,32 @@ def end_of_change(
     return types.Position(
         line=start.line + len(lines), character=units + (0 if lines else start.character)
     )
+
+
+def cursor_after_accept(doc: TextDocument, info: Mapping[str, Any]) -> Cursor | None:
+    """The cursor after the accepted text, in the document as it will be then.
+
+    It does not wait for the edit's ``didChange`` (Neovim sends it up to 150 ms later): when
+    the document does not hold the accepted text yet, the text is applied to a copy. None for
+    arguments that do not name a place.
+    """
+    try:
+        text = str(info["text"]).replace("\r\n", "\n")
+        line, character = int(info["line"]), int(info["character"])
+        start = cursor_at(doc, types.Position(line=line, character=character))
+        end = cursor_at(
+            doc,
+            types.Position(
+                line=int(info.get("end_line", line)),
+                character=int(info.get("end_character", character)),
+            ),
+        )
+    except (KeyError, TypeError, ValueError):
+        return None
+    source = start.normalized
+    if not source.startswith(text, start.offset):
+        source = source[: start.offset] + text + source[max(end.offset, start.offset) :]
+    lines = text.split("\n")
+    line = start.line + len(lines) - 1
+    column = (start.character if len(lines) == 1 else 0) + len(lines[-1])
+    return Cursor.clamped(source, line, column)

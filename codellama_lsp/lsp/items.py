@@ -12,7 +12,7 @@ from pygls.workspace import TextDocument
 from codellama_lsp.completion.cleanup import line_edit
 from codellama_lsp.completion.completer import Completion
 from codellama_lsp.cursor import Cursor
-from codellama_lsp.lsp.accept import accept_command
+from codellama_lsp.lsp.acceptance import accept_command
 from codellama_lsp.lsp.documents import cursor_at, on_cursor_line
 
 

@@ -13,19 +13,14 @@ import asyncio
 import contextlib
 import logging
 import os
-import sys
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping
 from typing import Any
 from urllib.parse import unquote
 
 from lsprotocol import types
-from pygls.exceptions import JsonRpcInvalidParams
-from pygls.io_ import StdoutWriter
 from pygls.lsp.server import LanguageServer
-from pygls.workspace import TextDocument
 
 from codellama_lsp import __version__
 from codellama_lsp.completion.completer import Completer, Completion
@@ -37,30 +32,35 @@ from codellama_lsp.context.workspace_index import WorkspaceIndex
 from codellama_lsp.context.workspace_source import WorkspaceSource
 from codellama_lsp.cursor import Cursor
 from codellama_lsp.engines.base import Engine, EngineLoadError
-from codellama_lsp.lsp.accept import ACCEPTED_COMMAND, accepted_info, cursor_after_accept
-from codellama_lsp.lsp.acceptance import Acceptance, Change, Position, leading
+from codellama_lsp.lsp.acceptance import (
+    ACCEPTED_COMMAND,
+    Acceptance,
+    accepted_info,
+    changes_of,
+    command_info,
+    document_text,
+    item_info_of,
+    plain,
+    record_accept,
+)
 from codellama_lsp.lsp.client_timing import client_wait_ms
+from codellama_lsp.lsp.debug_commands import DEBUG_COMMANDS, DEBUG_COMMANDS_ENV
 from codellama_lsp.lsp.documents import (
-    LspTextDocument,
+    cursor_after_accept,
     cursor_at,
-    describe_document,
     end_of_change,
     open_document,
 )
-from codellama_lsp.lsp.framing import read_messages
 from codellama_lsp.lsp.index_keeper import IndexKeeper, watch_registration, workspace_roots
 from codellama_lsp.lsp.items import inline_item, menu_item, renders_markdown, with_selected
 from codellama_lsp.lsp.loading import load_engine
 from codellama_lsp.lsp.progress import WorkProgress
-from codellama_lsp.lsp.protocol import SYNC_KIND, CodeLlamaProtocol, strict_converter, strict_int
+from codellama_lsp.lsp.protocol import SYNC_KIND, CodeLlamaProtocol, strict_converter
+from codellama_lsp.lsp.transport import serve_stdio, serve_tcp
 from codellama_lsp.lsp.watchdog import process_exists, watch_parent
 from codellama_lsp.memory import (
-    PythonAllocations,
-    bound_helper_threads,
     memory_figures,
-    newest_of_type,
 )
-from codellama_lsp.memory import report as memory_report
 
 log = logging.getLogger(__name__)
 
@@ -68,8 +68,6 @@ STATUS_NOTIFICATION = "codellama/status"
 # The Copilot language server's notifications for what the client showed / partly accepted.
 DID_SHOW_COMPLETION = "textDocument/didShowCompletion"
 DID_PARTIALLY_ACCEPT_COMPLETION = "textDocument/didPartiallyAcceptCompletion"
-DEBUG_COMMANDS_ENV = "CODELLAMA_LSP_DEBUG_COMMANDS"
-"""Set to 1 to register ``codellama.debugDocument`` (tests read the server's copy of a file)."""
 
 
 class CodeLlamaServer(LanguageServer):
@@ -111,61 +109,11 @@ class CodeLlamaServer(LanguageServer):
 
     def start_io(self, stdin: Any = None, stdout: Any = None) -> None:
         """Serve over stdio, reading with :mod:`codellama_lsp.lsp.framing` (not pygls' reader)."""
-        source: Any = stdin or sys.stdin.buffer
-        protocol = self.protocol
-        assert isinstance(protocol, CodeLlamaProtocol)
-        self._stop_event = stop = threading.Event()
-        protocol.set_writer(StdoutWriter(stdout or sys.stdout.buffer))
-
-        async def run() -> None:
-            loop = asyncio.get_running_loop()
-            bound_helper_threads(loop)
-            await read_messages(
-                lambda: loop.run_in_executor(self.thread_pool, source.read1, 1 << 16),
-                protocol.handle_body,
-                stop.is_set,
-            )
-
-        try:
-            asyncio.run(run())
-        except BrokenPipeError:
-            log.error("the connection to the client is lost: exiting")
-        except SystemExit as exc:  # pygls' `exit` handler: 0 after `shutdown`, else 1
-            self.exit_code = exc.code if isinstance(exc.code, int) else 1
-        except KeyboardInterrupt:
-            pass
-        finally:
-            self.shutdown()  # type: ignore[no-untyped-call]  # pygls: not annotated
+        self.exit_code = serve_stdio(self, stdin, stdout)
 
     def start_tcp(self, host: str, port: int) -> None:
         """Serve one client over TCP with the same reader and rules as stdio."""
-        protocol = self.protocol
-        assert isinstance(protocol, CodeLlamaProtocol)
-        self._stop_event = stop = threading.Event()
-
-        async def connection(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-            protocol.set_writer(writer)  # an asyncio writer: write() and close()
-            try:
-                await read_messages(lambda: reader.read(1 << 16), protocol.handle_body, stop.is_set)
-            finally:
-                self.shutdown()  # type: ignore[no-untyped-call]  # pygls: not annotated
-
-        async def serve() -> None:
-            bound_helper_threads(asyncio.get_running_loop())
-            server = await asyncio.start_server(connection, host, port)
-            self._server = server
-            log.info("listening on %s:%s", host, port)
-            async with server:
-                await server.serve_forever()
-
-        try:
-            asyncio.run(serve())
-        except asyncio.CancelledError:
-            pass  # shutdown() closed the server after the client left
-        except SystemExit as exc:
-            self.exit_code = exc.code if isinstance(exc.code, int) else 1
-        except KeyboardInterrupt:
-            pass
+        self.exit_code = serve_tcp(self, host, port)
 
     # --- status -----------------------------------------------------------------------
     def status(self) -> dict[str, Any]:
@@ -383,7 +331,7 @@ def did_change(ls: CodeLlamaServer, params: types.DidChangeTextDocumentParams) -
     change = params.content_changes[-1] if params.content_changes else None
     doc = open_document(ls.workspace, uri)
     if doc is not None:
-        ls.acceptance.edited(uri, _changes(doc, params.content_changes), _text_at(ls))
+        ls.acceptance.edited(uri, changes_of(doc, params.content_changes), document_text(ls))
     if doc is None or not isinstance(change, types.TextDocumentContentChangePartial):
         return
     end = end_of_change(doc, change)
@@ -465,7 +413,7 @@ def reload(ls: CodeLlamaServer, *args: Any) -> dict[str, Any]:
 def accepted(ls: CodeLlamaServer, *args: Any) -> None:
     """Count the accept; compute the completion at the cursor after it, so it is ready."""
     info = accepted_info(args)
-    _accepted(ls, info, None)
+    record_accept(ls, info, None)
     if info is None or not ls.settings.prefetch_after_accept:
         return
     uri = str(info.get("uri", ""))
@@ -478,7 +426,7 @@ def accepted(ls: CodeLlamaServer, *args: Any) -> None:
 def did_show_completion(ls: CodeLlamaServer, params: Any) -> None:
     params = plain(params)
     item = params.get("item") if isinstance(params, Mapping) else None
-    info = _item_info_of(ls, _command_info(item))
+    info = item_info_of(ls, command_info(item))
     if info is not None:
         ls.acceptance.reported_shown(info.uri, info.before, info.text)
 
@@ -487,43 +435,7 @@ def did_partially_accept_completion(ls: CodeLlamaServer, params: Any) -> None:
     params = plain(params)
     length = params.get("acceptedLength") if isinstance(params, Mapping) else None
     if isinstance(length, int) and not isinstance(length, bool) and length > 0:
-        _accepted(ls, _command_info(params.get("item")), length)
-
-
-PYTHON_ALLOCATIONS = PythonAllocations()
-
-
-def debug_memory(ls: CodeLlamaServer, *args: Any) -> dict[str, Any]:
-    """RSS, C heap, Python growth since the last call (``PYTHONTRACEMALLOC=1``), threads.
-    ``{"trim"?: bool, "snapshot"?: bool, "newest"?: type name}``: also the figures after
-    ``malloc_trim``; without the (slow) tracemalloc snapshot; the newest objects of a type."""
-    info = args[0] if args and isinstance(args[0], Mapping) else {}
-    figures = memory_report(
-        PYTHON_ALLOCATIONS, trim=bool(info.get("trim")), snapshot=bool(info.get("snapshot", True))
-    )
-    if isinstance(info.get("newest"), str):
-        figures["newest"] = newest_of_type(info["newest"])
-    return figures
-
-
-def debug_document(ls: CodeLlamaServer, *args: Any) -> dict[str, Any] | None:
-    """The server's copy of a document: ``{"uri", "text"?: bool, "line"?, "character"?}``.
-
-    With a position, also the cursor as the server reads it (what the prompt sees).
-    """
-    info = args[0] if args and isinstance(args[0], Mapping) else {}
-    doc = open_document(ls.workspace, str(info.get("uri", "")))
-    if doc is None:
-        return None
-    position = None
-    if "line" in info:
-        try:
-            position = types.Position(
-                line=strict_int(info["line"]), character=strict_int(info["character"])
-            )
-        except (KeyError, TypeError, ValueError) as exc:
-            raise JsonRpcInvalidParams.of(exc) from None
-    return describe_document(doc, bool(info.get("text")), position)
+        record_accept(ls, command_info(params.get("item")), length)
 
 
 FEATURES: list[tuple[str, Any, Any]] = [
@@ -550,10 +462,6 @@ COMMANDS: list[tuple[str, Any]] = [
     ("codellama.reload", reload),
     (ACCEPTED_COMMAND, accepted),
 ]
-DEBUG_COMMANDS: list[tuple[str, Any]] = [
-    ("codellama.debugDocument", debug_document),
-    ("codellama.debugMemory", debug_memory),
-]
 
 
 def create_server(settings: Settings) -> CodeLlamaServer:
@@ -564,112 +472,3 @@ def create_server(settings: Settings) -> CodeLlamaServer:
     for name, handler in commands:
         server.command(name)(handler)
     return server
-
-
-# --- acceptance reports (codellama_lsp.lsp.acceptance) -------------------------------------
-@dataclass(frozen=True)
-class ItemInfo:
-    """An inline completion item of ours, as a client sends it back (its command's argument)."""
-
-    uri: str
-    start: Position
-    text: str
-    before: str
-    """The document's text before the item's start, as the server reads it now."""
-    doc: TextDocument
-
-
-def plain(value: Any) -> Any:
-    """Params of a method pygls does not know, as JSON values (pygls makes namedtuples)."""
-    if hasattr(value, "_asdict"):
-        return {key: plain(item) for key, item in value._asdict().items()}
-    if isinstance(value, list | tuple):
-        return [plain(item) for item in value]
-    return value
-
-
-def _command_info(item: Any) -> Mapping[str, Any] | None:
-    """The ``codellama.accepted`` argument inside an item a client sent back."""
-    command = item.get("command") if isinstance(item, Mapping) else None
-    arguments = command.get("arguments") if isinstance(command, Mapping) else None
-    if isinstance(arguments, list) and arguments and isinstance(arguments[0], Mapping):
-        return arguments[0]
-    return None
-
-
-def _item_info_of(ls: CodeLlamaServer, info: Mapping[str, Any] | None) -> ItemInfo | None:
-    if info is None:
-        return None
-    uri, text = info.get("uri"), info.get("text")
-    if not (isinstance(uri, str) and isinstance(text, str)):
-        return None
-    try:
-        position = types.Position(
-            line=strict_int(info["line"]), character=strict_int(info["character"])
-        )
-    except (KeyError, TypeError, ValueError):
-        return None
-    doc = ls.workspace.text_documents.get(unquote(uri))
-    if doc is None:
-        return None
-    before = cursor_at(doc, position).prefix
-    return ItemInfo(uri, (position.line, position.character), text, before, doc)
-
-
-def _accepted(ls: CodeLlamaServer, info: Mapping[str, Any] | None, length: int | None) -> None:
-    """An accept: whole (``length`` None) or the first ``length`` client units of the item."""
-    item = _item_info_of(ls, info)
-    if item is None:
-        if length is None:
-            ls.acceptance.accepted_unknown()
-        return
-    codec = item.doc.position_codec
-
-    def units(text: str) -> int:
-        return int(codec.client_num_units(text))
-
-    text = item.text.replace("\r\n", "\n")
-    if length is None:
-        ls.acceptance.accepted_whole(item.uri, item.start, text, units)
-    else:
-        ls.acceptance.accepted_part(item.uri, item.start, leading(text, length, units), units)
-    ls.acceptance.look(item.uri, _text_at(ls))
-    if ls.retention_timer is None or ls.retention_timer.done():
-        ls.retention_timer = ls.spawn(_measure_retention(ls))
-
-
-async def _measure_retention(ls: CodeLlamaServer) -> None:
-    """One timer for all accepts: measure each :data:`RETENTION_SECONDS` after it."""
-    while (wait := ls.acceptance.next_due_s()) is not None:
-        await asyncio.sleep(wait + 0.05)
-        ls.acceptance.measure_due(_text_at(ls))
-
-
-def _changes(doc: TextDocument, changes: Sequence[Any]) -> list[Change]:
-    """``didChange``'s incremental changes as :class:`Change` (in the client's units)."""
-
-    def units(line: str) -> int:
-        return int(doc.position_codec.client_num_units(line))
-
-    return [
-        Change.of(
-            (c.range.start.line, c.range.start.character),
-            (c.range.end.line, c.range.end.character),
-            c.text,
-            units,
-        )
-        for c in changes
-        if isinstance(c, types.TextDocumentContentChangePartial)
-    ]
-
-
-def _text_at(ls: CodeLlamaServer) -> Callable[[str, Position, Position], str | None]:
-    def text_at(uri: str, start: Position, end: Position) -> str | None:
-        doc = ls.workspace.text_documents.get(unquote(uri))
-        if not isinstance(doc, LspTextDocument):
-            return None
-        a = doc.offset_of(types.Position(line=start[0], character=start[1]))
-        b = doc.offset_of(types.Position(line=end[0], character=end[1]))
-        return doc.source[a:b].replace("\r\n", "\n")
-
-    return text_at
