@@ -25,15 +25,9 @@ from pathlib import Path
 from urllib.parse import unquote, urlparse
 
 from codellama_lsp.context.open_documents import NEAR_LINES, identifiers
+from codellama_lsp.context.python_outline import ModuleInfo, Symbol, cut, imports_of, module_name
 from codellama_lsp.context.sources import CHARS_PER_TOKEN, Builder, Snapshot
-from codellama_lsp.context.workspace_index import (
-    ModuleInfo,
-    Symbol,
-    WorkspaceIndex,
-    cut,
-    imports_of,
-    module_name,
-)
+from codellama_lsp.context.workspace_index import WorkspaceIndex
 from codellama_lsp.cursor import Cursor
 
 _IMPORT_LINE = re.compile(r"^[ \t]*(?:from[ \t]+[\w.]+[ \t]+import\b|import[ \t]+\w)", re.MULTILINE)
