@@ -2,7 +2,7 @@
 
 It exists so that the server, tests and editors run end to end without a model hub or a GPU.
 It writes Python-looking lines and ends infills with ``<EOT>``, but its code has no meaning.
-The text it learns from is ``demo_corpus``'s training split.
+The text it learns from is the training split of :mod:`codellama_lsp.demo.corpus`.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from codellama_lsp.demo import corpus as demo_corpus
 from codellama_lsp.engines.model_names import cache_root, demo_model_dir
 from codellama_lsp.engines.random_model import build_random_model, default_heads, llama_config
 
@@ -43,7 +44,6 @@ def train_tokenizer(out_dir: Path, *, vocab_size: int = DEFAULT_VOCAB) -> Path:
     from tokenizers import Regex, Tokenizer, models, pre_tokenizers, trainers
     from transformers import CodeLlamaTokenizer
 
-    from codellama_lsp.demo import corpus as demo_corpus
     from codellama_lsp.engines.tokenization import sentencepiece_normalizer
 
     texts = demo_corpus.read_texts(_first_bytes(demo_corpus.stdlib_sources(), 12_000_000))
@@ -332,7 +332,6 @@ def train_demo_model(
     """
     import torch
 
-    from codellama_lsp.demo import corpus as demo_corpus
     from codellama_lsp.engines.tokenization import CodeTokens, load_tokenizer
 
     start = time.monotonic()
@@ -352,15 +351,8 @@ def train_demo_model(
     model.eval()
     model = model.half()
     model.save_pretrained(str(out_dir))
-    n_params = sum(p.numel() for p in model.parameters())
     info: dict[str, Any] = {
-        "steps": step,
-        "tokens": tokens,
-        "final_loss_ema": round(ema or float("nan"), 3),
-        "params": n_params,
-        "hidden_size": model.config.hidden_size,
-        "num_layers": model.config.num_hidden_layers,
-        "minutes": round((time.monotonic() - start) / 60, 2),
+        **_outcome(model, step, tokens, ema, start),
         "minutes_arg": minutes,
         "seed": seed,
         "init": str(init) if init else None,
@@ -369,15 +361,39 @@ def train_demo_model(
         "peak_lr": peak_lr,
         "batch_size": batch_size,
         "seq_len": seq_len,
-        "torch_threads": torch.get_num_threads(),
-        "python": sys.version.split()[0],
-        "corpus": [list(row) for row in demo_corpus.licence_table(files)],
-        "held_out_every": demo_corpus.HELD_OUT_EVERY,
+        **_environment(files),
     }
     _write_training_info(out_dir, info, init)
     if log:
         print(json.dumps({k: v for k, v in info.items() if k != "corpus"}), flush=True)
     return out_dir
+
+
+def _outcome(
+    model: Any, steps: int, tokens: int, ema: float | None, start: float
+) -> dict[str, Any]:
+    """What the training made: steps, target tokens, the final loss, the model's size, time."""
+    return {
+        "steps": steps,
+        "tokens": tokens,
+        "final_loss_ema": round(ema or float("nan"), 3),
+        "params": sum(p.numel() for p in model.parameters()),
+        "hidden_size": model.config.hidden_size,
+        "num_layers": model.config.num_hidden_layers,
+        "minutes": round((time.monotonic() - start) / 60, 2),
+    }
+
+
+def _environment(files: list[demo_corpus.SourceFile]) -> dict[str, Any]:
+    """Where it was trained: torch's threads, the Python version, the text's licences."""
+    import torch
+
+    return {
+        "torch_threads": torch.get_num_threads(),
+        "python": sys.version.split()[0],
+        "corpus": [list(row) for row in demo_corpus.licence_table(files)],
+        "held_out_every": demo_corpus.HELD_OUT_EVERY,
+    }
 
 
 def _write_training_info(out_dir: Path, info: dict[str, Any], init: Path | None) -> None:
