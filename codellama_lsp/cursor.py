@@ -149,9 +149,9 @@ class Cursor:
         lines = lsp_lines(text) if lines is None else lines
         line = min(max(line, 0), len(lines) - 1)
         character = min(max(character, 0), len(lines[line]))
-        ctx = cls(text, line, character)
-        ctx.__dict__["lines"] = lines  # prime the cached_property
-        return ctx
+        cursor = cls(text, line, character)
+        cursor.__dict__["lines"] = lines  # prime the cached_property
+        return cursor
 
     def with_line_window(self, limit: int) -> Cursor:
         """The same cursor with its line cut to ``limit`` characters on each side.

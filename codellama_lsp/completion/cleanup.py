@@ -1,6 +1,6 @@
 """Turn raw model text into a completion that fits where it lands.
 
-Each rule is a small function ``(text, ctx) -> text``; :func:`rules` lists them in order.
+Each rule is a small function ``(text, cursor) -> text``; :func:`rules` lists them in order.
 They never add text the model did not write, except closing brackets the editor had already
 typed (the inline item's range replaces those, see :func:`replace_range_end`).
 """
@@ -19,7 +19,7 @@ _SPECIAL = re.compile(r"\s?<(?:PRE|SUF|MID|EOT|FILL_ME)>|</?s>|<unk>|<pad>")
 _PAIRS = {")": "(", "]": "[", "}": "{"}
 
 
-def strip_special_tokens(text: str, ctx: Cursor) -> str:
+def strip_special_tokens(text: str, cursor: Cursor) -> str:
     """Nothing after an end-of-text marker, and no marker text at all."""
     for marker in ("<EOT>", "</s>"):
         cut = text.find(marker)
@@ -28,7 +28,7 @@ def strip_special_tokens(text: str, ctx: Cursor) -> str:
     return _SPECIAL.sub("", text)
 
 
-def normalize_newlines(text: str, ctx: Cursor) -> str:
+def normalize_newlines(text: str, cursor: Cursor) -> str:
     return text.replace("\r\n", "\n").replace("\r", "\n")
 
 
@@ -36,14 +36,14 @@ def stop_at_sequences(stop_sequences: Iterable[str]) -> Rule:
     """Cut at the first configured stop sequence (a new top-level def, two blank lines...)."""
     stops = tuple(stop_sequences)
 
-    def stop_at_sequences(text: str, ctx: Cursor) -> str:
+    def stop_at_sequences(text: str, cursor: Cursor) -> str:
         cut = text_stop_index(text, stops)
         return text if cut is None else text[:cut]
 
     return stop_at_sequences
 
 
-def drop_unfinished_statement(text: str, ctx: Cursor) -> str:
+def drop_unfinished_statement(text: str, cursor: Cursor) -> str:
     """A multi-line completion cut by the token budget ends with its last finished statement.
 
     The budget cuts anywhere, mid-name or mid-call; half a line is worse than a shorter
@@ -52,7 +52,7 @@ def drop_unfinished_statement(text: str, ctx: Cursor) -> str:
     lines = text.split("\n")
     if len(lines) == 1:
         return text
-    ends = statement_ends(ctx.line_prefix + text)[:-1]  # the last line is the cut one
+    ends = statement_ends(cursor.line_prefix + text)[:-1]  # the last line is the cut one
     finished = [i for i, end in enumerate(ends) if end]
     keep = finished[-1] + 1 if finished else len(lines) - 1
     return "\n".join(lines[:keep]).rstrip()
@@ -95,28 +95,28 @@ def statement_ends(code: str) -> list[bool]:
     return ends
 
 
-def single_line_mid_line(text: str, ctx: Cursor) -> str:
+def single_line_mid_line(text: str, cursor: Cursor) -> str:
     """With code after the cursor on its line, complete that line only."""
-    if ctx.single_line:
+    if cursor.single_line:
         return text.split("\n", 1)[0]
     return text
 
 
-def fix_leading_space(text: str, ctx: Cursor) -> str:
+def fix_leading_space(text: str, cursor: Cursor) -> str:
     """No doubled space after a typed space, no indentation after typed indentation."""
-    if ctx.line_prefix.endswith((" ", "\t")) and text.startswith((" ", "\t")):
-        if ctx.line_prefix.strip():
+    if cursor.line_prefix.endswith((" ", "\t")) and text.startswith((" ", "\t")):
+        if cursor.line_prefix.strip():
             return text.lstrip(" \t")
         # On an indented blank line the typed indentation already counts.
         first, _, rest = text.partition("\n")
         first_ws = indentation(first)
-        if indent_width(ctx.line_prefix) + indent_width(first_ws) > ctx.base_indent:
+        if indent_width(cursor.line_prefix) + indent_width(first_ws) > cursor.base_indent:
             first = first[len(first_ws) :]
         return first + ("\n" + rest if rest or text.endswith("\n") else "")
     return text
 
 
-def stop_at_block_end(text: str, ctx: Cursor) -> str:
+def stop_at_block_end(text: str, cursor: Cursor) -> str:
     """Multi-line completions end where the cursor's block ends.
 
     That is the first line indented less than the cursor's line; when the cursor's line opens
@@ -125,10 +125,10 @@ def stop_at_block_end(text: str, ctx: Cursor) -> str:
     lines = text.split("\n")
     if len(lines) == 1:
         return text
-    base = ctx.base_indent
+    base = cursor.base_indent
     # The user typed a block header (``if x:``) and the completion starts its body.
-    opens_block = ctx.line_prefix.rstrip().endswith(":") and not lines[0].strip()
-    blank_start = not ctx.line_prefix.strip() and not lines[0].strip()
+    opens_block = cursor.line_prefix.rstrip().endswith(":") and not lines[0].strip()
+    blank_start = not cursor.line_prefix.strip() and not lines[0].strip()
     seen_body = False
     for i, line in enumerate(lines[1:], start=1):
         if not line.strip():
@@ -148,7 +148,7 @@ def stop_at_block_end(text: str, ctx: Cursor) -> str:
     return text
 
 
-def stop_before_suffix_lines(text: str, ctx: Cursor) -> str:
+def stop_before_suffix_lines(text: str, cursor: Cursor) -> str:
     """Stop where the completion rejoins the code after the cursor.
 
     It rejoins at a line equal (but for spacing) to the next non-blank line after the cursor,
@@ -158,11 +158,11 @@ def stop_before_suffix_lines(text: str, ctx: Cursor) -> str:
     ends there), the line must be distinctive: four characters or more. A line of closing
     quotes or brackets (a docstring's ``\"\"\"``) at the same indentation always ends it.
     """
-    upcoming = ctx.next_nonblank_lines(2)
+    upcoming = cursor.next_nonblank_lines(2)
     if not upcoming:
         return text
     lines = text.split("\n")
-    full = [ctx.line_prefix + lines[0], *lines[1:]]
+    full = [cursor.line_prefix + lines[0], *lines[1:]]
     nonblank = [i for i, line in enumerate(full) if line.strip()]
     for k, i in enumerate(nonblank):
         if not _same_line(full[i], upcoming[0]):
@@ -201,34 +201,34 @@ def _nearly_equal(a: str, b: str) -> bool:
     return norm(a) == norm(b)
 
 
-def drop_suffix_overlap(text: str, ctx: Cursor) -> str:
+def drop_suffix_overlap(text: str, cursor: Cursor) -> str:
     """Drop the end of a single-line completion that repeats the rest of the line."""
-    rest = ctx.line_suffix.rstrip()
-    if not rest or "\n" in text or ctx.closers_after:
+    rest = cursor.line_suffix.rstrip()
+    if not rest or "\n" in text or cursor.closers_after:
         return text
     if text.rstrip().endswith(rest):
         return text.rstrip()[: -len(rest)]
     return text
 
 
-def balance_closers(text: str, ctx: Cursor) -> str:
+def balance_closers(text: str, cursor: Cursor) -> str:
     """When the editor auto-closed brackets after the cursor, the completion replaces them.
 
     The result must close what the line opens: we append the closers the completion lacks
     (taken from the text being replaced, never invented beyond it).
     """
-    closers = ctx.closers_after
+    closers = cursor.closers_after
     if not closers:
         return text
     # A string the completion opened and left open: cut it off rather than close the call
     # inside it (``f('abc`` + ``)`` would put the parenthesis in the string).
-    left_open = open_string_start(ctx.line_prefix + text)
-    opened_here = left_open is not None and left_open[0] >= len(ctx.line_prefix)
+    left_open = open_string_start(cursor.line_prefix + text)
+    opened_here = left_open is not None and left_open[0] >= len(cursor.line_prefix)
     if left_open is not None and opened_here and not closers.startswith(left_open[1]):
-        text = text[: left_open[0] - len(ctx.line_prefix)].rstrip()
+        text = text[: left_open[0] - len(cursor.line_prefix)].rstrip()
     # Count brackets opened but not closed on the cursor line + completion.
     stack: list[str] = []
-    for ch in ctx.line_prefix + text:
+    for ch in cursor.line_prefix + text:
         if ch in "([{":
             stack.append(ch)
         elif ch in _PAIRS and stack and stack[-1] == _PAIRS[ch]:
@@ -238,7 +238,7 @@ def balance_closers(text: str, ctx: Cursor) -> str:
         if ch in _PAIRS and stack and stack[-1] == _PAIRS[ch]:
             stack.pop()
             needed += ch
-        elif (ch in "\"'`" and (ctx.line_prefix + text).count(ch) % 2 == 1) or (
+        elif (ch in "\"'`" and (cursor.line_prefix + text).count(ch) % 2 == 1) or (
             ch not in _PAIRS and ch not in "\"'`"
         ):
             needed += ch
@@ -264,9 +264,9 @@ def open_string_start(code: str) -> tuple[int, str] | None:
     return (start, quote) if quote else None
 
 
-def fix_indentation_unit(text: str, ctx: Cursor) -> str:
+def fix_indentation_unit(text: str, cursor: Cursor) -> str:
     """Later lines use the file's indentation unit (tabs vs spaces)."""
-    unit = ctx.indent_unit
+    unit = cursor.indent_unit
     lines = text.split("\n")
     out = [lines[0]]
     for line in lines[1:]:
@@ -281,9 +281,9 @@ def fix_indentation_unit(text: str, ctx: Cursor) -> str:
     return "\n".join(out)
 
 
-def strip_trailing_whitespace(text: str, ctx: Cursor) -> str:
+def strip_trailing_whitespace(text: str, cursor: Cursor) -> str:
     """No trailing blanks, except before code that follows on the cursor's line."""
-    if ctx.mid_line and "\n" not in text:
+    if cursor.mid_line and "\n" not in text:
         return text
     lines = text.split("\n")
     cleaned = [line.rstrip(" \t") for line in lines]
@@ -295,13 +295,13 @@ MAX_LOOP_LINES = 8
 """The longest run of lines :func:`drop_repeated_lines` looks for."""
 
 
-def drop_repeated_lines(text: str, ctx: Cursor) -> str:
+def drop_repeated_lines(text: str, cursor: Cursor) -> str:
     """Cut a loop: the same run of lines (up to :data:`MAX_LOOP_LINES`, not all blank) three
     times in a row keeps only its first time. Small models repeat a line or a block until the
     token budget ends; code written by people does not repeat a block three times over
     (Tabby's clean-up cuts both as well)."""
     lines = text.split("\n")
-    full = [ctx.line_prefix + lines[0], *lines[1:]]
+    full = [cursor.line_prefix + lines[0], *lines[1:]]
     for start in range(len(full)):
         for size in range(1, MAX_LOOP_LINES + 1):
             end = start + size
@@ -315,7 +315,7 @@ def drop_repeated_lines(text: str, ctx: Cursor) -> str:
     return text
 
 
-def drop_blank(text: str, ctx: Cursor) -> str:
+def drop_blank(text: str, cursor: Cursor) -> str:
     return text if text.strip() else ""
 
 
@@ -340,22 +340,22 @@ def rules(stop_sequences: Iterable[str], *, truncated: bool = False) -> list[Rul
 
 
 def clean(
-    text: str, ctx: Cursor, stop_sequences: Iterable[str] = (), *, truncated: bool = False
+    text: str, cursor: Cursor, stop_sequences: Iterable[str] = (), *, truncated: bool = False
 ) -> str:
     """All rules, in order."""
     for rule in rules(stop_sequences, truncated=truncated):
-        text = rule(text, ctx)
+        text = rule(text, cursor)
         if not text:
             return ""
     return text
 
 
-def replace_range_end(ctx: Cursor) -> int:
+def replace_range_end(cursor: Cursor) -> int:
     """Column (Python units) where the inline item's range ends: past auto-closed brackets."""
-    return ctx.character + len(ctx.closers_after)
+    return cursor.character + len(cursor.closers_after)
 
 
-def line_edit(ctx: Cursor, text: str, end_character: int) -> tuple[int, str]:
+def line_edit(cursor: Cursor, text: str, end_character: int) -> tuple[int, str]:
     """The edit that shows ``text`` at the cursor: (column where its range ends, new text).
 
     Clients read an item's range from its start: VS Code takes an item without a range as
@@ -365,22 +365,22 @@ def line_edit(ctx: Cursor, text: str, end_character: int) -> tuple[int, str]:
     line, the range runs to the line's end and the item puts that code back after ``text``,
     so that what is drawn is exactly the line after an accept.
     """
-    rest = ctx.line_text[end_character:]
+    rest = cursor.line_text[end_character:]
     if not rest.strip():
         return end_character, text
-    return len(ctx.line_text), text + rest
+    return len(cursor.line_text), text + rest
 
 
-def block_done(ctx: Cursor) -> Callable[[str], bool]:
+def block_done(cursor: Cursor) -> Callable[[str], bool]:
     """Early stop for the engine: true once the text has left the cursor's block."""
 
     def done(text: str) -> bool:
-        if ctx.single_line:
+        if cursor.single_line:
             return "\n" in text
         head, _, tail = text.rpartition("\n")
         if not head or not tail.strip():
             return False  # wait until the last line shows its indentation
-        return stop_at_block_end(text, ctx) != text
+        return stop_at_block_end(text, cursor) != text
 
     return done
 

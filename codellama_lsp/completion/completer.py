@@ -21,17 +21,23 @@ from codellama_lsp.completion.cleanup import block_done, clean, replace_range_en
 from codellama_lsp.completion.debounce import AdaptiveDebounce
 from codellama_lsp.completion.idle_prefill import IdlePrefill, cursor_prefix_ids, keeps_kv_cache
 from codellama_lsp.completion.parse_check import checked, is_python
-from codellama_lsp.completion.prompt import LineCounter, Prompt, build_prompt, choose_format
+from codellama_lsp.completion.prompt import (
+    MAX_CHARS_PER_TOKEN,
+    BoundedLineCounter,
+    LineCounter,
+    Prompt,
+    build_prompt,
+    choose_format,
+)
 from codellama_lsp.completion.scheduler import Scheduler, Superseded, Ticket
 from codellama_lsp.config import Settings, cache_key_values
 from codellama_lsp.cursor import Cursor
 from codellama_lsp.engines.base import Engine, GenerationRequest, GenerationResult
-from codellama_lsp.engines.tokenization import CodeTokens
 from codellama_lsp.stats import Stats
 
 log = logging.getLogger(__name__)
 
-Source = Literal["model", "cache", "typing-through"]
+Origin = Literal["model", "cache", "typing-through"]  # where a completion came from
 
 
 ContextBuilder = Callable[[Cursor, int], str]
@@ -53,26 +59,6 @@ class ContextProvider(Protocol):
 
 _LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 """JSON can carry half a surrogate pair (``"\\ud83d"``); tokenizers refuse such text."""
-MAX_CHARS_PER_TOKEN = 16
-"""No Code Llama token covers more characters than this (the longest pieces are space runs)."""
-
-
-class BoundedLineCounter(LineCounter):
-    """A line counter that never tokenizes a line too long to fit any prompt.
-
-    Such a line (minified code, data) gets an upper bound of its token count (one token per
-    UTF-8 byte, as byte fallback gives, plus two), which is over the budget, so the prompt
-    leaves it out exactly as it would after tokenizing it, in constant time.
-    """
-
-    def __init__(self, tokens: CodeTokens, max_chars: int) -> None:
-        super().__init__(tokens)
-        self.max_chars = max_chars
-
-    def __call__(self, line: str) -> int:
-        if len(line) > self.max_chars:
-            return len(line.encode("utf-8", "surrogatepass")) + 2
-        return super().__call__(line)
 
 
 def recording_text(ticket: Ticket) -> Callable[[str], None]:
@@ -90,7 +76,7 @@ class Completion:
     text: str
     end_character: int
     """Column (Python units) where the replaced range ends on the cursor's line."""
-    source: Source
+    origin: Origin
 
 
 @dataclass
@@ -102,7 +88,7 @@ class Completer:
     context_provider: ContextProvider | None = None
     on_result: Callable[[], None] | None = None
     client_wait_ms: float = 0.0
-    """What the editor already waited after the last key (see :mod:`client_timing`)."""
+    """What the editor already waited after the last key (see ``lsp/client_timing.py``)."""
 
     def __post_init__(self) -> None:
         self.cache = CompletionCache(self.settings.cache_size, self.settings.cache_ttl_s)
@@ -155,16 +141,16 @@ class Completer:
     def ready(self) -> bool:
         return self.settings.enabled and self.engine is not None
 
-    def edited(self, uri: str, cursor: Callable[[], Cursor]) -> None:
-        """The user edited ``uri`` (``didChange``); ``cursor()`` reads the cursor.
+    def edited(self, uri: str, read_cursor: Callable[[], Cursor]) -> None:
+        """The user edited ``uri`` (``didChange``); ``read_cursor()`` reads the cursor.
 
         Times the keystroke for the adaptive debounce, and starts an idle-time prefill of
         the prompt up to the cursor when the model has nothing else to do.
         """
         self.debounce.key()
-        self._prefill_when_idle(uri, cursor)
+        self._prefill_when_idle(uri, read_cursor)
 
-    def _prefill_when_idle(self, uri: str, cursor: Callable[[], Cursor]) -> None:
+    def _prefill_when_idle(self, uri: str, read_cursor: Callable[[], Cursor]) -> None:
         s = self.settings
         engine = self.engine
         if not (s.idle_prefill and self.ready and keeps_kv_cache(engine)):
@@ -177,9 +163,9 @@ class Completer:
         context = self.context_provider.prepare(uri) if self.context_provider else None
 
         def build() -> tuple[int, ...]:
-            ctx = cursor()
-            prompt = self._locked_prompt(uri, ctx, context)
-            return cursor_prefix_ids(prompt, engine.tokens, ctx.line_prefix)
+            cursor = read_cursor()
+            prompt = self._locked_prompt(uri, cursor, context)
+            return cursor_prefix_ids(prompt, engine.tokens, cursor.line_prefix)
 
         self.idle_prefill.start(engine, uri, build)
 
@@ -191,15 +177,15 @@ class Completer:
         self.stats.timing("debounce_wait", ms)
         return ms / 1000
 
-    async def complete(self, uri: str, ctx: Cursor) -> Completion | None:
-        """The completion at ``ctx``, or None (not ready, superseded, cancelled, empty)."""
+    async def complete(self, uri: str, cursor: Cursor) -> Completion | None:
+        """The completion at ``cursor``, or None (not ready, superseded, cancelled, empty)."""
         started = time.perf_counter()
         self.stats.add("requests")
         if not self.ready:
             self.stats.add("empty_results")
             return None
-        before, after = ctx.prefix, ctx.suffix
-        key = self.cache_key(uri, ctx)
+        before, after = cursor.prefix, cursor.suffix
+        key = self.cache_key(uri, cursor)
         joined = self._inflight.get(key) if self.cache.enabled else None
         if joined is not None:
             # The same place is already being computed (prefetch, or a repeated request).
@@ -211,18 +197,20 @@ class Completer:
         if rest is not None:
             self.stats.add("typing_through_hits")
             self.scheduler.release(ticket)
-            return self._finish(Completion(rest, replace_range_end(ctx), "typing-through"), started)
+            return self._finish(
+                Completion(rest, replace_range_end(cursor), "typing-through"), started
+            )
         cached = self.cache.get(key)
         if cached is not None:
             self.stats.add("cache_hits")
             self.scheduler.release(ticket)
-            completion = Completion(cached, replace_range_end(ctx), "cache") if cached else None
+            completion = Completion(cached, replace_range_end(cursor), "cache") if cached else None
             return self._finish(completion, started)
 
         future: asyncio.Future[Completion | None] = asyncio.get_running_loop().create_future()
         self._inflight[key] = future
         try:
-            result = await self._generate(uri, ctx, key, ticket)
+            result = await self._generate(uri, cursor, key, ticket)
             future.set_result(result)
         except BaseException as exc:
             future.set_result(None)
@@ -234,21 +222,21 @@ class Completer:
             self.scheduler.release(ticket)
         return self._finish(result, started)
 
-    async def prefetch(self, uri: str, ctx: Cursor) -> None:
-        """Compute the completion at ``ctx`` now so the next request finds it in the cache."""
+    async def prefetch(self, uri: str, cursor: Cursor) -> None:
+        """Compute the completion at ``cursor`` now so the next request finds it in the cache."""
         if not (self.ready and self.settings.prefetch_after_accept):
             return
         self.stats.add("prefetches")
-        key = self.cache_key(uri, ctx)
+        key = self.cache_key(uri, cursor)
         if key in self._inflight or self.cache.get(key) is not None:
             return
         if self.scheduler.busy(uri):
             return  # the user already asked for something newer: never supersede it
         future: asyncio.Future[Completion | None] = asyncio.get_running_loop().create_future()
         self._inflight[key] = future
-        ticket = self.scheduler.ticket(uri, ctx.prefix, ctx.suffix)
+        ticket = self.scheduler.ticket(uri, cursor.prefix, cursor.suffix)
         try:
-            future.set_result(await self._generate(uri, ctx, key, ticket, debounce=False))
+            future.set_result(await self._generate(uri, cursor, key, ticket, debounce=False))
         except BaseException:
             future.set_result(None)
         finally:
@@ -267,9 +255,9 @@ class Completer:
             self.on_result()
         return completion
 
-    def cache_key(self, uri: str, ctx: Cursor) -> Hashable:
+    def cache_key(self, uri: str, cursor: Cursor) -> Hashable:
         """Equal keys give the same completion: text, model, settings and context agree."""
-        before, after = ctx.prefix, ctx.suffix
+        before, after = cursor.prefix, cursor.suffix
         context_fp: Hashable = ()
         if self.context_provider is not None:
             context_fp = self.context_provider.fingerprint(uri)
@@ -283,13 +271,15 @@ class Completer:
         )
 
     def _locked_prompt(
-        self, uri: str, ctx: Cursor, context: ContextBuilder | None = None
+        self, uri: str, cursor: Cursor, context: ContextBuilder | None = None
     ) -> Prompt:
         """:meth:`build_prompt` from a worker thread (its line-count memo is not thread-safe)."""
         with self._prompt_lock:
-            return self.build_prompt(uri, ctx, context)
+            return self.build_prompt(uri, cursor, context)
 
-    def build_prompt(self, uri: str, ctx: Cursor, context: ContextBuilder | None = None) -> Prompt:
+    def build_prompt(
+        self, uri: str, cursor: Cursor, context: ContextBuilder | None = None
+    ) -> Prompt:
         """The prompt; ``context`` is the provider's builder, prepared on the event loop."""
         engine = self.engine
         assert engine is not None
@@ -298,19 +288,21 @@ class Completer:
         if self._counter is None or getattr(self._counter, "max_chars", None) != max_chars:
             self._counter = BoundedLineCounter(engine.tokens, max_chars)
         # Text further along a very long cursor line cannot fit the prompt: cut it first.
-        ctx = ctx.with_line_window(max_chars)
-        if _LONE_SURROGATE.search(ctx.text):
-            ctx = Cursor(_LONE_SURROGATE.sub("\ufffd", ctx.text), ctx.line, ctx.character)
-        new_tokens = s.max_new_tokens_single_line if ctx.single_line else s.max_new_tokens
+        cursor = cursor.with_line_window(max_chars)
+        if _LONE_SURROGATE.search(cursor.text):
+            cursor = Cursor(
+                _LONE_SURROGATE.sub("\ufffd", cursor.text), cursor.line, cursor.character
+            )
+        new_tokens = s.max_new_tokens_single_line if cursor.single_line else s.max_new_tokens
         limit = min(s.max_context_tokens, engine.context_limit)
         budget = max(16, limit - new_tokens)
         extra = ""
         if context is None and self.context_provider is not None:
             context = self.context_provider.prepare(uri)
         if context is not None:
-            extra = _LONE_SURROGATE.sub("\ufffd", context(ctx, budget // 4))
+            extra = _LONE_SURROGATE.sub("\ufffd", context(cursor, budget // 4))
         return build_prompt(
-            ctx,
+            cursor,
             engine.tokens,
             fmt=choose_format(s.prompt_format, engine.name, engine.tokens),
             budget=budget,
@@ -322,7 +314,7 @@ class Completer:
     async def _generate(
         self,
         uri: str,
-        ctx: Cursor,
+        cursor: Cursor,
         key: Hashable,
         ticket: Ticket,
         *,
@@ -331,79 +323,81 @@ class Completer:
         engine = self.engine
         assert engine is not None
         if debounce:
-            self._prefill_when_idle(uri, lambda: ctx)  # the cursor may have moved, no edit yet
+            self._prefill_when_idle(uri, lambda: cursor)  # the cursor may have moved, no edit yet
             await self.scheduler.debounce(ticket, self.debounce_s())
         await self.scheduler.settle(ticket)
         if not ticket.live:
             raise Superseded
         # A generation kept running for an earlier keystroke may have answered this one.
-        rest = self.typing.lookup(uri, ctx.prefix, ctx.suffix)
+        rest = self.typing.lookup(uri, cursor.prefix, cursor.suffix)
         if rest is not None:
             self.stats.add("typing_through_hits")
             self.stats.add("kept_generation_hits")
-            return Completion(rest, replace_range_end(ctx), "typing-through")
+            return Completion(rest, replace_range_end(cursor), "typing-through")
         # The context's snapshot is taken here, on the event loop that edits the documents.
         context = self.context_provider.prepare(uri) if self.context_provider else None
-        prompt = await asyncio.to_thread(self._locked_prompt, uri, ctx, context)
+        prompt = await asyncio.to_thread(self._locked_prompt, uri, cursor, context)
         if not ticket.live:
             raise Superseded
-        request = self._request(uri, ctx, prompt, ticket)
+        request = self._request(uri, cursor, prompt, ticket)
         self.idle_prefill.stop_unless_prefix_of(prompt.ids)
         result = await self.scheduler.run(ticket, lambda _stop: self._run_engine(request, ticket))
         if result.cancelled or result.finish_reason == "error":
             return None
         self.debounce.generation(result.prefill_seconds + result.decode_seconds)
-        cleaned = self._cleaned(ctx, result)
-        text = await self._checked(uri, ctx, cleaned)
+        cleaned = self._cleaned(cursor, result)
+        text = await self._checked(uri, cursor, cleaned)
         if cleaned and not text:
-            text = await self._retry_dropped(uri, ctx, request, ticket)
+            text = await self._retry_dropped(uri, cursor, request, ticket)
         self.cache.put(key, text)
-        self.typing.remember(uri, ctx.prefix, ctx.suffix, text)
+        self.typing.remember(uri, cursor.prefix, cursor.suffix, text)
         if not self.scheduler.is_latest(ticket):
             # A newer request for this document exists: nobody will see this result (the
             # baseline that does not supersede answers every request all the same).
             self.stats.add("discarded_tokens", result.generated_tokens)
             if self.scheduler.supersede:
                 return None
-        return Completion(text, replace_range_end(ctx), "model") if text else None
+        return Completion(text, replace_range_end(cursor), "model") if text else None
 
-    def _request(self, uri: str, ctx: Cursor, prompt: Prompt, ticket: Ticket) -> GenerationRequest:
+    def _request(
+        self, uri: str, cursor: Cursor, prompt: Prompt, ticket: Ticket
+    ) -> GenerationRequest:
         s = self.settings
-        single = ctx.single_line
+        single = cursor.single_line
         return GenerationRequest(
             prompt_ids=prompt.ids,
             max_new_tokens=s.max_new_tokens_single_line if single else s.max_new_tokens,
             temperature=s.temperature,
             top_p=s.top_p,
             stop_sequences=("\n",) if single else s.stop_sequences,
-            should_stop=block_done(ctx),
+            should_stop=block_done(cursor),
             on_text=recording_text(ticket),
             session=uri,
-            draft_text=self.typing.draft(uri, ctx.prefix),
+            draft_text=self.typing.draft(uri, cursor.prefix),
             max_draft=s.speculative_max_draft if s.speculative else 0,
         )
 
-    async def _polish(self, uri: str, ctx: Cursor, result: GenerationResult) -> str:
+    async def _polish(self, uri: str, cursor: Cursor, result: GenerationResult) -> str:
         """The model's text as shown: cleaned up, then parse-checked (Python, when on)."""
-        return await self._checked(uri, ctx, self._cleaned(ctx, result))
+        return await self._checked(uri, cursor, self._cleaned(cursor, result))
 
-    def _cleaned(self, ctx: Cursor, result: GenerationResult) -> str:
+    def _cleaned(self, cursor: Cursor, result: GenerationResult) -> str:
         truncated = result.finish_reason == "length"
-        return clean(result.text, ctx, self.settings.stop_sequences, truncated=truncated)
+        return clean(result.text, cursor, self.settings.stop_sequences, truncated=truncated)
 
-    async def _checked(self, uri: str, ctx: Cursor, text: str) -> str:
+    async def _checked(self, uri: str, cursor: Cursor, text: str) -> str:
         if not (self.settings.parse_check and is_python(uri)):
             return text
-        return await asyncio.to_thread(checked, text, ctx, replace_range_end(ctx), self.stats)
+        return await asyncio.to_thread(checked, text, cursor, replace_range_end(cursor), self.stats)
 
     async def _retry_dropped(
-        self, uri: str, ctx: Cursor, request: GenerationRequest, ticket: Ticket
+        self, uri: str, cursor: Cursor, request: GenerationRequest, ticket: Ticket
     ) -> str:
         """The parse check dropped the model's text: the first of ``parse_check_retries``
         sampled others that it keeps. A small model's first line is often broken where a
         sample is not, and the prompt's KV cache is kept: each costs its decode steps only."""
         requests = sampled_requests(request, self.settings.parse_check_retries)
-        samples = self._samples(uri, ctx, requests, ticket, "parse_check_retries")
+        samples = self._samples(uri, cursor, requests, ticket, "parse_check_retries")
         async with aclosing(samples) as texts:
             async for text in texts:
                 if text:
@@ -412,7 +406,12 @@ class Completer:
         return ""
 
     async def _samples(
-        self, uri: str, ctx: Cursor, requests: list[GenerationRequest], ticket: Ticket, counter: str
+        self,
+        uri: str,
+        cursor: Cursor,
+        requests: list[GenerationRequest],
+        ticket: Ticket,
+        counter: str,
     ) -> AsyncGenerator[str, None]:
         """Each of ``requests`` run on ``ticket`` in turn (counted in ``counter``), as shown;
         until one is stopped (superseded, cancelled) or fails."""
@@ -423,21 +422,21 @@ class Completer:
             if result.cancelled or result.finish_reason == "error":
                 return
             self.stats.add(counter)
-            yield await self._polish(uri, ctx, result)
+            yield await self._polish(uri, cursor, result)
 
-    async def alternatives(self, uri: str, ctx: Cursor, first: str, count: int) -> list[str]:
-        """Up to ``count - 1`` more texts for ``ctx``, each different from ``first`` and from
+    async def alternatives(self, uri: str, cursor: Cursor, first: str, count: int) -> list[str]:
+        """Up to ``count - 1`` more texts for ``cursor``, each different from ``first`` and from
         each other (see :mod:`codellama_lsp.completion.candidates`); for requests the user
         invoked."""
         if count <= 1 or not self.ready:
             return []
-        ticket = self.scheduler.ticket(uri, ctx.prefix, ctx.suffix)
+        ticket = self.scheduler.ticket(uri, cursor.prefix, cursor.suffix)
         kept = [first]
         try:
             context = self.context_provider.prepare(uri) if self.context_provider else None
-            prompt = await asyncio.to_thread(self._locked_prompt, uri, ctx, context)
-            requests = alternative_requests(self._request(uri, ctx, prompt, ticket), count - 1)
-            samples = self._samples(uri, ctx, requests, ticket, "candidates_generated")
+            prompt = await asyncio.to_thread(self._locked_prompt, uri, cursor, context)
+            requests = alternative_requests(self._request(uri, cursor, prompt, ticket), count - 1)
+            samples = self._samples(uri, cursor, requests, ticket, "candidates_generated")
             async with aclosing(samples) as texts:
                 async for text in texts:
                     add_distinct(kept, text)

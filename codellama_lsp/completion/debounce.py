@@ -5,11 +5,11 @@ the wait at every pause. A model that answers faster than that wait gains nothin
 starts at once (0 ms) and answers as soon as a naive server would. A slower model waits for a
 pause: a gap longer than nearly all of the user's recent gaps between keys (1.25 × their 90th
 percentile, clamped to 100–1000 ms; Tabby's agent uses ×1.5–3 of the mean interval; gaps over
-4 × the median are hesitations and pauses, not the rhythm), so that
-it is not kept busy with generations nobody will see and the answer at a pause does not wait
-for a cancelled one's forward pass. The percentile follows the whole rhythm, not only its
-middle: a steady typist (keys 40–120 ms apart) has paused after ~140 ms, an uneven one (median
-150 ms, a long tail) only after ~350 ms.
+4 × the median are hesitations and pauses, not the rhythm), so that it is not kept busy with
+generations nobody will see and the answer at a pause does not wait for a cancelled one's
+forward pass. The percentile follows the whole rhythm, not only its middle, so a steady typist
+has paused sooner than an uneven one (the figures: docs/benchmarks.md, "Typing speed", the
+rerun with the percentile pause).
 
 :func:`adaptive_wait_ms` is the policy as a pure function; :class:`AdaptiveDebounce` keeps
 the two measurements it needs (keystroke gaps, model latency) and takes a clock for tests.

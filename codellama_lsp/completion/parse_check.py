@@ -86,10 +86,10 @@ class Window:
         return parses(self.after(text.rstrip() + "\n" + body + "\n"))
 
 
-def window(ctx: Cursor, end_character: int) -> Window | None:
+def window(cursor: Cursor, end_character: int) -> Window | None:
     """The top-level statements around the cursor (None when too large to check)."""
-    lines = ctx.normalized.split("\n")
-    line = min(ctx.line, len(lines) - 1)
+    lines = cursor.normalized.split("\n")
+    line = min(cursor.line, len(lines) - 1)
     start = line
     while start > 0 and not _starts_statement(lines[start]):
         start -= 1
@@ -101,20 +101,20 @@ def window(ctx: Cursor, end_character: int) -> Window | None:
     if sum(len(text) + 1 for text in lines[start:end]) > MAX_WINDOW_CHARS:
         return None
     cursor_line = lines[line]
-    head = "\n".join([*lines[start:line], cursor_line[: ctx.character]])
+    head = "\n".join([*lines[start:line], cursor_line[: cursor.character]])
     tail = "\n".join([cursor_line[end_character:], *lines[line + 1 : end]])
     before = "\n".join(lines[start:end])
     return Window(before, head, tail)
 
 
-def was_whole(win: Window, ctx: Cursor) -> bool:
+def was_whole(win: Window, cursor: Cursor) -> bool:
     """Was the code around the cursor whole before the insertion? Either the window parses,
     or the cursor starts a statement on a blank line and the window parses with one there
     (``pass`` stands in): the empty body of a block just opened (``for i in x:`` + Enter), the
     place where most multi-line suggestions are asked for."""
     if parses(win.before):
         return True
-    return not ctx.line_prefix.strip() and parses(win.after("pass"))
+    return not cursor.line_prefix.strip() and parses(win.after("pass"))
 
 
 def cuts(text: str, mid_statement: bool) -> list[str]:
@@ -131,26 +131,26 @@ def cuts(text: str, mid_statement: bool) -> list[str]:
     return unique[:MAX_CUTS]
 
 
-def keep_parsing(text: str, ctx: Cursor, end_character: int) -> str:
-    """``text`` as inserted at ``ctx`` (replacing up to ``end_character`` on the cursor's line):
+def keep_parsing(text: str, cursor: Cursor, end_character: int) -> str:
+    """``text`` as inserted at ``cursor`` (replacing up to ``end_character`` on the cursor's line):
     unchanged when the window parses with it; else its longest prefix (:func:`cuts`) that
     makes the window parse; else ``""`` where the window was whole (:func:`was_whole`) and
     ``text`` unchanged where it was not."""
     if not text:
         return text
-    win = window(ctx, end_character)
+    win = window(cursor, end_character)
     if win is None or win.keeps_parsing(text):
         return text
-    for shorter in cuts(text, bool(ctx.line_prefix.strip())):
+    for shorter in cuts(text, bool(cursor.line_prefix.strip())):
         if win.keeps_parsing(shorter):
             return shorter
-    return "" if was_whole(win, ctx) else text
+    return "" if was_whole(win, cursor) else text
 
 
-def checked(text: str, ctx: Cursor, end_character: int, stats: Stats) -> str:
+def checked(text: str, cursor: Cursor, end_character: int, stats: Stats) -> str:
     """:func:`keep_parsing`, timed and counted in ``stats`` (runs on a worker thread)."""
     started = time.perf_counter()
-    kept = keep_parsing(text, ctx, end_character)
+    kept = keep_parsing(text, cursor, end_character)
     stats.timing("parse_check", (time.perf_counter() - started) * 1000)
     if kept != text:
         stats.add("parse_check_trimmed" if kept else "parse_check_dropped")

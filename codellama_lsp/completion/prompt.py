@@ -71,6 +71,28 @@ class LineCounter:
         return count
 
 
+MAX_CHARS_PER_TOKEN = 16
+"""No Code Llama token covers more characters than this (the longest pieces are space runs)."""
+
+
+class BoundedLineCounter(LineCounter):
+    """A line counter that never tokenizes a line too long to fit any prompt.
+
+    Such a line (minified code, data) gets an upper bound of its token count (one token per
+    UTF-8 byte, as byte fallback gives, plus two), which is over the budget, so the prompt
+    leaves it out exactly as it would after tokenizing it, in constant time.
+    """
+
+    def __init__(self, tokens: CodeTokens, max_chars: int) -> None:
+        super().__init__(tokens)
+        self.max_chars = max_chars
+
+    def __call__(self, line: str) -> int:
+        if len(line) > self.max_chars:
+            return len(line.encode("utf-8", "surrogatepass")) + 2
+        return super().__call__(line)
+
+
 def window_start(counts: list[int], budget: int, step: int = WINDOW_STEP) -> int:
     """First line of the window over ``counts`` (lines before the cursor) within ``budget``.
 
@@ -132,7 +154,7 @@ def _fit_lines(lines: list[str], budget: int, count: LineCounter) -> list[str]:
 
 
 def build_prompt(
-    ctx: Cursor,
+    cursor: Cursor,
     tokens: CodeTokens,
     *,
     fmt: Format,
@@ -141,7 +163,7 @@ def build_prompt(
     extra_context: str = "",
     counter: LineCounter | None = None,
 ) -> Prompt:
-    """The prompt ids for ``ctx``, never longer than ``budget`` tokens."""
+    """The prompt ids for ``cursor``, never longer than ``budget`` tokens."""
     count = counter or LineCounter(tokens)
     fixed = 4  # BOS and the three infill tokens
     suffix_budget = int(budget * suffix_share) if fmt == "fim" else 0
@@ -149,15 +171,15 @@ def build_prompt(
     if context_text and len(tokens.encode(context_text)) > budget // 2:
         context_text = ""
     context_cost = len(tokens.encode(context_text)) if context_text else 0
-    cursor_line = ctx.line_prefix
+    cursor_line = cursor.line_prefix
     prefix_budget = budget - fixed - suffix_budget - context_cost - count(cursor_line)
 
-    above = ctx.lines[: ctx.line]
-    start, header = _window(ctx.lines, above, prefix_budget, count)
+    above = cursor.lines[: cursor.line]
+    start, header = _window(cursor.lines, above, prefix_budget, count)
 
     suffix_text = ""
     if fmt == "fim":
-        rest = [ctx.line_suffix, *ctx.lines[ctx.line + 1 :]]
+        rest = [cursor.line_suffix, *cursor.lines[cursor.line + 1 :]]
         suffix_text = "\n".join(_fit_lines(rest, suffix_budget, count))
 
     while True:

@@ -120,13 +120,13 @@ def as_comments(path: str, body: Iterable[str]) -> str:
     return f"# {path}\n" + "".join(f"# {line}\n" if line else "#\n" for line in body)
 
 
-def nearby_names(ctx: Cursor, lines: int = NEAR_LINES) -> set[str]:
+def nearby_names(cursor: Cursor, lines: int = NEAR_LINES) -> set[str]:
     """Identifiers of the ``lines`` complete lines above the cursor.
 
     The cursor's own line is left out: it changes on every keystroke, and the context must
     stay the same while the user types on one line (the KV cache reuses the prompt's start).
     """
-    return identifiers("\n".join(ctx.lines[max(0, ctx.line - lines) : ctx.line]))
+    return identifiers("\n".join(cursor.lines[max(0, cursor.line - lines) : cursor.line]))
 
 
 class OpenDocumentsSource:
@@ -142,15 +142,15 @@ class OpenDocumentsSource:
         return tuple((d.uri, d.version) for d in snapshot.others)
 
     def prepare(self, snapshot: Snapshot) -> Builder:
-        return lambda ctx, budget: self.context(snapshot, ctx, budget)
+        return lambda cursor, budget: self.context(snapshot, cursor, budget)
 
-    def context(self, snapshot: Snapshot, ctx: Cursor, budget: int) -> str:
+    def context(self, snapshot: Snapshot, cursor: Cursor, budget: int) -> str:
         others = snapshot.others
         chars = budget * CHARS_PER_TOKEN
         if chars <= 0:
             return ""
         root = snapshot.root_uri
-        wanted = nearby_names(ctx)
+        wanted = nearby_names(cursor)
         parts: list[str] = []
         used = 0
 
@@ -166,7 +166,9 @@ class OpenDocumentsSource:
         def_limit = int(chars * self.definition_share)
         uri = snapshot.uri
         other_lines = [(d, lsp_lines(d.source)) for d in others]
-        sources = [(relative_path(uri, root), ctx.lines[: max(0, ctx.line - FAR_ABOVE_LINES)])]
+        sources = [
+            (relative_path(uri, root), cursor.lines[: max(0, cursor.line - FAR_ABOVE_LINES)])
+        ]
         sources += [(relative_path(d.uri, root), lines) for d, lines in other_lines]
         seen: set[str] = set()
         for path, lines in sources:

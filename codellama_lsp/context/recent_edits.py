@@ -91,7 +91,7 @@ class RecentEdits:
         edits = [e for e in self.edits if e.uri != snapshot.uri][-SHOWN:]
         root = snapshot.root_uri
 
-        def build(ctx: Cursor, budget: int) -> str:
+        def build(cursor: Cursor, budget: int) -> str:
             chars = budget * CHARS_PER_TOKEN
             parts: list[str] = []
             used = 0

@@ -94,7 +94,7 @@ class ContextSources:
         snapshot = self._snapshot(uri)
         parts = [(source.share, source.prepare(snapshot)) for source in self._enabled()]
 
-        def build(ctx: Cursor, budget: int) -> str:
+        def build(cursor: Cursor, budget: int) -> str:
             texts = [""] * len(parts)
             left = budget
             fixed = [i for i, (share, _) in enumerate(parts) if share < 1]
@@ -102,21 +102,21 @@ class ContextSources:
             for i in fixed + rest:
                 share, builder = parts[i]
                 allowed = min(left, int(budget * share))
-                texts[i] = builder(ctx, allowed) if allowed > 0 else ""
+                texts[i] = builder(cursor, allowed) if allowed > 0 else ""
                 left -= estimate_tokens(texts[i])
             # What the others left (no workspace, nothing found) goes back to the fixed ones.
             for i in fixed:
                 if left <= 0:
                     break
                 used = estimate_tokens(texts[i])
-                texts[i] = parts[i][1](ctx, used + left)
+                texts[i] = parts[i][1](cursor, used + left)
                 left -= estimate_tokens(texts[i]) - used
             return "".join(texts)
 
         return build
 
-    def context(self, uri: str, ctx: Cursor, budget: int) -> str:
-        return self.prepare(uri)(ctx, budget)
+    def context(self, uri: str, cursor: Cursor, budget: int) -> str:
+        return self.prepare(uri)(cursor, budget)
 
 
 CHARS_PER_TOKEN = 3

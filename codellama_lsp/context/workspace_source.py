@@ -76,8 +76,9 @@ def import_statements(lines: list[str], skip: int) -> tuple[list[ast.stmt], set[
     return found, taken
 
 
-def distances(lines: list[str], cursor: int, skip: set[int]) -> dict[str, int]:
-    """How far from the cursor each identifier (and ``a.b`` pair) is used, in lines.
+def distances(lines: list[str], cursor_line: int, skip: set[int]) -> dict[str, int]:
+    """How far from the cursor (on line ``cursor_line``) each identifier (and ``a.b`` pair) is
+    used, in lines.
 
     Distances are counted from an anchor, the cursor's line rounded down to ``ANCHOR_STEP``
     lines, so that moving down a line or two does not reorder everything (the lines between
@@ -86,14 +87,14 @@ def distances(lines: list[str], cursor: int, skip: set[int]) -> dict[str, int]:
     read, and never the cursor's own line (it changes on every keystroke) nor the ``skip``
     lines (imports).
     """
-    anchor = cursor - cursor % ANCHOR_STEP
+    anchor = cursor_line - cursor_line % ANCHOR_STEP
     found: dict[str, int] = {}
     first = max(0, anchor - SCAN_LINES)
     last = min(len(lines), anchor + ANCHOR_STEP + SCAN_LINES)
     order = sorted(
-        (anchor - i if i < anchor else 0 if i < cursor else 2 * (i - anchor), i)
+        (anchor - i if i < anchor else 0 if i < cursor_line else 2 * (i - anchor), i)
         for i in range(first, last)
-        if i != cursor and i not in skip
+        if i != cursor_line and i not in skip
     )
     # Nearest lines first: the first distance seen for a word is its smallest.
     for distance, i in order:
@@ -174,19 +175,19 @@ class WorkspaceSource:
         return self.index.generation
 
     def prepare(self, snapshot: Snapshot) -> Builder:
-        return lambda ctx, budget: self.context(snapshot.uri, ctx, budget)
+        return lambda cursor, budget: self.context(snapshot.uri, cursor, budget)
 
-    def candidates(self, uri: str, ctx: Cursor) -> list[tuple[ModuleInfo, Symbol]]:
+    def candidates(self, uri: str, cursor: Cursor) -> list[tuple[ModuleInfo, Symbol]]:
         """Definitions for the cursor, the most relevant first."""
         index = self.index
         path = uri_path(uri)
         module, is_package = _module_of_file(index, path)
-        statements, import_lines = import_statements(ctx.lines, ctx.line)
+        statements, import_lines = import_statements(cursor.lines, cursor.line)
         imports = imports_of(statements, module, is_package)
-        near = distances(ctx.lines, ctx.line, import_lines)
-        window = ctx.lines[max(0, ctx.line - SCAN_LINES) : ctx.line + SCAN_LINES]
-        defined_here = local_names(ctx.text, "\n".join(window)) - set(imports)
-        above = ctx.lines[max(0, ctx.line - NEAR_LINES) : ctx.line]
+        near = distances(cursor.lines, cursor.line, import_lines)
+        window = cursor.lines[max(0, cursor.line - SCAN_LINES) : cursor.line + SCAN_LINES]
+        defined_here = local_names(cursor.text, "\n".join(window)) - set(imports)
+        above = cursor.lines[max(0, cursor.line - NEAR_LINES) : cursor.line]
         called = set(_CALL.findall("\n".join(above)))
 
         found: list[tuple[ModuleInfo, Symbol]] = []
@@ -235,11 +236,11 @@ class WorkspaceSource:
                 add(index.resolve(base, original, path))
         return found
 
-    def context(self, uri: str, ctx: Cursor, budget: int) -> str:
+    def context(self, uri: str, cursor: Cursor, budget: int) -> str:
         chars = budget * CHARS_PER_TOKEN
         if chars <= 0 or not len(self.index):
             return ""
-        candidates = self.candidates(uri, ctx)
+        candidates = self.candidates(uri, cursor)
         with self._lock:
             last = self._last.get(uri)
         if last is not None and last.still_good(candidates, budget):

@@ -1,10 +1,12 @@
 """The decode loop's steps, gpt-fast style: small functions a new way of decoding recombines.
 
-``prefill`` fills a KV cache in chunks, ``decode_one_token`` is one plain step,
-``speculative_step`` drafts k tokens, checks them in one forward pass with ``verify`` and crops
-the cache back to what was accepted. A decode step only ever *proposes* tokens: the caller
-(``LocalEngine.generate``) appends them one by one and runs its stop checks after each, so the
-output of every step is the same token-by-token stream plain decoding would give.
+``prefill`` fills a KV cache in chunks, ``decode_one_token`` is one plain step, and ``verify``
+checks a draft (k tokens from a source in :mod:`~codellama_lsp.engines.drafts`, k chosen by
+``DraftBudget`` from measured acceptance and ``PassCosts``) in one forward pass and crops the
+cache back to what was accepted. A decode step only ever *proposes* tokens: the caller
+(``LocalEngine._decode``) appends them one by one and runs the stop checks
+(:mod:`~codellama_lsp.engines.stops`) after each, so the output of every step is the same
+token-by-token stream plain decoding would give.
 """
 
 from __future__ import annotations

@@ -140,9 +140,9 @@ def client_position(doc: TextDocument, line: int, column: int) -> types.Position
     return types.Position(line=line, character=client_units(doc, text, column))
 
 
-def on_cursor_line(doc: TextDocument, ctx: Cursor, column: int) -> types.Position:
+def on_cursor_line(doc: TextDocument, cursor: Cursor, column: int) -> types.Position:
     """A client position on the cursor's line, from the context's own copy of the line."""
-    return types.Position(line=ctx.line, character=client_units(doc, ctx.line_text, column))
+    return types.Position(line=cursor.line, character=client_units(doc, cursor.line_text, column))
 
 
 def describe_document(
@@ -161,12 +161,12 @@ def describe_document(
     if with_text:
         data["text"] = source
     if position is not None:
-        ctx = cursor_at(doc, position)
+        cursor = cursor_at(doc, position)
         data["cursor"] = {
-            "line": ctx.line,
-            "column": ctx.character,
-            "line_prefix": ctx.line_prefix,
-            "line_suffix": ctx.line_suffix,
+            "line": cursor.line,
+            "column": cursor.character,
+            "line_prefix": cursor.line_prefix,
+            "line_suffix": cursor.line_suffix,
         }
     return data
 

@@ -16,12 +16,14 @@ from codellama_lsp.lsp.acceptance import accept_command
 from codellama_lsp.lsp.documents import cursor_at, on_cursor_line
 
 
-def with_selected(doc: TextDocument, ctx: Cursor, selected: types.SelectedCompletionInfo) -> Cursor:
+def with_selected(
+    doc: TextDocument, cursor: Cursor, selected: types.SelectedCompletionInfo
+) -> Cursor:
     """The cursor as if the item selected in the completion menu were inserted: the result
     must extend that item."""
     start = cursor_at(doc, selected.range.start)
     end = cursor_at(doc, selected.range.end)
-    text = ctx.normalized
+    text = cursor.normalized
     return Cursor(
         text[: start.offset] + selected.text + text[end.offset :],
         start.line,
@@ -32,7 +34,7 @@ def with_selected(doc: TextDocument, ctx: Cursor, selected: types.SelectedComple
 def inline_item(
     uri: str,
     doc: TextDocument,
-    ctx: Cursor,
+    cursor: Cursor,
     completion: Completion,
     selected: types.SelectedCompletionInfo | None,
 ) -> types.InlineCompletionItem:
@@ -41,10 +43,10 @@ def inline_item(
         edit_range = selected.range
         insert_text = selected.text + completion.text
     else:
-        end_character, insert_text = line_edit(ctx, completion.text, completion.end_character)
+        end_character, insert_text = line_edit(cursor, completion.text, completion.end_character)
         edit_range = types.Range(
-            start=on_cursor_line(doc, ctx, ctx.character),
-            end=on_cursor_line(doc, ctx, end_character),
+            start=on_cursor_line(doc, cursor, cursor.character),
+            end=on_cursor_line(doc, cursor, end_character),
         )
     return types.InlineCompletionItem(
         insert_text=insert_text,
@@ -54,16 +56,16 @@ def inline_item(
 
 
 def menu_item(
-    doc: TextDocument, ctx: Cursor, completion: Completion, markdown: bool
+    doc: TextDocument, cursor: Cursor, completion: Completion, markdown: bool
 ) -> types.CompletionItem:
     """One completion-menu entry: the first line as label, the whole text as documentation."""
     text = completion.text
     first, _, more = text.partition("\n")
     label = (first.strip() or text.strip().split("\n")[0]) + (" …" if more else "")
-    end_character, new_text = line_edit(ctx, text, completion.end_character)
+    end_character, new_text = line_edit(cursor, text, completion.end_character)
     edit_range = types.Range(
-        start=on_cursor_line(doc, ctx, ctx.character),
-        end=on_cursor_line(doc, ctx, end_character),
+        start=on_cursor_line(doc, cursor, cursor.character),
+        end=on_cursor_line(doc, cursor, end_character),
     )
     documentation: types.MarkupContent | str = text
     if markdown:

@@ -288,9 +288,9 @@ class CodeLlamaServer(LanguageServer):
             await self.indexer.files_changed(uris)
 
     # --- completions -----------------------------------------------------------------
-    async def complete(self, uri: str, ctx: Cursor) -> Completion | None:
+    async def complete(self, uri: str, cursor: Cursor) -> Completion | None:
         try:
-            return await self.completer.complete(uri, ctx)
+            return await self.completer.complete(uri, cursor)
         except asyncio.CancelledError:
             self.completer.stats.add("requests_cancelled")
             raise
@@ -366,20 +366,20 @@ async def inline_completion(
     doc = open_document(ls.workspace, uri)
     if doc is None:
         return types.InlineCompletionList(items=[])
-    ctx = cursor_at(doc, params.position)
+    cursor = cursor_at(doc, params.position)
     selected = params.context.selected_completion_info
     if selected is not None:
-        ctx = with_selected(doc, ctx, selected)
-    completion = await ls.complete(uri, ctx)
+        cursor = with_selected(doc, cursor, selected)
+    completion = await ls.complete(uri, cursor)
     if completion is None:
         return types.InlineCompletionList(items=[])
-    ls.acceptance.offered(uri, ctx.prefix, completion.text)
+    ls.acceptance.offered(uri, cursor.prefix, completion.text)
     found = [completion]
     if params.context.trigger_kind == types.InlineCompletionTriggerKind.Invoked:
         # Asked for explicitly: more candidates to cycle through (typing gets one).
-        more = await ls.completer.alternatives(uri, ctx, completion.text, ls.settings.candidates)
-        found += [Completion(text, completion.end_character, completion.source) for text in more]
-    items = [inline_item(uri, doc, ctx, each, selected) for each in found]
+        more = await ls.completer.alternatives(uri, cursor, completion.text, ls.settings.candidates)
+        found += [Completion(text, completion.end_character, completion.origin) for text in more]
+    items = [inline_item(uri, doc, cursor, each, selected) for each in found]
     return types.InlineCompletionList(items=items)
 
 
@@ -388,11 +388,11 @@ async def completion(ls: CodeLlamaServer, params: types.CompletionParams) -> typ
     doc = open_document(ls.workspace, uri)
     if doc is None:
         return types.CompletionList(is_incomplete=True, items=[])
-    ctx = cursor_at(doc, params.position)
-    result = await ls.complete(uri, ctx)
+    cursor = cursor_at(doc, params.position)
+    result = await ls.complete(uri, cursor)
     if result is None:
         return types.CompletionList(is_incomplete=True, items=[])
-    item = menu_item(doc, ctx, result, renders_markdown(ls.client_capabilities))
+    item = menu_item(doc, cursor, result, renders_markdown(ls.client_capabilities))
     return types.CompletionList(is_incomplete=True, items=[item])
 
 
@@ -418,9 +418,9 @@ def accepted(ls: CodeLlamaServer, *args: Any) -> None:
         return
     uri = str(info.get("uri", ""))
     doc = open_document(ls.workspace, uri)
-    ctx = cursor_after_accept(doc, info) if doc is not None else None
-    if ctx is not None:
-        ls.spawn(ls.completer.prefetch(uri, ctx))
+    cursor = cursor_after_accept(doc, info) if doc is not None else None
+    if cursor is not None:
+        ls.spawn(ls.completer.prefetch(uri, cursor))
 
 
 def did_show_completion(ls: CodeLlamaServer, params: Any) -> None:
