@@ -6,7 +6,7 @@ prompt; with KV slots (the default) the prompt's keys/values are reused, so each
 candidate costs its decode steps only. The baseline, in the same run, is the same with
 ``kv_cache_slots = 0``: every candidate prefills the prompt again.
 
-    .venv/bin/python benchmarks/candidates.py --model random:hidden=512,layers=8
+    .venv/bin/python -m benchmarks.candidates --model random:hidden=512,layers=8
 """
 
 from __future__ import annotations

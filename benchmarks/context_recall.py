@@ -20,8 +20,8 @@ Then, on a workspace of at least 1,000 files (``--big``), the index build time a
 (tracemalloc) and the time to build one prompt (context + ``build_prompt``) at the same kind
 of positions.
 
-    python benchmarks/context_recall.py        # 4 projects + transformers: ~7 min on 2 busy cores
-    python benchmarks/context_recall.py --positions 40 --big ''   # quick: ~40 s
+    python -m benchmarks.context_recall        # 4 projects + transformers: ~7 min on 2 busy cores
+    python -m benchmarks.context_recall --positions 40 --big ''   # quick: ~40 s
 
 Results: docs/benchmarks.md, "Workspace context".
 """
@@ -43,23 +43,20 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-from codellama_lsp.completion.prompt import LineCounter, build_prompt  # noqa: E402
-from codellama_lsp.config import Settings  # noqa: E402
-from codellama_lsp.context.open_documents import OpenDocumentsSource  # noqa: E402
-from codellama_lsp.context.recent_edits import RecentEdits  # noqa: E402
-from codellama_lsp.context.sources import (  # noqa: E402
+from codellama_lsp.completion.prompt import LineCounter, build_prompt
+from codellama_lsp.config import Settings
+from codellama_lsp.context.open_documents import OpenDocumentsSource
+from codellama_lsp.context.recent_edits import RecentEdits
+from codellama_lsp.context.sources import (
     ContextSource,
     ContextSources,
     OpenDocument,
     Snapshot,
 )
-from codellama_lsp.context.workspace_index import WorkspaceIndex  # noqa: E402
-from codellama_lsp.context.workspace_source import WorkspaceSource  # noqa: E402
-from codellama_lsp.cursor import Cursor, lsp_lines  # noqa: E402
-from codellama_lsp.engines.tokenization import CodeTokens  # noqa: E402
+from codellama_lsp.context.workspace_index import WorkspaceIndex
+from codellama_lsp.context.workspace_source import WorkspaceSource
+from codellama_lsp.cursor import Cursor, lsp_lines
+from codellama_lsp.engines.tokenization import CodeTokens
 
 SITE = Path(sysconfig.get_paths()["purelib"])
 PROJECTS = ("pygls", "aiohttp", "hypothesis", "cachetools")

@@ -9,21 +9,16 @@ CPU time of the checking thread (`time.thread_time`): the machine may be shared,
 for a core is not the check's cost; the server's own wall-clock figure is in `codellama.stats`
 (`timings_ms.parse_check`) and in `benchmarks/quality.py`'s report.
 
-    .venv/bin/python benchmarks/parse_check.py
+    .venv/bin/python -m benchmarks.parse_check
 """
 
 from __future__ import annotations
 
 import random
 import statistics
-import sys
 import time
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-import quality
-
+from benchmarks import quality
 from codellama_lsp.completion.parse_check import keep_parsing, parses, window
 from codellama_lsp.cursor import Cursor
 

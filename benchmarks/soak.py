@@ -1,7 +1,7 @@
 """Long-session soak: thousands of completion requests with typing replay against the real server.
 
-    python benchmarks/soak.py                     # 10,000 requests on the demo model
-    python benchmarks/soak.py --requests 2000 --json out.json
+    python -m benchmarks.soak                     # 10,000 requests on the demo model
+    python -m benchmarks.soak --requests 2000 --json out.json
 
 A raw JSON-RPC client (``tests/support/raw_client.py``, no pytest-lsp) drives ``codellama-lsp``
 over stdio. The replay types real
@@ -14,42 +14,23 @@ sizes, threads and asyncio tasks. Exit status 1 when a bound is broken.
 from __future__ import annotations
 
 import argparse
-import inspect
 import json
-import os
 import random
-import statistics
 import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-from tests.support import DEMO  # noqa: E402
-from tests.support.raw_client import RawClient, raw_session  # noqa: E402
+from benchmarks.common import memory_curve, os_threads, rss_bytes, source_files
+from tests.support import DEMO
+from tests.support.raw_client import RawClient, raw_session
 
 SOAK = {**DEMO, "max_new_tokens": 8, "max_context_tokens": 512}
 """Short prompts and completions: the soak is about many requests, not long generations."""
 
 
-def rss_bytes(pid: int) -> int:
-    with open(f"/proc/{pid}/statm") as f:
-        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-
-
 # ------------------------------------------------------------------------------ replay
-SOURCES = ("textwrap", "argparse", "json.decoder", "string", "fnmatch", "shlex")
-
-
-def source_files() -> list[str]:
-    import importlib
-
-    return [inspect.getsource(importlib.import_module(name))[:6000] for name in SOURCES]
-
-
 class TypingReplay:
     """Types files into open documents and asks for a completion after (almost) every key."""
 
@@ -176,20 +157,6 @@ class TypingReplay:
                 self.client.command("codellama.accepted", item["command"]["arguments"][0])
 
 
-def os_threads(pid: int) -> int:
-    """Every thread of the process, native ones (torch, tokenizers) included."""
-    with open(f"/proc/{pid}/status") as f:
-        return int(next(line for line in f if line.startswith("Threads:")).split()[1])
-
-
-def slope_per_1000(points: list[tuple[int, float]]) -> float | None:
-    """Least-squares slope of ``(requests, value)`` points, per 1,000 requests."""
-    if len(points) < 3:
-        return None
-    x, y = zip(*points, strict=True)
-    return round(statistics.linear_regression(x, y).slope * 1000, 3)
-
-
 PEAKS = (
     "cache_entries",
     "typing_through_entries",
@@ -218,22 +185,6 @@ def sample(client: RawClient, requests: int) -> dict[str, Any]:
         "asyncio_tasks": stats["asyncio_tasks"],
         "stats": stats,
     }
-
-
-def memory_curve(samples: list[dict[str, Any]], warmup: int) -> dict[str, Any]:
-    """Slopes (MiB per 1,000 requests) and growth of the samples taken after warm-up."""
-    after = [p for p in samples if p["requests"] >= warmup]
-    curve: dict[str, Any] = {}
-    for name in ("rss_mib", "heap_in_use_mib", "heap_free_mib"):
-        points = [(p["requests"], p[name]) for p in after if p[name] is not None]
-        curve[f"{name}_slope_per_1000"] = slope_per_1000(points)
-    if after:
-        first, last = after[0], after[-1]
-        curve["rss_growth"] = round(last["rss_mib"] / first["rss_mib"] - 1, 4)
-        for name in ("threads", "os_threads", "asyncio_tasks"):
-            if name in first:
-                curve[name] = {"after_warmup": first[name], "final": last[name]}
-    return curve
 
 
 def run_soak(

@@ -21,10 +21,10 @@ tokens as plain decoding (mismatches are counted and must be 0). Variants:
 Reported per variant: target forward passes per generated token (decode passes only),
 acceptance per source (accepted / drafted), and the wall-time ratio to plain (decode time).
 
-    .venv/bin/python benchmarks/speculative.py --models demo     # 200 positions
-    .venv/bin/python benchmarks/speculative.py --models 'random:hidden=768,layers=8' \
+    .venv/bin/python -m benchmarks.speculative --models demo     # 200 positions
+    .venv/bin/python -m benchmarks.speculative --models 'random:hidden=768,layers=8' \
         --budget 128 --max-new-tokens 12                            # 63M random model
-    .venv/bin/python benchmarks/speculative.py --quick          # 40 positions, smoke run
+    .venv/bin/python -m benchmarks.speculative --quick          # 40 positions, smoke run
 """
 
 from __future__ import annotations
@@ -35,24 +35,18 @@ import sys
 import threading
 import time
 from collections import defaultdict
-from pathlib import Path
 from typing import Any
 
 import torch
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "benchmarks"))
-sys.path.insert(0, str(ROOT))
-
-import quality  # noqa: E402
-
-from codellama_lsp.completion.cache import TypingThrough  # noqa: E402
-from codellama_lsp.completion.prompt import build_prompt  # noqa: E402
-from codellama_lsp.config import Settings  # noqa: E402
-from codellama_lsp.cursor import Cursor  # noqa: E402
-from codellama_lsp.engines.base import GenerationRequest, GenerationResult  # noqa: E402
-from codellama_lsp.engines.drafts import SOURCES  # noqa: E402
-from codellama_lsp.engines.local import LocalEngine  # noqa: E402
+from benchmarks import quality
+from codellama_lsp.completion.cache import TypingThrough
+from codellama_lsp.completion.prompt import build_prompt
+from codellama_lsp.config import Settings
+from codellama_lsp.cursor import Cursor
+from codellama_lsp.engines.base import GenerationRequest, GenerationResult
+from codellama_lsp.engines.drafts import SOURCES
+from codellama_lsp.engines.local import LocalEngine
 
 MODELS = ("demo", "random:hidden=768,layers=8")
 

@@ -1,6 +1,6 @@
 """A reduced long session for CI: typing replay against the real server (demo model).
 
-The long runs (``python benchmarks/soak.py --long``, and ``--model-server 4``) record their
+The long runs (``python -m benchmarks.soak --long``, and ``--model-server 4``) record their
 curves in docs/benchmarks.md; ``CODELLAMA_SOAK_REQUESTS`` raises the count here. The memory
 bound is on the slope of RSS after warm-up (MiB per 1,000 requests), which a steady leak
 exceeds however short the run; a bound on the total growth would pass any short run.

@@ -425,8 +425,8 @@ wrong: its code has no real meaning. Use a real Code Llama model for actual comp
 - Source text (`codellama_lsp/demo/corpus.py`): the Python standard library and installed
   packages whose licence metadata has only MIT, BSD, Apache or PSF terms, at most 2 MB of each
   package, tests left out. One file in {held_out_every} (by a hash of its name) is held out:
-  training never reads it, `benchmarks/quality.py --corpus held-out` measures on it. The model
-  and tokenizer are released with this project. Training files per source:
+  training never reads it, `python -m benchmarks.quality --corpus held-out` measures on it.
+  The model and tokenizer are released with this project. Training files per source:
 
 {corpus}
 Training stages (wall time includes loading the text):
