@@ -56,14 +56,14 @@ async def measure(model: str, slots: int, count: int, places: int) -> dict[str, 
     completer = Completer(settings, engine=engine)
     text = SOURCE.read_text()
     first_s, extra_s, extra_made = [], [], 0
-    for number, ctx in enumerate(positions(text, places)):
+    for number, cursor in enumerate(positions(text, places)):
         uri = f"file:///bench/{number}/argparse.py"
         started = time.perf_counter()
-        first = await completer.complete(uri, ctx)
+        first = await completer.complete(uri, cursor)
         first_s.append(time.perf_counter() - started)
         started = time.perf_counter()
         made_before = completer.stats.counts["candidates_generated"]
-        await completer.alternatives(uri, ctx, first.text if first else "", count)
+        await completer.alternatives(uri, cursor, first.text if first else "", count)
         extra_made += completer.stats.counts["candidates_generated"] - made_before
         extra_s.append(time.perf_counter() - started)
     counts = completer.stats.counts

@@ -210,15 +210,15 @@ def run_project(
     found = dict.fromkeys(SOURCES, 0)
     times: list[float] = []
     for position in chosen:
-        ctx = cursor_at(position)
+        cursor = cursor_at(position)
         open_files = neighbours(position.path, files)
         for source in SOURCES:
             snapshot = snapshot_of(position.path, [] if source == "index" else open_files, root)
             context = provider(index, source, snapshot)
             started = time.perf_counter()
-            extra = context.context(snapshot.uri, ctx, budget) if context else ""
+            extra = context.context(snapshot.uri, cursor, budget) if context else ""
             prompt = build_prompt(
-                ctx,
+                cursor,
                 code_tokens,
                 fmt="prefix",
                 budget=4 * budget,

@@ -43,12 +43,12 @@ def main() -> int:
         times: list[float] = []
         checked = changed = 0
         for case in cases:
-            ctx = Cursor(case.text, case.line, case.column)
+            cursor = Cursor(case.text, case.line, case.column)
             text = head + case.expected + tail
             started = time.thread_time()
-            kept = keep_parsing(text, ctx, case.column)
+            kept = keep_parsing(text, cursor, case.column)
             times.append((time.thread_time() - started) * 1000)
-            win = window(ctx, case.column)
+            win = window(cursor, case.column)
             checked += win is not None and parses(win.before)
             changed += kept != text
         print(

@@ -332,7 +332,7 @@ async def run_cases(
 
 def inserted_at_cursor(item: types.InlineCompletionItem, line_text: str, column: int) -> str:
     """What accepting ``item`` inserts at the cursor: an item whose range runs past the cursor
-    puts the text it replaces back at its end (see ``postprocess.line_edit``)."""
+    puts the text it replaces back at its end (see ``cleanup.line_edit``)."""
     text = str(item.insert_text)
     if item.range is None or item.range.end.line != item.range.start.line:
         return text

@@ -108,8 +108,8 @@ def requests_for(case: quality.Case, max_new: int) -> list[tuple[Cursor, int]]:
     return out
 
 
-def prompt_ids(engine: LocalEngine, ctx: Cursor, fmt: str, budget: int) -> tuple[int, ...]:
-    prompt = build_prompt(ctx, engine.tokens, fmt=fmt, budget=budget)  # type: ignore[arg-type]
+def prompt_ids(engine: LocalEngine, cursor: Cursor, fmt: str, budget: int) -> tuple[int, ...]:
+    prompt = build_prompt(cursor, engine.tokens, fmt=fmt, budget=budget)  # type: ignore[arg-type]
     return prompt.ids
 
 
@@ -123,15 +123,15 @@ def run_model(
     started = time.perf_counter()
     for i, case in enumerate(cases):
         fmt = "fim" if i % 2 else "prefix"
-        for ctx, new_tokens in requests_for(case, max_new):
-            ids = prompt_ids(engines["plain"], ctx, fmt, budget)
+        for cursor, new_tokens in requests_for(case, max_new):
+            ids = prompt_ids(engines["plain"], cursor, fmt, budget)
             outputs: dict[str, GenerationResult] = {}
             # Rotate the order so that machine load drifts hit every variant alike.
             names = list(engines)
             names = names[i % len(names) :] + names[: i % len(names)]
             for name in names:
                 engine = engines[name]
-                draft = typing[name].draft(case.file, ctx.prefix)
+                draft = typing[name].draft(case.file, cursor.prefix)
                 request = GenerationRequest(
                     prompt_ids=ids,
                     max_new_tokens=new_tokens,
@@ -143,7 +143,7 @@ def run_model(
                 t0 = time.perf_counter()
                 result = engine.generate(request, threading.Event())
                 wall = time.perf_counter() - t0
-                typing[name].remember(case.file, ctx.prefix, ctx.suffix, result.text)
+                typing[name].remember(case.file, cursor.prefix, cursor.suffix, result.text)
                 outputs[name] = result
                 row = totals[name]
                 row["wall"] += wall
