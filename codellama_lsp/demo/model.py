@@ -496,45 +496,39 @@ def main(argv: list[str] | None = None) -> int:
     t.add_argument("--init", type=Path, default=None, help="continue from this demo folder")
     t.add_argument("--fim-rate", type=float, default=0.5)
     t.add_argument("--eot-weight", type=float, default=1.0)
-    t.add_argument("--lr", type=float, default=3e-3)
-    t.add_argument("--hidden", type=int, default=128, help="hidden size of a new model")
-    t.add_argument("--layers", type=int, default=4, help="layers of a new model")
-    t.add_argument("--batch", type=int, default=8)
+    t.add_argument("--lr", dest="peak_lr", metavar="LR", type=float, default=3e-3)
+    t.add_argument(
+        "--hidden",
+        dest="hidden_size",
+        metavar="HIDDEN",
+        type=int,
+        default=128,
+        help="hidden size of a new model",
+    )
+    t.add_argument(
+        "--layers",
+        dest="num_layers",
+        metavar="LAYERS",
+        type=int,
+        default=4,
+        help="layers of a new model",
+    )
+    t.add_argument("--batch", dest="batch_size", metavar="BATCH", type=int, default=8)
     t.add_argument("--seq-len", type=int, default=256)
     r = sub.add_parser("random", help="build a random-weight model of a given size")
-    r.add_argument("--hidden", type=int, required=True)
-    r.add_argument("--layers", type=int, required=True)
-    r.add_argument("--heads", type=int, default=0)
-    r.add_argument("--intermediate", type=int, default=None)
+    r.add_argument("--hidden", dest="hidden_size", metavar="HIDDEN", type=int, required=True)
+    r.add_argument("--layers", dest="num_layers", metavar="LAYERS", type=int, required=True)
+    r.add_argument("--heads", dest="num_heads", metavar="HEADS", type=int, default=0)
+    r.add_argument("--intermediate", dest="intermediate_size", metavar="INTERMEDIATE", type=int)
     r.add_argument("--seed", type=int, default=0)
     r.add_argument("--out", type=Path, required=True)
-    args = parser.parse_args(argv)
-    if args.cmd == "train":
-        out = train_demo_model(
-            args.out,
-            minutes=args.minutes,
-            seed=args.seed,
-            init=args.init,
-            fim_rate=args.fim_rate,
-            eot_weight=args.eot_weight,
-            peak_lr=args.lr,
-            hidden_size=args.hidden,
-            num_layers=args.layers,
-            batch_size=args.batch,
-            seq_len=args.seq_len,
-        )
-        print(out)
+    # Each option's dest is the keyword of the function it goes to.
+    options = vars(parser.parse_args(argv))
+    command, out = options.pop("cmd"), options.pop("out")
+    if command == "train":
+        print(train_demo_model(out, **options))
     else:
-        out = build_random_model(
-            args.out,
-            hidden_size=args.hidden,
-            num_layers=args.layers,
-            num_heads=args.heads,
-            intermediate_size=args.intermediate,
-            seed=args.seed,
-            tokenizer_dir=_demo_tokenizer_dir(),
-        )
-        print(out)
+        print(build_random_model(out, tokenizer_dir=_demo_tokenizer_dir(), **options))
     return 0
 
 
