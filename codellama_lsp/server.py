@@ -50,6 +50,8 @@ from codellama_lsp.loading import load_engine
 from codellama_lsp.memory import (
     PythonAllocations,
     bound_helper_threads,
+    heap_in_use_bytes,
+    helper_threads,
     memory_figures,
     newest_of_type,
 )
@@ -58,6 +60,7 @@ from codellama_lsp.open_documents import OpenDocumentsSource
 from codellama_lsp.progress import WorkProgress
 from codellama_lsp.protocol import SYNC_KIND, CodeLlamaProtocol, strict_converter, strict_int
 from codellama_lsp.recent_edits import RecentEdits
+from codellama_lsp.tokenization import new_line_cost
 from codellama_lsp.watchdog import process_exists, watch_parent
 from codellama_lsp.workspace_index import WorkspaceIndex
 from codellama_lsp.workspace_source import WorkspaceSource
@@ -198,6 +201,7 @@ class CodeLlamaServer(LanguageServer):
         return self.completer.snapshot(
             state=self.status()["state"],
             threads=threading.active_count(),
+            helper_threads=helper_threads(asyncio.get_running_loop()),
             asyncio_tasks=len(asyncio.all_tasks()),
             background_tasks=len(self._background),
             request_futures=len(self.protocol._request_futures),
@@ -495,14 +499,24 @@ PYTHON_ALLOCATIONS = PythonAllocations()
 
 def debug_memory(ls: CodeLlamaServer, *args: Any) -> dict[str, Any]:
     """RSS, C heap, Python growth since the last call (``PYTHONTRACEMALLOC=1``), threads.
-    ``{"trim"?: bool, "snapshot"?: bool, "newest"?: type name}``: also the figures after
-    ``malloc_trim``; without the (slow) tracemalloc snapshot; the newest objects of a type."""
+    ``{"trim"?: bool, "snapshot"?: bool, "newest"?: type name, "new_lines"?: int}``: also the
+    figures after ``malloc_trim``; without the (slow) tracemalloc snapshot; the newest objects
+    of a type; what each tokenizer keeps per new line encoded (its word cache's bound)."""
     info = args[0] if args and isinstance(args[0], Mapping) else {}
     figures = memory_report(
         PYTHON_ALLOCATIONS, trim=bool(info.get("trim")), snapshot=bool(info.get("snapshot", True))
     )
     if isinstance(info.get("newest"), str):
         figures["newest"] = newest_of_type(info["newest"])
+    engine = ls.completer.engine
+    count = info.get("new_lines")
+    if isinstance(count, int) and count > 0 and engine is not None:
+        lines = [
+            f"probe_{id(figures)}_{i} = compute({i}, {i * 7919 % 10007})\n" for i in range(count)
+        ]
+        figures["bytes_per_new_line"] = [
+            new_line_cost(backend, lines, heap_in_use_bytes) for backend in engine.tokens.backends()
+        ]
     return figures
 
 
