@@ -534,7 +534,7 @@ at both ends: ~2 MiB measured (docs/reliability.md); a leak of ~9 KB a request, 
 unbounded word cache (~2.6 KB a new line), goes past it."""
 WINDOW_MAX_RSS_GROWTH_MIB = 16.0
 """RSS added over the same window: ~4 MiB measured (Python objects live outside the C heap)."""
-MAX_FUTURES_AT_REST = 2
+MAX_FUTURES_AT_REST = 8
 """pygls request futures left when no request is in flight (it kept one per notification)."""
 MAX_BYTES_PER_NEW_LINE = 256.0
 """C heap a tokenizer keeps per new line once its word cache is full: ~0 with the bound."""
