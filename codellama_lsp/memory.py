@@ -34,6 +34,13 @@ def bound_helper_threads(loop: asyncio.AbstractEventLoop) -> None:
     )
 
 
+def helper_threads(loop: asyncio.AbstractEventLoop) -> int:
+    """Threads of ``loop``'s default executor now (whatever pool it is: the soak test bounds
+    it by :data:`HELPER_THREADS`)."""
+    executor = getattr(loop, "_default_executor", None)
+    return len(getattr(executor, "_threads", ()))
+
+
 class _MallInfo2(ctypes.Structure):
     _fields_ = [
         (name, ctypes.c_size_t)
@@ -82,6 +89,12 @@ def native_heap() -> dict[str, float] | None:
         "mmap_blocks": int(info.hblks),
         "mmap_mib": round(info.hblkhd / MIB, 2),
     }
+
+
+def heap_in_use_bytes() -> int | None:
+    """Bytes in use in the C heap (glibc), or None."""
+    libc = _libc()
+    return None if libc is None else int(libc.mallinfo2().uordblks)
 
 
 def memory_figures() -> dict[str, Any]:

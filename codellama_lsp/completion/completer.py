@@ -133,6 +133,7 @@ class Completer:
             cache_entries=len(self.cache),
             typing_through_entries=len(self.typing),
             inflight=len(self._inflight),
+            model_jobs=self.scheduler.jobs,
             **engine,
             **extra,
         )

@@ -86,6 +86,11 @@ class Scheduler:
         """False: a newer ticket leaves the older ones running (the benchmarks' baseline)."""
 
     @property
+    def jobs(self) -> int:
+        """Jobs running or waiting on the model worker."""
+        return self._jobs
+
+    @property
     def idle(self) -> bool:
         """No job runs or waits on the model worker."""
         return self._jobs == 0

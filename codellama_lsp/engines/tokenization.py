@@ -10,7 +10,7 @@ without the tokenizer's own infill path (which adds a stray ``▁`` after ``<SUF
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeAlias
@@ -53,6 +53,24 @@ def bound_word_cache(backend: Tokenizer) -> None:
     resize = getattr(backend.model, "_resize_cache", None)
     if resize is not None:
         resize(WORD_CACHE_ENTRIES)
+
+
+def new_line_cost(
+    backend: Tokenizer, lines: Sequence[str], heap_in_use: Callable[[], int | None]
+) -> float | None:
+    """C-heap bytes that encoding each of ``lines`` (never seen before) keeps, after the first
+    :data:`WORD_CACHE_ENTRIES` of them filled the word cache as far as its bound lets it: ~0
+    with the bound, ~2.6 KB a line without it. None without a heap figure or enough lines."""
+    fill, measured = lines[:WORD_CACHE_ENTRIES], lines[WORD_CACHE_ENTRIES:]
+    if not measured:
+        return None
+    for line in fill:
+        backend.encode(line, add_special_tokens=False)
+    before = heap_in_use()
+    for line in measured:
+        backend.encode(line, add_special_tokens=False)
+    after = heap_in_use()
+    return None if before is None or after is None else (after - before) / len(measured)
 
 
 def sentencepiece_normalizer(*, dummy_prefix: bool = True) -> normalizers.Normalizer:
@@ -230,6 +248,11 @@ class CodeTokens:
             self._first = self._plain_copy(backend, dummy_prefix=True)
             self._cont = self._plain_copy(backend, dummy_prefix=False)
         self.newline_id: int | None = vocab.get("<0x0A>", vocab.get("\n"))
+
+    def backends(self) -> list[Tokenizer]:
+        """Every backend tokenizer this object encodes with (each has its own word cache)."""
+        found = [self._first, self._cont, _backend(self.tokenizer)]
+        return [tok for i, tok in enumerate(found) if tok is not None and tok not in found[:i]]
 
     @staticmethod
     def _plain_copy(backend: Tokenizer, *, dummy_prefix: bool) -> Tokenizer:

@@ -58,9 +58,7 @@ from codellama_lsp.lsp.progress import WorkProgress
 from codellama_lsp.lsp.protocol import SYNC_KIND, CodeLlamaProtocol, strict_converter
 from codellama_lsp.lsp.transport import serve_stdio, serve_tcp
 from codellama_lsp.lsp.watchdog import process_exists, watch_parent
-from codellama_lsp.memory import (
-    memory_figures,
-)
+from codellama_lsp.memory import helper_threads, memory_figures
 
 log = logging.getLogger(__name__)
 
@@ -146,6 +144,7 @@ class CodeLlamaServer(LanguageServer):
         return self.completer.snapshot(
             state=self.status()["state"],
             threads=threading.active_count(),
+            helper_threads=helper_threads(asyncio.get_running_loop()),
             asyncio_tasks=len(asyncio.all_tasks()),
             background_tasks=len(self._background),
             request_futures=len(self.protocol._request_futures),
