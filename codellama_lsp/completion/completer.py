@@ -61,16 +61,6 @@ _LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 """JSON can carry half a surrogate pair (``"\\ud83d"``); tokenizers refuse such text."""
 
 
-def recording_text(ticket: Ticket) -> Callable[[str], None]:
-    """``on_text`` that writes the text so far to ``ticket.made``: engines call it after every
-    token, and the scheduler reads it to decide whether the generation is still wanted."""
-
-    def record(text: str) -> None:
-        ticket.made = text
-
-    return record
-
-
 @dataclass(frozen=True)
 class Completion:
     text: str
@@ -372,7 +362,7 @@ class Completer:
             top_p=s.top_p,
             stop_sequences=("\n",) if single else s.stop_sequences,
             should_stop=block_done(cursor),
-            on_text=recording_text(ticket),
+            on_text=ticket.record,
             session=uri,
             draft_text=self.typing.draft(uri, cursor.prefix),
             max_draft=s.speculative_max_draft if s.speculative else 0,

@@ -53,6 +53,11 @@ class Ticket:
     def live(self) -> bool:
         return not self.cancel.is_set()
 
+    def record(self, text: str) -> None:
+        """The ``on_text`` of its generations: engines tell the text so far after every token
+        (on the model worker), and :meth:`agrees_with` reads it."""
+        self.made = text
+
     def typed_since(self, before: str, after: str) -> str | None:
         """What was typed at this request's place to get to ``before``; None if elsewhere."""
         if after != self.after or not before.startswith(self.before):
