@@ -31,7 +31,7 @@ def server_main(argv: Sequence[str]) -> int:
     args = parser.parse_args(argv)
     settings = settings_from(args)
     configure_logging(settings.log_level)
-    from codellama_lsp.lsp.server import create_server
+    from codellama_lsp.lsp.handlers import create_server
 
     server = create_server(settings)
     if args.tcp:

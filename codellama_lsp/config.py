@@ -23,6 +23,7 @@ LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 Backend = Literal["local", "http", "auto"]
 PromptFormat = Literal["auto", "fim", "prefix"]
+EarlyFirstLine = Literal["auto", "always", "never"]
 Quantization = Literal["none", "4bit", "8bit"]
 DType = Literal["auto", "bfloat16", "float16", "float32"]
 
@@ -144,6 +145,14 @@ class Settings:
         (
             "wait this long for more keystrokes before asking the model; -1 = adaptive: 0 ms for "
             "a model faster than a pause in your typing, else wait for such a pause"
+        ),
+    )
+    early_first_line: EarlyFirstLine = setting(
+        "auto",
+        (
+            "multi-line suggestions: show the first line as soon as the model has written it, "
+            "then the whole block when it is done (the ghost text grows); `auto` = for a model "
+            "slower than a pause in your typing (as `debounce_ms = -1` measures it)"
         ),
     )
     idle_prefill: bool = setting(

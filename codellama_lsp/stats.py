@@ -35,6 +35,9 @@ COUNTERS = (
     "parse_check_retries",
     "parse_check_retries_shown",
     "candidates_generated",
+    "early_answers",
+    "suggestions_grown",
+    "early_not_prefix",
     *(
         f"{kind}_{source}"
         for source in ("previous", "lookup", "draft_model")

@@ -31,7 +31,7 @@ def test_alternatives_sample_with_new_seeds_even_when_greedy() -> None:
     assert all(dataclasses.replace(r, seed=0, temperature=0.0) == base for r in requests)
 
 
-async def test_invoked_request_gives_distinct_candidates_sharing_the_prompt_cache() -> None:
+async def test_invoked_request_answers_the_first_candidate_then_the_others_when_cycling() -> None:
     async with lsp_session(GREEDY) as s:
         uri = "file:///project/files.py"
         s.open(uri, SAMPLE)
@@ -42,6 +42,11 @@ async def test_invoked_request_gives_distinct_candidates_sharing_the_prompt_cach
 
         params = s.inline_params(uri, line, col)
         params.context.trigger_kind = types.InlineCompletionTriggerKind.Invoked
+        # Asked for: the first candidate at once, as typing would get it; no wait for others.
+        first = await s.client.text_document_inline_completion_async(params)
+        assert isinstance(first, types.InlineCompletionList)
+        assert [item.insert_text for item in first.items] == [typed[0].insert_text]
+        # Cycling asks again at the same place: the others, computed meanwhile.
         result = await s.client.text_document_inline_completion_async(params)
         assert isinstance(result, types.InlineCompletionList)
         items = result.items

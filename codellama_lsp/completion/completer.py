@@ -6,29 +6,25 @@ The server hands every completion request here; this module knows nothing about 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-import re
-import threading
 import time
-from collections.abc import AsyncGenerator, Callable, Hashable
-from contextlib import aclosing
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
 from codellama_lsp.completion.cache import CompletionCache, TypingThrough
-from codellama_lsp.completion.candidates import add_distinct, alternative_requests, sampled_requests
-from codellama_lsp.completion.cleanup import block_done, clean, replace_range_end
-from codellama_lsp.completion.debounce import AdaptiveDebounce
-from codellama_lsp.completion.idle_prefill import IdlePrefill, cursor_prefix_ids, keeps_kv_cache
-from codellama_lsp.completion.parse_check import checked, is_python
-from codellama_lsp.completion.prompt import (
-    MAX_CHARS_PER_TOKEN,
-    BoundedLineCounter,
-    LineCounter,
-    Prompt,
-    build_prompt,
-    choose_format,
+from codellama_lsp.completion.candidates import (
+    PendingCandidates,
+    place_of,
 )
+from codellama_lsp.completion.cleanup import block_done, replace_range_end
+from codellama_lsp.completion.debounce import AdaptiveDebounce
+from codellama_lsp.completion.early_part import EarlyPart
+from codellama_lsp.completion.generations import Generations
+from codellama_lsp.completion.idle_prefill import IdlePrefill, cursor_prefix_ids, keeps_kv_cache
+from codellama_lsp.completion.latency_health import LatencyHealth
+from codellama_lsp.completion.prompt import ContextBuilder, Prompt, PromptMaker
 from codellama_lsp.completion.scheduler import Scheduler, Superseded, Ticket
 from codellama_lsp.config import Settings, cache_key_values
 from codellama_lsp.cursor import Cursor
@@ -38,10 +34,8 @@ from codellama_lsp.stats import Stats
 log = logging.getLogger(__name__)
 
 Origin = Literal["model", "cache", "typing-through"]  # where a completion came from
-
-
-ContextBuilder = Callable[[Cursor, int], str]
-"""Builds the context text from (cursor, token budget), on a worker thread."""
+CANDIDATES_KEY = "#candidates"
+"""Appended to a document's URI for the scheduler key of its extra candidates."""
 
 
 class ContextProvider(Protocol):
@@ -57,16 +51,27 @@ class ContextProvider(Protocol):
         ...
 
 
-_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
-"""JSON can carry half a surrogate pair (``"\\ud83d"``); tokenizers refuse such text."""
-
-
 @dataclass(frozen=True)
 class Completion:
     text: str
     end_character: int
     """Column (Python units) where the replaced range ends on the cursor's line."""
     origin: Origin
+
+
+@dataclass(frozen=True)
+class Growing:
+    """A suggestion answered at its first line (``shown``) while its generation runs on."""
+
+    job: asyncio.Future[GenerationResult]
+    request: GenerationRequest
+    shown: str
+
+
+@dataclass(frozen=True)
+class Answer:
+    completion: Completion | None
+    growing: Growing | None = None
 
 
 @dataclass
@@ -77,26 +82,39 @@ class Completer:
     engine: Engine | None = None
     context_provider: ContextProvider | None = None
     on_result: Callable[[], None] | None = None
+    """Told after each answer and when generating starts or stops (the status may change)."""
+    on_grown: Callable[[str, Cursor, str], None] | None = None
+    """Told (uri, cursor, whole text) when a suggestion answered at its first line is whole."""
     client_wait_ms: float = 0.0
     """What the editor already waited after the last key (see ``lsp/client_timing.py``)."""
 
     def __post_init__(self) -> None:
         self.cache = CompletionCache(self.settings.cache_size, self.settings.cache_ttl_s)
         self.typing = TypingThrough()
-        self._counter: LineCounter | None = None
+        self.prompts = PromptMaker()
+        self.pending = PendingCandidates()
+        self.generations = Generations(
+            self.scheduler,
+            self.stats,
+            lambda: self.engine,
+            lambda: self.settings,
+            lambda: self.on_result() if self.on_result is not None else None,
+        )
         self._inflight: dict[Hashable, asyncio.Future[Completion | None]] = {}
+        self._growing: set[asyncio.Task[None]] = set()
         self.scheduler.on_superseded = lambda _ticket: self.stats.add("requests_superseded")
         self.scheduler.on_kept = lambda _ticket: self.stats.add("generations_kept")
         self.debounce = AdaptiveDebounce()
-        self._prompt_lock = threading.Lock()
+        self.health = LatencyHealth()
         self.idle_prefill = IdlePrefill(self.scheduler, self.stats)
         self.apply_settings(self.settings)
 
     def set_engine(self, engine: Engine | None) -> None:
         self.engine = engine
-        self._counter = None
+        self.prompts.forget()
         self.cache.clear()
         self.debounce.forget_latency()
+        self.health.forget()
         self.idle_prefill.clear()
 
     def apply_settings(self, settings: Settings) -> None:
@@ -110,9 +128,19 @@ class Completer:
         self.scheduler.keep_matching = settings.keep_matching_generations
         self.settings = settings
 
+    def close(self) -> None:
+        """The session ends: stop every generation and background task now (a stalled model
+        server stream would otherwise keep the process alive until its read timeout)."""
+        self.scheduler.shutdown()
+        with contextlib.suppress(RuntimeError):  # the event loop may be closed already
+            self.pending.clear()
+            for task in list(self._growing):
+                task.cancel()
+
     def forget(self, uri: str) -> None:
         """The document was closed: stop its work and drop what was kept for it."""
         self.scheduler.cancel_key(uri)
+        self.pending.forget(uri)
         self.typing.forget(uri)
         self.idle_prefill.forget(uri)
 
@@ -123,6 +151,9 @@ class Completer:
             cache_entries=len(self.cache),
             typing_through_entries=len(self.typing),
             inflight=len(self._inflight),
+            growing=len(self._growing),
+            pending_candidates=len(self.pending),
+            generating=self.generations.generating,
             model_jobs=self.scheduler.jobs,
             **engine,
             **extra,
@@ -155,7 +186,7 @@ class Completer:
 
         def build() -> tuple[int, ...]:
             cursor = read_cursor()
-            prompt = self._locked_prompt(uri, cursor, context)
+            prompt = self.build_prompt(uri, cursor, context)
             return cursor_prefix_ids(prompt, engine.tokens, cursor.line_prefix)
 
         self.idle_prefill.start(engine, uri, build)
@@ -176,6 +207,7 @@ class Completer:
             self.stats.add("empty_results")
             return None
         before, after = cursor.prefix, cursor.suffix
+        self.pending.moved(uri, place_of(before, after))
         key = self.cache_key(uri, cursor)
         joined = self._inflight.get(key) if self.cache.enabled else None
         if joined is not None:
@@ -201,17 +233,65 @@ class Completer:
         future: asyncio.Future[Completion | None] = asyncio.get_running_loop().create_future()
         self._inflight[key] = future
         try:
-            result = await self._generate(uri, cursor, key, ticket)
-            future.set_result(result)
+            answer = await self._generate(uri, cursor, key, ticket, early=True)
         except BaseException as exc:
             future.set_result(None)
-            if isinstance(exc, Superseded):
-                return self._finish(None, started, count_latency=False)
-            raise
-        finally:
             self._inflight.pop(key, None)
             self.scheduler.release(ticket)
-        return self._finish(result, started)
+            if isinstance(exc, Superseded):
+                if ticket.running is not None:
+                    self.health.gave_up()
+                return self._finish(None, started, count_latency=False)
+            raise
+        future.set_result(answer.completion)
+        if answer.completion is not None and answer.completion.origin == "model":
+            self.health.answered((time.perf_counter() - started) * 1000)
+        elif ticket.superseded and ticket.running is not None:
+            self.health.gave_up()
+        if answer.growing is None:
+            self._inflight.pop(key, None)
+            self.scheduler.release(ticket)
+        else:
+            task = asyncio.ensure_future(
+                self._grow(uri, cursor, key, ticket, future, answer.growing)
+            )
+            self._growing.add(task)
+            task.add_done_callback(self._growing.discard)
+        return self._finish(answer.completion, started)
+
+    async def _grow(
+        self,
+        uri: str,
+        cursor: Cursor,
+        key: Hashable,
+        ticket: Ticket,
+        future: asyncio.Future[Completion | None],
+        growing: Growing,
+    ) -> None:
+        """The generation of a suggestion answered at its first line runs on: its whole text,
+        judged by the same rules, is stored (cache, typing-through) and announced. It never
+        takes back what was shown: a whole text that does not start with it keeps that."""
+        try:
+            await self.scheduler.wait(ticket, growing.job)  # cancelled: the generation stops
+            text = await self._shown_text(
+                uri, cursor, growing.request, ticket, growing.job.result()
+            )
+            if text is None:
+                return  # stopped (the user typed something else) or failed
+            if not text.startswith(growing.shown):
+                self.stats.add("early_not_prefix")
+                text = growing.shown
+            self._store(uri, cursor, key, text)
+            if text != growing.shown:
+                self.stats.add("suggestions_grown")
+                if self.on_grown is not None:
+                    self.on_grown(uri, cursor, text)
+        except Exception:
+            log.exception("finishing a suggestion failed")
+        finally:
+            if self._inflight.get(key) is future:
+                del self._inflight[key]
+            self.scheduler.release(ticket)
 
     async def prefetch(self, uri: str, cursor: Cursor) -> None:
         """Compute the completion at ``cursor`` now so the next request finds it in the cache."""
@@ -227,7 +307,8 @@ class Completer:
         self._inflight[key] = future
         ticket = self.scheduler.ticket(uri, cursor.prefix, cursor.suffix)
         try:
-            future.set_result(await self._generate(uri, cursor, key, ticket, debounce=False))
+            answer = await self._generate(uri, cursor, key, ticket, debounce=False)
+            future.set_result(answer.completion)
         except BaseException:
             future.set_result(None)
         finally:
@@ -261,46 +342,16 @@ class Completer:
             context_fp,
         )
 
-    def _locked_prompt(
-        self, uri: str, cursor: Cursor, context: ContextBuilder | None = None
-    ) -> Prompt:
-        """:meth:`build_prompt` from a worker thread (its line-count memo is not thread-safe)."""
-        with self._prompt_lock:
-            return self.build_prompt(uri, cursor, context)
-
     def build_prompt(
         self, uri: str, cursor: Cursor, context: ContextBuilder | None = None
     ) -> Prompt:
-        """The prompt; ``context`` is the provider's builder, prepared on the event loop."""
+        """The prompt (callable from worker threads); ``context`` is the context provider's
+        builder, prepared on the event loop (without it, prepared here)."""
         engine = self.engine
         assert engine is not None
-        s = self.settings
-        max_chars = s.max_context_tokens * MAX_CHARS_PER_TOKEN
-        if self._counter is None or getattr(self._counter, "max_chars", None) != max_chars:
-            self._counter = BoundedLineCounter(engine.tokens, max_chars)
-        # Text further along a very long cursor line cannot fit the prompt: cut it first.
-        cursor = cursor.with_line_window(max_chars)
-        if _LONE_SURROGATE.search(cursor.text):
-            cursor = Cursor(
-                _LONE_SURROGATE.sub("\ufffd", cursor.text), cursor.line, cursor.character
-            )
-        new_tokens = s.max_new_tokens_single_line if cursor.single_line else s.max_new_tokens
-        limit = min(s.max_context_tokens, engine.context_limit)
-        budget = max(16, limit - new_tokens)
-        extra = ""
         if context is None and self.context_provider is not None:
             context = self.context_provider.prepare(uri)
-        if context is not None:
-            extra = _LONE_SURROGATE.sub("\ufffd", context(cursor, budget // 4))
-        return build_prompt(
-            cursor,
-            engine.tokens,
-            fmt=choose_format(s.prompt_format, engine.name, engine.tokens),
-            budget=budget,
-            suffix_share=s.fim_suffix_share,
-            extra_context=extra,
-            counter=self._counter,
-        )
+        return self.prompts.make(cursor, engine, self.settings, context)
 
     async def _generate(
         self,
@@ -310,7 +361,10 @@ class Completer:
         ticket: Ticket,
         *,
         debounce: bool = True,
-    ) -> Completion | None:
+        early: bool = False,
+    ) -> Answer:
+        """The model's answer at ``cursor``; with ``early``, a multi-line one may be answered at
+        its first line while the generation runs on (:class:`Growing`)."""
         engine = self.engine
         assert engine is not None
         if debounce:
@@ -324,37 +378,84 @@ class Completer:
         if rest is not None:
             self.stats.add("typing_through_hits")
             self.stats.add("kept_generation_hits")
-            return Completion(rest, replace_range_end(cursor), "typing-through")
+            return Answer(Completion(rest, replace_range_end(cursor), "typing-through"))
         # The context's snapshot is taken here, on the event loop that edits the documents.
         context = self.context_provider.prepare(uri) if self.context_provider else None
-        prompt = await asyncio.to_thread(self._locked_prompt, uri, cursor, context)
+        prompt = await asyncio.to_thread(self.build_prompt, uri, cursor, context)
         if not ticket.live:
             raise Superseded
-        request = self._request(uri, cursor, prompt, ticket)
+        loop = asyncio.get_running_loop()
+        watch = EarlyPart(cursor, loop) if early and self._answers_early(cursor) else None
+        request = self._request(uri, cursor, prompt, ticket, watch)
         self.idle_prefill.stop_unless_prefix_of(prompt.ids)
-        result = await self.scheduler.run(ticket, lambda _stop: self._run_engine(request, ticket))
-        if result.cancelled or result.finish_reason == "error":
-            return None
-        self.debounce.generation(result.prefill_seconds + result.decode_seconds)
-        cleaned = self._cleaned(cursor, result)
-        text = await self._checked(uri, cursor, cleaned)
-        if cleaned and not text:
-            text = await self._retry_dropped(uri, cursor, request, ticket)
-        self.cache.put(key, text)
-        self.typing.remember(uri, cursor.prefix, cursor.suffix, text)
+        job = self.generations.start(ticket, request)
+        if watch is not None and (shown := await self._early(uri, cursor, ticket, job, watch)):
+            self.stats.add("early_answers")
+            self.typing.remember(uri, cursor.prefix, cursor.suffix, shown)
+            completion = Completion(shown, replace_range_end(cursor), "model")
+            return Answer(completion, Growing(job, request, shown))
+        await self.scheduler.wait(ticket, job)
+        text = await self._shown_text(uri, cursor, request, ticket, job.result())
+        if text is None:
+            return Answer(None)
+        self._store(uri, cursor, key, text)
         if not self.scheduler.is_latest(ticket):
             # A newer request for this document exists: nobody will see this result (the
             # baseline that does not supersede answers every request all the same).
-            self.stats.add("discarded_tokens", result.generated_tokens)
+            self.stats.add("discarded_tokens", job.result().generated_tokens)
             if self.scheduler.supersede:
-                return None
-        return Completion(text, replace_range_end(cursor), "model") if text else None
+                return Answer(None)
+        return Answer(Completion(text, replace_range_end(cursor), "model") if text else None)
+
+    def _answers_early(self, cursor: Cursor) -> bool:
+        """``early_first_line``: always, never, or (auto) for a model slower than a pause."""
+        mode = self.settings.early_first_line
+        if mode == "never" or cursor.single_line:
+            return False
+        return mode == "always" or self.debounce.model_is_slow()
+
+    async def _early(
+        self,
+        uri: str,
+        cursor: Cursor,
+        ticket: Ticket,
+        job: asyncio.Future[GenerationResult],
+        watch: EarlyPart,
+    ) -> str:
+        """The first line to answer with, once the engine has written it and the rules keep
+        it; "" when the whole generation is done first (or this request is no longer the
+        newest)."""
+        await self.scheduler.wait(ticket, job, watch.found)
+        if job.done() or not self.scheduler.is_latest(ticket):
+            return ""
+        early = self.generations.cleaned(cursor, watch.found.result())
+        text = await self.generations.checked(uri, cursor, early)
+        return "" if job.done() else text
+
+    async def _shown_text(
+        self,
+        uri: str,
+        cursor: Cursor,
+        request: GenerationRequest,
+        ticket: Ticket,
+        result: GenerationResult,
+    ) -> str | None:
+        """What a finished generation shows (see :meth:`Generations.shown_text`); its time
+        counts for the adaptive debounce."""
+        if not (result.cancelled or result.finish_reason == "error"):
+            self.debounce.generation(result.prefill_seconds + result.decode_seconds)
+        return await self.generations.shown_text(uri, cursor, request, ticket, result)
+
+    def _store(self, uri: str, cursor: Cursor, key: Hashable, text: str) -> None:
+        self.cache.put(key, text)
+        self.typing.remember(uri, cursor.prefix, cursor.suffix, text)
 
     def _request(
-        self, uri: str, cursor: Cursor, prompt: Prompt, ticket: Ticket
+        self, uri: str, cursor: Cursor, prompt: Prompt, ticket: Ticket, watch: EarlyPart | None
     ) -> GenerationRequest:
         s = self.settings
         single = cursor.single_line
+        on_text = ticket.record if watch is None else watch.also(ticket.record)
         return GenerationRequest(
             prompt_ids=prompt.ids,
             max_new_tokens=s.max_new_tokens_single_line if single else s.max_new_tokens,
@@ -362,129 +463,36 @@ class Completer:
             top_p=s.top_p,
             stop_sequences=("\n",) if single else s.stop_sequences,
             should_stop=block_done(cursor),
-            on_text=ticket.record,
+            on_text=on_text,
             session=uri,
             draft_text=self.typing.draft(uri, cursor.prefix),
             max_draft=s.speculative_max_draft if s.speculative else 0,
         )
 
-    async def _polish(self, uri: str, cursor: Cursor, result: GenerationResult) -> str:
-        """The model's text as shown: cleaned up, then parse-checked (Python, when on)."""
-        return await self._checked(uri, cursor, self._cleaned(cursor, result))
-
-    def _cleaned(self, cursor: Cursor, result: GenerationResult) -> str:
-        truncated = result.finish_reason == "length"
-        return clean(result.text, cursor, self.settings.stop_sequences, truncated=truncated)
-
-    async def _checked(self, uri: str, cursor: Cursor, text: str) -> str:
-        if not (self.settings.parse_check and is_python(uri)):
-            return text
-        return await asyncio.to_thread(checked, text, cursor, replace_range_end(cursor), self.stats)
-
-    async def _retry_dropped(
-        self, uri: str, cursor: Cursor, request: GenerationRequest, ticket: Ticket
-    ) -> str:
-        """The parse check dropped the model's text: the first of ``parse_check_retries``
-        sampled others that it keeps. A small model's first line is often broken where a
-        sample is not, and the prompt's KV cache is kept: each costs its decode steps only."""
-        requests = sampled_requests(request, self.settings.parse_check_retries)
-        samples = self._samples(uri, cursor, requests, ticket, "parse_check_retries")
-        async with aclosing(samples) as texts:
-            async for text in texts:
-                if text:
-                    self.stats.add("parse_check_retries_shown")
-                    return text
-        return ""
-
-    async def _samples(
-        self,
-        uri: str,
-        cursor: Cursor,
-        requests: list[GenerationRequest],
-        ticket: Ticket,
-        counter: str,
-    ) -> AsyncGenerator[str, None]:
-        """Each of ``requests`` run on ``ticket`` in turn (counted in ``counter``), as shown;
-        until one is stopped (superseded, cancelled) or fails."""
-        for request in requests:
-            if not ticket.live:
-                return
-            result = await self.scheduler.run(ticket, self._engine_job(request, ticket))
-            if result.cancelled or result.finish_reason == "error":
-                return
-            self.stats.add(counter)
-            yield await self._polish(uri, cursor, result)
-
-    async def alternatives(self, uri: str, cursor: Cursor, first: str, count: int) -> list[str]:
-        """Up to ``count - 1`` more texts for ``cursor``, each different from ``first`` and from
-        each other (see :mod:`codellama_lsp.completion.candidates`); for requests the user
-        invoked."""
+    async def more_candidates(self, uri: str, cursor: Cursor, first: str, count: int) -> list[str]:
+        """The other candidates at ``cursor`` for a request the user invoked: those computed
+        since an earlier invoke at the same place (waited for: the user is cycling), else none
+        yet; they are computed now, in the background, for when the user cycles."""
         if count <= 1 or not self.ready:
             return []
-        ticket = self.scheduler.ticket(uri, cursor.prefix, cursor.suffix)
-        kept = [first]
+        place = place_of(cursor.prefix, cursor.suffix)
+        pending = self.pending.get(uri, place, first)
+        if pending is not None:
+            return list(await asyncio.shield(pending))
+        self.pending.start(uri, place, first, self.alternatives(uri, cursor, first, count))
+        return []
+
+    async def alternatives(self, uri: str, cursor: Cursor, first: str, count: int) -> list[str]:
+        """Up to ``count - 1`` more texts for ``cursor``, different from ``first`` and from each
+        other. Their ticket is not the document's: the requests that come while they are
+        computed do not stop them (moving elsewhere does: :class:`PendingCandidates`)."""
+        if count <= 1 or not self.ready:
+            return []
+        ticket = self.scheduler.ticket(uri + CANDIDATES_KEY, cursor.prefix, cursor.suffix)
         try:
             context = self.context_provider.prepare(uri) if self.context_provider else None
-            prompt = await asyncio.to_thread(self._locked_prompt, uri, cursor, context)
-            requests = alternative_requests(self._request(uri, cursor, prompt, ticket), count - 1)
-            samples = self._samples(uri, cursor, requests, ticket, "candidates_generated")
-            async with aclosing(samples) as texts:
-                async for text in texts:
-                    add_distinct(kept, text)
-                    if len(kept) == count:
-                        break
+            prompt = await asyncio.to_thread(self.build_prompt, uri, cursor, context)
+            request = self._request(uri, cursor, prompt, ticket, None)
+            return await self.generations.alternatives(uri, cursor, first, count, ticket, request)
         finally:
             self.scheduler.release(ticket)
-        return kept[1:]
-
-    def _engine_job(
-        self, request: GenerationRequest, ticket: Ticket
-    ) -> Callable[[threading.Event], GenerationResult]:
-        return lambda _stop: self._run_engine(request, ticket)
-
-    def _run_engine(self, request: GenerationRequest, ticket: Ticket) -> GenerationResult:
-        """On the model worker: run one generation and count what it did."""
-        engine = self.engine
-        if ticket.cancel.is_set() or engine is None:
-            return GenerationResult("", "cancelled")
-        self.stats.add("generations_started")
-        try:
-            result = engine.generate(request, ticket.cancel)
-        except Exception:
-            log.exception("generation failed")
-            self.stats.add("generation_errors")
-            return GenerationResult("", "error")
-        self.stats.add("prompt_tokens", result.prompt_tokens)
-        self.stats.add("reused_prompt_tokens", result.reused_prompt_tokens)
-        self.stats.add("generated_tokens", result.generated_tokens)
-        self.stats.add("decode_forward_passes", result.decode_passes)
-        for source, n in result.drafted.items():
-            self.stats.add(f"draft_tokens_{source}", n)
-            self.stats.add(f"draft_accepted_{source}", result.accepted_drafts.get(source, 0))
-            self.stats.add(f"verify_passes_{source}", result.verify_passes.get(source, 0))
-        if result.cancelled:
-            self.stats.add("generations_cancelled")
-            self.stats.add("discarded_tokens", result.generated_tokens)
-            if ticket.cancelled_at is not None:
-                phase = "decode" if result.prefill_seconds else "prefill"
-                idle_ms = (time.perf_counter() - ticket.cancelled_at) * 1000
-                self.stats.timing(f"cancel_to_idle_{phase}", idle_ms)
-                step_s = engine.last_step_seconds
-                self.stats.timing(f"interrupted_step_{phase}", step_s * 1000)
-        elif result.finish_reason == "error":
-            self.stats.add("generation_errors")
-        else:
-            self.stats.add("generations_completed")
-        self._record_step_times(result)
-        return result
-
-    def _record_step_times(self, result: GenerationResult) -> None:
-        """Mean time of one prefill chunk and one decode step: what a stop may have to wait."""
-        chunk = self.settings.prefill_chunk_tokens
-        new = result.prompt_tokens - result.reused_prompt_tokens
-        if result.prefill_seconds and new > 0:
-            self.stats.timing("prefill_chunk", result.prefill_seconds * 1000 / -(-new // chunk))
-        # The first token comes from the prefill; engines that count passes say how many.
-        steps = result.decode_passes or result.generated_tokens - 1
-        if result.decode_seconds and steps > 0:
-            self.stats.timing("decode_step", result.decode_seconds * 1000 / steps)

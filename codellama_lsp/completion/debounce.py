@@ -111,3 +111,8 @@ class AdaptiveDebounce:
 
     def wait_ms(self) -> float:
         return adaptive_wait_ms(self.latency_ms, self.pause_ms)
+
+    def model_is_slow(self) -> bool:
+        """A generation takes longer than a pause in the user's typing (unknown: not slow)."""
+        latency = self.latency_ms
+        return latency is not None and latency > self.pause_ms

@@ -12,12 +12,16 @@ keystroke and the KV cache of the previous request stays reusable.
 from __future__ import annotations
 
 import re
+import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
 from cachetools import LRUCache
 
+from codellama_lsp.config import Settings
 from codellama_lsp.cursor import Cursor
+from codellama_lsp.engines.base import Engine
 from codellama_lsp.engines.model_family import infills_by_default
 from codellama_lsp.engines.tokenization import CodeTokens
 
@@ -248,3 +252,56 @@ def _assemble(tokens: CodeTokens, fmt: Format, prefix: str, suffix: str) -> list
         + (tokens.encode(suffix, leading_space=False) if suffix else [])
         + [infill.middle_id]
     )
+
+
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+"""JSON can carry half a surrogate pair (``"\\ud83d"``); tokenizers refuse such text."""
+ContextBuilder = Callable[[Cursor, int], str]
+"""Builds the context text (other files) from (cursor, token budget), on a worker thread."""
+
+
+class PromptMaker:
+    """A completer's prompts: the settings' budgets applied to :func:`build_prompt`, with one
+    line-count memo per tokenizer and length bound. Callable from worker threads: the memo is
+    not thread-safe, so one prompt is built at a time."""
+
+    def __init__(self) -> None:
+        self._counter: BoundedLineCounter | None = None
+        self._lock = threading.Lock()
+
+    def forget(self) -> None:
+        """Another engine (tokenizer): its line counts are not known yet."""
+        with self._lock:
+            self._counter = None
+
+    def make(
+        self,
+        cursor: Cursor,
+        engine: Engine,
+        settings: Settings,
+        context: ContextBuilder | None,
+    ) -> Prompt:
+        """The prompt at ``cursor`` for ``engine`` under ``settings``; ``context`` is the context
+        sources' builder (prepared on the event loop)."""
+        with self._lock:
+            s = settings
+            max_chars = s.max_context_tokens * MAX_CHARS_PER_TOKEN
+            if self._counter is None or self._counter.max_chars != max_chars:
+                self._counter = BoundedLineCounter(engine.tokens, max_chars)
+            # Text further along a very long cursor line cannot fit the prompt: cut it first.
+            cursor = cursor.with_line_window(max_chars)
+            if _LONE_SURROGATE.search(cursor.text):
+                text = _LONE_SURROGATE.sub("\ufffd", cursor.text)
+                cursor = Cursor(text, cursor.line, cursor.character)
+            new_tokens = s.max_new_tokens_single_line if cursor.single_line else s.max_new_tokens
+            budget = max(16, min(s.max_context_tokens, engine.context_limit) - new_tokens)
+            extra = _LONE_SURROGATE.sub("\ufffd", context(cursor, budget // 4)) if context else ""
+            return build_prompt(
+                cursor,
+                engine.tokens,
+                fmt=choose_format(s.prompt_format, engine.name, engine.tokens),
+                budget=budget,
+                suffix_share=s.fim_suffix_share,
+                extra_context=extra,
+                counter=self._counter,
+            )

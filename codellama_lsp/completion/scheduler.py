@@ -173,19 +173,28 @@ class Scheduler:
         if not ticket.live:
             raise Superseded
 
-    async def run(self, ticket: Ticket, job: Callable[[threading.Event], T]) -> T:
-        """Run ``job(stop_flag)`` on the model worker.
-
-        If the awaiting task is cancelled ($/cancelRequest), the stop flag is set so that the
-        worker stops too, instead of finishing a result nobody will see.
-        """
+    def start(self, ticket: Ticket, job: Callable[[threading.Event], T]) -> asyncio.Future[T]:
+        """Submit ``job(stop_flag)`` to the model worker; its future (see :meth:`wait`)."""
         future = self._submit(lambda: job(ticket.cancel))
         ticket.running = future
+        return future
+
+    @staticmethod
+    async def wait(ticket: Ticket, *futures: asyncio.Future[Any]) -> None:
+        """Wait until one of ``futures`` is done. If the awaiting task is cancelled
+        ($/cancelRequest), the stop flag is set so that the worker stops too, instead of
+        finishing a result nobody will see."""
         try:
-            return await asyncio.shield(future)
+            await asyncio.wait(futures, return_when=asyncio.FIRST_COMPLETED)
         except asyncio.CancelledError:
             ticket.stop()
             raise
+
+    async def run(self, ticket: Ticket, job: Callable[[threading.Event], T]) -> T:
+        """Run ``job(stop_flag)`` on the model worker and wait for it (see :meth:`wait`)."""
+        future = self.start(ticket, job)
+        await self.wait(ticket, future)
+        return future.result()
 
     async def run_exclusive(self, job: Callable[[], T]) -> T:
         """Run a non-generation job (model load) on the same worker, in turn."""

@@ -52,6 +52,7 @@ from codellama_lsp.engines.drafts import (
 )
 from codellama_lsp.engines.kv_cache import new_kv_cache
 from codellama_lsp.engines.model_names import resolve_model
+from codellama_lsp.engines.pace import PACE_ENV, pace_from_environment
 from codellama_lsp.engines.stops import stopped_text
 from codellama_lsp.engines.tokenization import CodeTokens, load_tokenizer
 
@@ -262,6 +263,10 @@ class LocalEngine:
                 low_cpu_mem_usage=True,
             )
             self.model.eval()
+            if pace_from_environment(self.model):
+                log.warning(
+                    "the model is slowed down on purpose (%s): a benchmark set-up", PACE_ENV
+                )
             progress("Warming up", 90)
             self._warm_up()
             if self.settings.draft_model:

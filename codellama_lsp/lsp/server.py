@@ -1,10 +1,10 @@
-"""The language server: one short handler per LSP method, handing work to plain modules.
+"""The language server's state for one editor session: settings, engine, completer, context.
 
-Documents and positions: :mod:`codellama_lsp.lsp.documents`; completions:
-:mod:`codellama_lsp.completion.completer` and :mod:`codellama_lsp.lsp.items`; model loading:
-:mod:`codellama_lsp.lsp.loading`; the workspace index: :mod:`codellama_lsp.lsp.index_keeper`.
-Everything slow happens off the event loop, so ``didChange`` and ``$/cancelRequest`` are always
-read at once.
+Its LSP methods are in :mod:`codellama_lsp.lsp.handlers`; documents and positions:
+:mod:`codellama_lsp.lsp.documents`; completions: :mod:`codellama_lsp.completion.completer` and
+:mod:`codellama_lsp.lsp.items`; model loading: :mod:`codellama_lsp.lsp.loading`; the workspace
+index: :mod:`codellama_lsp.lsp.index_keeper`. Everything slow happens off the event loop, so
+``didChange`` and ``$/cancelRequest`` are always read at once.
 """
 
 from __future__ import annotations
@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 import threading
 import time
 from collections.abc import Mapping
@@ -24,6 +23,7 @@ from pygls.lsp.server import LanguageServer
 
 from codellama_lsp import __version__
 from codellama_lsp.completion.completer import Completer, Completion
+from codellama_lsp.completion.latency_health import warning
 from codellama_lsp.config import Settings, SettingsError, client_overrides, needs_reload
 from codellama_lsp.context.open_documents import OpenDocumentsSource
 from codellama_lsp.context.recent_edits import RecentEdits
@@ -33,36 +33,24 @@ from codellama_lsp.context.workspace_source import WorkspaceSource
 from codellama_lsp.cursor import Cursor
 from codellama_lsp.engines.base import Engine, EngineLoadError
 from codellama_lsp.lsp.acceptance import (
-    ACCEPTED_COMMAND,
     Acceptance,
-    accepted_info,
-    changes_of,
-    command_info,
-    document_text,
-    item_info_of,
-    plain,
-    record_accept,
 )
-from codellama_lsp.lsp.client_timing import client_wait_ms
-from codellama_lsp.lsp.debug_commands import DEBUG_COMMANDS, DEBUG_COMMANDS_ENV
 from codellama_lsp.lsp.documents import (
-    cursor_after_accept,
-    cursor_at,
-    end_of_change,
+    client_units,
     open_document,
 )
 from codellama_lsp.lsp.index_keeper import IndexKeeper, watch_registration, workspace_roots
-from codellama_lsp.lsp.items import inline_item, menu_item, renders_markdown, with_selected
 from codellama_lsp.lsp.loading import load_engine
 from codellama_lsp.lsp.progress import WorkProgress
 from codellama_lsp.lsp.protocol import SYNC_KIND, CodeLlamaProtocol, strict_converter
 from codellama_lsp.lsp.transport import serve_stdio, serve_tcp
-from codellama_lsp.lsp.watchdog import process_exists, watch_parent
 from codellama_lsp.memory import helper_threads, memory_figures
 
 log = logging.getLogger(__name__)
 
 STATUS_NOTIFICATION = "codellama/status"
+GROWN_NOTIFICATION = "codellama/suggestionGrown"
+"""Sent when a suggestion answered at its first line is whole (``early_first_line``)."""
 # The Copilot language server's notifications for what the client showed / partly accepted.
 DID_SHOW_COMPLETION = "textDocument/didShowCompletion"
 DID_PARTIALLY_ACCEPT_COMPLETION = "textDocument/didPartiallyAcceptCompletion"
@@ -95,7 +83,9 @@ class CodeLlamaServer(LanguageServer):
             [WorkspaceSource(self.index), OpenDocumentsSource(), RecentEdits()],
         )
         self.completer.context_provider = self.context
-        self.completer.on_result = self.send_status
+        self.completer.on_result = self.after_result
+        self.completer.on_grown = self.announce_grown
+        self.slow_warning_shown = False
         self.acceptance = Acceptance()
         self.retention_timer: asyncio.Task[None] | None = None
         self.state = "loading"
@@ -124,6 +114,8 @@ class CodeLlamaServer(LanguageServer):
             "model": self.settings.model,
             "backend": self.settings.backend,
             "last_latency_ms": self.completer.stats.last_latency_ms,
+            "generating": self.completer.generations.generating > 0,
+            "slow": self.completer.health.verdict(),
             "load_seconds": self.load_seconds,
             "version": __version__,
         }
@@ -137,6 +129,34 @@ class CodeLlamaServer(LanguageServer):
         if status != self._last_status:
             self._last_status = status
             self.protocol.notify(STATUS_NOTIFICATION, status)
+
+    def after_result(self) -> None:
+        """An answer went out, or generating started or stopped: the status may have changed;
+        the first time suggestions prove too slow to use, say so with what would help."""
+        self.send_status()
+        verdict = self.completer.health.verdict()
+        engine = self.completer.engine
+        if verdict is None or self.slow_warning_shown or engine is None:
+            return
+        self.slow_warning_shown = True
+        device = getattr(engine, "device", None)
+        text = warning(verdict, self.settings, None if device is None else str(device))
+        self.show(text, types.MessageType.Warning)
+
+    def announce_grown(self, uri: str, cursor: Cursor, text: str) -> None:
+        """A suggestion answered at its first line is whole: the editor asks again and shows
+        it (the answer comes from the cache or typing-through) if the cursor is still there."""
+        doc = open_document(self.workspace, uri)
+        if doc is None:
+            return
+        character = client_units(doc, cursor.line_text, cursor.character)
+        self.protocol.notify(
+            GROWN_NOTIFICATION,
+            {
+                "textDocument": {"uri": uri},
+                "position": {"line": cursor.line, "character": character},
+            },
+        )
 
     def stats(self) -> dict[str, Any]:
         """The completer's counters, and what the session holds (for leak checks in long
@@ -171,6 +191,12 @@ class CodeLlamaServer(LanguageServer):
         # starts another one, up to its two. Nothing here blocks the event loop.
         for _ in range(2):
             self.thread_pool.submit(time.sleep, 0.02)
+
+    def shutdown(self) -> None:
+        """Stop the model work first: a generation reading a stalled model-server stream would
+        keep the process from exiting until the read times out."""
+        self.completer.close()
+        super().shutdown()  # type: ignore[no-untyped-call]  # pygls: not annotated
 
     def spawn(self, coro: Any) -> asyncio.Task[Any]:
         task: asyncio.Task[Any] = asyncio.ensure_future(coro)
@@ -227,6 +253,7 @@ class CodeLlamaServer(LanguageServer):
         if needs_reload(settings, self.settings):
             return  # a newer load is on its way
         self.load_seconds = seconds
+        self.slow_warning_shown = False
         self.completer.set_engine(engine)
         self.progress_bars.end(token, "Ready")
         message = f"{settings.model} ready ({seconds:.1f} s)"
@@ -293,181 +320,3 @@ class CodeLlamaServer(LanguageServer):
         except asyncio.CancelledError:
             self.completer.stats.add("requests_cancelled")
             raise
-
-
-# --- handlers: one per LSP method -----------------------------------------------------------
-def initialize(ls: CodeLlamaServer, params: types.InitializeParams) -> None:
-    ls.start_reader_threads()
-    if params.initialization_options is not None:
-        ls.update_settings(params.initialization_options)
-    client = params.client_info
-    ls.completer.client_wait_ms = client_wait_ms(
-        client.name if client else None, client.version if client else None
-    )
-    pid = params.process_id
-    if pid is not None and process_exists(pid):
-        ls.spawn(watch_parent(pid))
-    elif pid is not None:
-        # Only an editor that was alive can die: any other number must not end the server.
-        log.warning("processId %s is not a live process: not watching it", pid)
-
-
-def initialized(ls: CodeLlamaServer, params: types.InitializedParams) -> None:
-    ls.start_loading()
-    ls.start_indexing()
-
-
-def did_change_configuration(
-    ls: CodeLlamaServer, params: types.DidChangeConfigurationParams
-) -> None:
-    if isinstance(params.settings, Mapping) and params.settings:
-        ls.update_settings(params.settings)
-
-
-def did_change(ls: CodeLlamaServer, params: types.DidChangeTextDocumentParams) -> None:
-    """After pygls applied the edit: tell the completer (typing rate, idle prefill)."""
-    uri = params.text_document.uri
-    change = params.content_changes[-1] if params.content_changes else None
-    doc = open_document(ls.workspace, uri)
-    if doc is not None:
-        ls.acceptance.edited(uri, changes_of(doc, params.content_changes), document_text(ls))
-    if doc is None or not isinstance(change, types.TextDocumentContentChangePartial):
-        return
-    end = end_of_change(doc, change)
-    ls.completer.edited(uri, lambda: cursor_at(doc, end))
-
-
-def did_close(ls: CodeLlamaServer, params: types.DidCloseTextDocumentParams) -> None:
-    ls.completer.forget(params.text_document.uri)
-    ls.acceptance.closed(params.text_document.uri)
-
-
-async def did_save(ls: CodeLlamaServer, params: types.DidSaveTextDocumentParams) -> None:
-    await ls.index_files([params.text_document.uri])
-
-
-async def did_change_watched_files(
-    ls: CodeLlamaServer, params: types.DidChangeWatchedFilesParams
-) -> None:
-    await ls.index_files([change.uri for change in params.changes])
-
-
-def did_change_workspace_folders(
-    ls: CodeLlamaServer, params: types.DidChangeWorkspaceFoldersParams
-) -> None:
-    ls.start_indexing()  # pygls has updated the folders already: index the new set
-
-
-async def inline_completion(
-    ls: CodeLlamaServer, params: types.InlineCompletionParams
-) -> types.InlineCompletionList:
-    uri = params.text_document.uri
-    doc = open_document(ls.workspace, uri)
-    if doc is None:
-        return types.InlineCompletionList(items=[])
-    cursor = cursor_at(doc, params.position)
-    selected = params.context.selected_completion_info
-    if selected is not None:
-        cursor = with_selected(doc, cursor, selected)
-    completion = await ls.complete(uri, cursor)
-    if completion is None:
-        return types.InlineCompletionList(items=[])
-    ls.acceptance.offered(uri, cursor.prefix, completion.text)
-    found = [completion]
-    if params.context.trigger_kind == types.InlineCompletionTriggerKind.Invoked:
-        # Asked for explicitly: more candidates to cycle through (typing gets one).
-        more = await ls.completer.alternatives(uri, cursor, completion.text, ls.settings.candidates)
-        found += [Completion(text, completion.end_character, completion.origin) for text in more]
-    items = [inline_item(uri, doc, cursor, each, selected) for each in found]
-    return types.InlineCompletionList(items=items)
-
-
-async def completion(ls: CodeLlamaServer, params: types.CompletionParams) -> types.CompletionList:
-    uri = params.text_document.uri
-    doc = open_document(ls.workspace, uri)
-    if doc is None:
-        return types.CompletionList(is_incomplete=True, items=[])
-    cursor = cursor_at(doc, params.position)
-    result = await ls.complete(uri, cursor)
-    if result is None:
-        return types.CompletionList(is_incomplete=True, items=[])
-    item = menu_item(doc, cursor, result, renders_markdown(ls.client_capabilities))
-    return types.CompletionList(is_incomplete=True, items=[item])
-
-
-# --- commands ------------------------------------------------------------------------------
-def stats(ls: CodeLlamaServer, *args: Any) -> dict[str, Any]:
-    return ls.stats()
-
-
-def status(ls: CodeLlamaServer, *args: Any) -> dict[str, Any]:
-    return ls.status()
-
-
-def reload(ls: CodeLlamaServer, *args: Any) -> dict[str, Any]:
-    ls.start_loading()
-    return {"state": "loading"}
-
-
-def accepted(ls: CodeLlamaServer, *args: Any) -> None:
-    """Count the accept; compute the completion at the cursor after it, so it is ready."""
-    info = accepted_info(args)
-    record_accept(ls, info, None)
-    if info is None or not ls.settings.prefetch_after_accept:
-        return
-    uri = str(info.get("uri", ""))
-    doc = open_document(ls.workspace, uri)
-    cursor = cursor_after_accept(doc, info) if doc is not None else None
-    if cursor is not None:
-        ls.spawn(ls.completer.prefetch(uri, cursor))
-
-
-def did_show_completion(ls: CodeLlamaServer, params: Any) -> None:
-    params = plain(params)
-    item = params.get("item") if isinstance(params, Mapping) else None
-    info = item_info_of(ls, command_info(item))
-    if info is not None:
-        ls.acceptance.reported_shown(info.uri, info.before, info.text)
-
-
-def did_partially_accept_completion(ls: CodeLlamaServer, params: Any) -> None:
-    params = plain(params)
-    length = params.get("acceptedLength") if isinstance(params, Mapping) else None
-    if isinstance(length, int) and not isinstance(length, bool) and length > 0:
-        record_accept(ls, command_info(params.get("item")), length)
-
-
-FEATURES: list[tuple[str, Any, Any]] = [
-    (types.INITIALIZE, None, initialize),
-    (types.INITIALIZED, None, initialized),
-    (types.WORKSPACE_DID_CHANGE_CONFIGURATION, None, did_change_configuration),
-    (types.TEXT_DOCUMENT_DID_CHANGE, None, did_change),
-    (types.TEXT_DOCUMENT_DID_CLOSE, None, did_close),
-    (types.TEXT_DOCUMENT_DID_SAVE, None, did_save),
-    (types.WORKSPACE_DID_CHANGE_WATCHED_FILES, None, did_change_watched_files),
-    (types.WORKSPACE_DID_CHANGE_WORKSPACE_FOLDERS, None, did_change_workspace_folders),
-    (types.TEXT_DOCUMENT_INLINE_COMPLETION, types.InlineCompletionOptions(), inline_completion),
-    (
-        types.TEXT_DOCUMENT_COMPLETION,
-        types.CompletionOptions(resolve_provider=False),
-        completion,
-    ),
-    (DID_SHOW_COMPLETION, None, did_show_completion),
-    (DID_PARTIALLY_ACCEPT_COMPLETION, None, did_partially_accept_completion),
-]
-COMMANDS: list[tuple[str, Any]] = [
-    ("codellama.stats", stats),
-    ("codellama.status", status),
-    ("codellama.reload", reload),
-    (ACCEPTED_COMMAND, accepted),
-]
-
-
-def create_server(settings: Settings) -> CodeLlamaServer:
-    server = CodeLlamaServer(settings)
-    for method, options, handler in FEATURES:
-        server.feature(method, options)(handler)
-    commands = COMMANDS + (DEBUG_COMMANDS if os.environ.get(DEBUG_COMMANDS_ENV) == "1" else [])
-    for name, handler in commands:
-        server.command(name)(handler)
-    return server

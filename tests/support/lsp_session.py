@@ -43,6 +43,9 @@ class Session:
     def __init__(self, client: LanguageClient) -> None:
         self.client = client
         self.statuses: list[dict[str, Any]] = []
+        self.grown: list[dict[str, Any]] = []
+        """``codellama/suggestionGrown`` notifications (a suggestion shown early is whole)."""
+
         self.version: dict[str, int] = {}
         self.capabilities = types.ServerCapabilities()
 
@@ -51,6 +54,10 @@ class Session:
             types.ExecuteCommandParams(command=name, arguments=list(args) or None)
         )
         return as_dict(result) if result is not None and not isinstance(result, dict) else result
+
+    def messages(self) -> list[str]:
+        """The ``window/showMessage`` texts so far."""
+        return [params.message for params in self.client.messages]
 
     async def stats(self) -> dict[str, Any]:
         return dict(await self.command("codellama.stats"))
@@ -142,6 +149,10 @@ async def lsp_session(
     @client.feature("codellama/status")
     def on_status(params: Any) -> None:
         session.statuses.append(as_dict(params))
+
+    @client.feature("codellama/suggestionGrown")
+    def on_grown(params: Any) -> None:
+        session.grown.append(as_dict(params))
 
     await client.start_io(*CLI, *args, env={**os.environ, **(env or {})})
     try:

@@ -11,6 +11,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -130,17 +131,25 @@ def running_server(
 
 @contextmanager
 def scripted_model_server(
-    target: str, folder: Path, piece_delay: float = 0.002
+    target: str,
+    folder: Path,
+    piece_delay: float = 0.002,
+    *,
+    block_lines: int = 0,
+    hold_after_lines: int = 0,
 ) -> Iterator[dict[str, Any]]:
     """Start scripted_model_server.py answering from ``target`` (a streamed piece of three
-    characters every ``piece_delay`` seconds); yield the settings that point the language
-    server at it (HTTP backend, demo tokenizer, immediate, prefix prompts)."""
+    characters every ``piece_delay`` seconds; ``block_lines`` lines after the cursor's, held
+    after ``hold_after_lines`` newlines until :func:`release_scripted`); yield the settings
+    that point the language server at it (HTTP backend, demo tokenizer, immediate, prefix
+    prompts)."""
     target_file, port_file = folder / "scripted-target.py", folder / "scripted-port"
     target_file.write_text(target)
     port_file.unlink(missing_ok=True)
     log = (folder / "scripted-server.log").open("wb")
     command = [sys.executable, str(SCRIPTED_SERVER), "--target", str(target_file)]
-    command += ["--piece-delay", str(piece_delay)]
+    command += ["--piece-delay", str(piece_delay), "--block-lines", str(block_lines)]
+    command += ["--hold-after-lines", str(hold_after_lines)]
     proc = subprocess.Popen(
         [*command, "--port-file", str(port_file)],
         stdout=log,
@@ -159,3 +168,18 @@ def scripted_model_server(
         proc.terminate()
         proc.wait(timeout=10)
         log.close()
+
+
+def release_scripted(settings: dict[str, Any]) -> int:
+    """Let the scripted model server (started with ``hold_after_lines``) finish the answers it
+    holds, once it holds one (it waits up to a minute for that); how many it released."""
+    url = str(settings["server_url"]).rstrip("/") + "/release"
+    with urllib.request.urlopen(urllib.request.Request(url, method="POST"), timeout=90) as r:
+        return int(json.loads(r.read())["released"])
+
+
+def holding_scripted(settings: dict[str, Any]) -> int:
+    """How many answers the scripted model server holds now (see :func:`release_scripted`)."""
+    url = str(settings["server_url"]).rstrip("/") + "/holding"
+    with urllib.request.urlopen(url, timeout=30) as response:
+        return int(json.loads(response.read()))

@@ -9,7 +9,14 @@ So whatever was typed so far, the right ghost text is known: what the target has
 line. The language server runs unchanged in front of it (``backend = http``, demo tokenizer),
 with its real prompt building and clean-up.
 
+``--block-lines N`` answers N more lines of the target after that one (a block, as a big model
+writes it), and ``--hold-after-lines K`` stops streaming after K newlines until ``POST /release``
+(each release lets go the answers held then):
+the tests see what the editor shows while the rest of a block is still being written, with no
+timing involved.
+
     python tests/support/scripted_model_server.py --target FILE --port-file PATH [--piece-delay S]
+        [--block-lines N] [--hold-after-lines K]
 """
 
 from __future__ import annotations
@@ -41,19 +48,32 @@ TYPING_TARGET = (
 TYPING_HEAD = TYPING_TARGET[: TYPING_TARGET.index("        for")]
 
 
-def continuation(target: str, prompt: str) -> str:
-    """The rest of the target's line after the longest target beginning that ends ``prompt``."""
+def continuation(target: str, prompt: str, more_lines: int = 0) -> str:
+    """The rest of the target's line after the longest target beginning that ends ``prompt``,
+    and ``more_lines`` lines after it."""
     for end in range(len(target), 0, -1):
         if prompt.endswith(target[:end]):
-            return target[end:].split("\n", 1)[0]
+            return "\n".join(target[end:].split("\n")[: 1 + more_lines])
     return ""
 
 
 class ScriptedServer:
-    def __init__(self, target: str, tokens: CodeTokens, piece_delay: float = 0.002) -> None:
+    def __init__(
+        self,
+        target: str,
+        tokens: CodeTokens,
+        piece_delay: float = 0.002,
+        block_lines: int = 0,
+        hold_after_lines: int = 0,
+    ) -> None:
         self.target = target
         self.tokens = tokens
         self.piece_delay = piece_delay
+        self.block_lines = block_lines
+        self.hold_after_lines = hold_after_lines
+        self.released = asyncio.Event()
+        self.holding = 0
+        """Answers waiting for a release now."""
         self.prompts: list[str] = []
 
     def app(self) -> web.Application:
@@ -62,7 +82,24 @@ class ScriptedServer:
         app.router.add_get("/v1/models", self.models)
         app.router.add_post("/v1/completions", self.completions)
         app.router.add_get("/prompts", self.prompt_log)
+        app.router.add_post("/release", self.release)
+        app.router.add_get("/holding", self.holding_now)
         return app
+
+    async def holding_now(self, request: web.Request) -> web.Response:
+        return web.json_response(self.holding)
+
+    async def release(self, request: web.Request) -> web.Response:
+        """Let every answer held now go on (waiting up to a minute for one to be held, so that
+        a release never comes too early); later ones are held again."""
+        for _ in range(6000):
+            if self.holding:
+                break
+            await asyncio.sleep(0.01)
+        released = self.holding
+        self.released.set()
+        self.released = asyncio.Event()
+        return web.json_response({"released": released})
 
     async def health(self, request: web.Request) -> web.Response:
         return web.json_response({"status": "ready", "model": MODEL, "message": "scripted"})
@@ -85,11 +122,20 @@ class ScriptedServer:
         body = await request.json()
         prompt = self.prompt_text(body["prompt"])
         self.prompts.append(prompt)
-        text = continuation(self.target, prompt)
+        text = continuation(self.target, prompt, self.block_lines)
         response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
         await response.prepare(request)
         pieces = [text[i : i + 3] for i in range(0, len(text), 3)]
+        newlines, held = 0, False
         for piece in pieces:
+            if self.hold_after_lines and newlines >= self.hold_after_lines and not held:
+                held = True
+                self.holding += 1
+                try:
+                    await self.released.wait()
+                finally:
+                    self.holding -= 1
+            newlines += piece.count("\n")
             event = {"choices": [{"index": 0, "text": piece, "finish_reason": None}]}
             await response.write(f"data: {json.dumps(event)}\n\n".encode())
             await asyncio.sleep(self.piece_delay)
@@ -106,9 +152,18 @@ def main() -> None:
     parser.add_argument(
         "--piece-delay", type=float, default=0.002, help="seconds between streamed pieces"
     )
+    parser.add_argument("--block-lines", type=int, default=0, help="lines after the cursor's")
+    parser.add_argument(
+        "--hold-after-lines",
+        type=int,
+        default=0,
+        help="stop after this many newlines until /release",
+    )
     args = parser.parse_args()
     tokens = CodeTokens(load_tokenizer_files(resolve_model(MODEL)))
-    server = ScriptedServer(args.target.read_text(), tokens, args.piece_delay)
+    server = ScriptedServer(
+        args.target.read_text(), tokens, args.piece_delay, args.block_lines, args.hold_after_lines
+    )
 
     async def serve() -> None:
         runner = web.AppRunner(server.app())

@@ -31,6 +31,7 @@ export const SERVER_SETTING_KEYS: Readonly<Record<string, string>> = {
   fimSuffixShare: "fim_suffix_share",
   stopSequences: "stop_sequences",
   debounceMs: "debounce_ms",
+  earlyFirstLine: "early_first_line",
   keepMatchingGenerations: "keep_matching_generations",
   idlePrefill: "idle_prefill",
   candidates: "candidates",
