@@ -108,9 +108,16 @@ def single_line_mid_line(text: str, ctx: Cursor) -> str:
 
 
 def fix_leading_space(text: str, ctx: Cursor) -> str:
-    """No doubled space after a typed space, no indentation after typed indentation."""
+    """No doubled space after a typed space, no indentation after typed indentation.
+
+    Mid-line, the doubled space is one space too many (a tokenizer's word-start space on top
+    of the one typed); a longer run of spaces is alignment (a docstring's indented text, a
+    table, columns of comments) and stays.
+    """
     if ctx.line_prefix.endswith((" ", "\t")) and text.startswith((" ", "\t")):
         if ctx.line_prefix.strip():
+            if text.startswith("  "):
+                return text
             return text.lstrip(" \t")
         # On an indented blank line the typed indentation already counts.
         first, _, rest = text.partition("\n")

@@ -77,6 +77,9 @@ def test_no_doubled_space_after_typed_space() -> None:
     assert pp.clean(" 1", ctx) == "1"
     ctx2 = at("x =█")
     assert pp.clean(" 1", ctx2) == " 1"
+    # More than one space after a typed one is alignment, not a tokenizer's extra space.
+    doc = at('def f():\n    """Modes:\n\n    `load`:   load it\n    `store`: █\n    """\n')
+    assert pp.clean("  store it", doc) == "  store it"
 
 
 def test_indentation_unit_follows_file() -> None:
