@@ -18,10 +18,35 @@ One module per job:
 * ``serve``: the ``codellama-lsp serve`` command line.
 """
 
-from codellama_lsp.model_server.admission import Limits
-from codellama_lsp.model_server.app import ENDPOINTS, SESSION_HEADER, ModelServer
-from codellama_lsp.model_server.errors import ApiError
-from codellama_lsp.model_server.serve import DEFAULT_PORT, serve_main
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from codellama_lsp.model_server.admission import Limits
+    from codellama_lsp.model_server.app import ENDPOINTS, SESSION_HEADER, ModelServer
+    from codellama_lsp.model_server.errors import ApiError
+    from codellama_lsp.model_server.serve import DEFAULT_PORT, serve_main
+
+# Imported when first used: ``codellama-lsp serve`` must be able to refuse a bad command line
+# before the model's packages (torch, transformers: seconds) are imported through ``app``.
+_WHERE = {
+    "Limits": "admission",
+    "ENDPOINTS": "app",
+    "SESSION_HEADER": "app",
+    "ModelServer": "app",
+    "ApiError": "errors",
+    "DEFAULT_PORT": "serve",
+    "serve_main": "serve",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _WHERE:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f"{__name__}.{_WHERE[name]}"), name)
+
 
 __all__ = [
     "DEFAULT_PORT",

@@ -6,14 +6,14 @@ import argparse
 import asyncio
 import contextlib
 from collections.abc import Sequence
-
-from aiohttp import web
+from typing import TYPE_CHECKING
 
 from codellama_lsp.command_line import add_setting_flags, configure_logging, settings_from
-from codellama_lsp.memory import bound_helper_threads
 from codellama_lsp.model_server.admission import Limits
-from codellama_lsp.model_server.app import ModelServer
 from codellama_lsp.model_server.auth import is_loopback
+
+if TYPE_CHECKING:
+    from codellama_lsp.model_server.app import ModelServer
 
 DEFAULT_PORT = 8765
 
@@ -51,6 +51,16 @@ def serve_main(argv: Sequence[str]) -> int:
             flush=True,
         )
         return 2
+    # Only now the model's packages: a refusal above takes a fraction of a second.
+    from codellama_lsp.engines.factory import LOCAL_EXTRA
+
+    try:  # the model server runs the model in its own process
+        import torch  # noqa: F401
+        import transformers  # noqa: F401
+    except ImportError as exc:
+        raise SystemExit(f"codellama-lsp serve needs {exc.name}: {LOCAL_EXTRA}") from exc
+    from codellama_lsp.model_server.app import ModelServer
+
     server = ModelServer(
         settings,
         api_key=api_key,
@@ -67,6 +77,10 @@ def serve_main(argv: Sequence[str]) -> int:
 
 
 async def _serve(server: ModelServer, host: str, port: int) -> None:
+    from aiohttp import web
+
+    from codellama_lsp.memory import bound_helper_threads
+
     bound_helper_threads(asyncio.get_running_loop())
     # handler_cancellation: a client that disconnects cancels its handler, which stops its job.
     runner = web.AppRunner(server.app(), handler_cancellation=True, access_log=None)
