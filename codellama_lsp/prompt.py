@@ -24,7 +24,10 @@ from codellama_lsp.tokenization import CodeTokens
 Format = Literal["fim", "prefix"]
 WINDOW_STEP = 16
 IMPORT_SHARE = 0.15
-_IMPORT = re.compile(r"^(import\s|from\s+\S+\s+import\s)")
+_IMPORT = re.compile(
+    r"^(?:import[^\S\r\n]|from[^\S\r\n]+[^\s]+[^\S\r\n]+import[^\S\r\n]).*", re.MULTILINE
+)
+"""A top-level import line (searched in the lines joined: one scan, not one per line)."""
 
 
 def choose_format(setting: str, model_name: str, tokens: CodeTokens) -> Format:
@@ -116,7 +119,7 @@ def import_block(lines: list[str], before: int) -> list[str]:
     if quote in ('"""', "'''"):
         summary = first.strip()[3:].split(quote)[0].strip() or "..."
         head.append(f"{quote}{summary}{quote}")
-    return head + [line for line in lines[:before] if _IMPORT.match(line)]
+    return head + _IMPORT.findall("\n".join(lines[:before]))
 
 
 def _fit_lines(lines: list[str], budget: int, count: LineCounter) -> list[str]:
