@@ -62,10 +62,7 @@ def cursor_after_accept(doc: TextDocument, info: Mapping[str, Any]) -> Cursor | 
         )
     except (KeyError, TypeError, ValueError):
         return None
-    source = start.normalized
-    if not source.startswith(text, start.offset):
-        source = source[: start.offset] + text + source[max(end.offset, start.offset) :]
-    lines = text.split("\n")
-    line = start.line + len(lines) - 1
-    column = (start.character if len(lines) == 1 else 0) + len(lines[-1])
-    return Cursor.clamped(source, line, column)
+    if start.normalized.startswith(text, start.offset):
+        return start.replaced(start.offset, start.offset + len(text), text)
+    end_offset = start.offset_at(end.document_line - start.line_shift, end.character)
+    return start.replaced(start.offset, end_offset, text)

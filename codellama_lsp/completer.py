@@ -302,7 +302,8 @@ class Completer:
         # Text further along a very long cursor line cannot fit the prompt: cut it first.
         ctx = ctx.with_line_window(max_chars)
         if _LONE_SURROGATE.search(ctx.text):
-            ctx = Cursor(_LONE_SURROGATE.sub("\ufffd", ctx.text), ctx.line, ctx.character)
+            text = _LONE_SURROGATE.sub("\ufffd", ctx.text)
+            ctx = Cursor(text, ctx.line, ctx.character, ctx.line_shift)
         new_tokens = s.max_new_tokens_single_line if ctx.single_line else s.max_new_tokens
         limit = min(s.max_context_tokens, engine.context_limit)
         budget = max(16, limit - new_tokens)

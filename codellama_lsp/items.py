@@ -21,11 +21,11 @@ def with_selected(doc: TextDocument, ctx: Cursor, selected: types.SelectedComple
     must extend that item."""
     start = cursor_at(doc, selected.range.start)
     end = cursor_at(doc, selected.range.end)
-    text = ctx.normalized
-    return Cursor(
-        text[: start.offset] + selected.text + text[end.offset :],
-        start.line,
-        start.character + len(selected.text),
+    shift = ctx.line_shift  # places in the document → in the cursor's text (an excerpt)
+    return ctx.replaced(
+        ctx.offset_at(start.document_line - shift, start.character),
+        ctx.offset_at(end.document_line - shift, end.character),
+        selected.text,
     )
 
 
