@@ -65,9 +65,9 @@ class FrameReader:
         length = self._length
         # A header inside the body: the length was wrong (too long) and another message began.
         start = max(0, self._scanned - 64)
-        inside = HEADER_START.search(buf, start, min(len(buf), length + 64))
-        if inside is not None and inside.start() < length:
-            end = inside.start()
+        inside = header_inside(buf, start, min(len(buf), length + 64))
+        if inside is not None and inside < length:
+            end = inside
             log.warning(
                 "a message was cut short by the next message's header (Content-Length %d, "
                 "body %d bytes): resynchronised",
@@ -79,8 +79,13 @@ class FrameReader:
         else:
             self._scanned = len(buf)
             return None
-        body = bytes(buf[:end])
-        del buf[:end]
+        if end == len(buf):
+            body = bytes(buf)  # one copy of a big body, not two (a slice, then bytes)
+            buf.clear()
+        else:
+            with memoryview(buf) as view, view[:end] as head:
+                body = bytes(head)
+            del buf[:end]
         self._length = None
         return body
 
@@ -112,6 +117,22 @@ class FrameReader:
         if dropped.strip() and HEADER_LINE.sub(b"", dropped).strip():
             self.skipped += count
             log.warning("skipped %d bytes outside any message (wrong Content-Length?)", count)
+
+
+def header_inside(buf: bytearray, start: int, end: int) -> int | None:
+    """Where the first ``Content-Length`` header line in ``buf[start:end]`` starts, if any.
+
+    Such a line ends with ``\r\n``, which a valid JSON body never holds: look for those
+    (``bytes.find``, at memory speed) and try the header's pattern only just before each.
+    A case-blind regular expression over the whole body took 90 ms for 10 MB.
+    """
+    at = buf.find(b"\r\n", start, end)
+    while at >= 0:
+        match = HEADER_START.search(buf, max(start, at - 96), at + 2)
+        if match is not None:
+            return match.start()
+        at = buf.find(b"\r\n", at + 2, end)
+    return None
 
 
 async def read_messages(

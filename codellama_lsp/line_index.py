@@ -42,7 +42,7 @@ class LineIndex:
         self._lines: list[int] = [0]
         """The line number of each checkpoint."""
         self._scan(0, 0, len(text))
-        self.breaks = count_breaks(text)
+        self.breaks = count_breaks(text) if self._has_cr else text.count("\n")
 
     @property
     def line_count(self) -> int:
@@ -134,7 +134,10 @@ class LineIndex:
                 nxt = -1 if nxt < 0 else nxt + 1
             if nxt < 0 or nxt >= end:
                 return
-            line += count_breaks(text, offset, nxt)
+            if self._has_cr:
+                line += count_breaks(text, offset, nxt)
+            else:
+                line += text.count("\n", offset, nxt)
             offset = nxt
             if offset > last:
                 self._offsets.append(offset)

@@ -381,14 +381,6 @@ def did_change_configuration(
         ls.update_settings(params.settings)
 
 
-def did_open(ls: CodeLlamaServer, params: types.DidOpenTextDocumentParams) -> None:
-    """Index the new document's lines now: opening may take as long as the document is big,
-    the keystrokes after it may not."""
-    doc = open_document(ls.workspace, params.text_document.uri)
-    if isinstance(doc, LspTextDocument):
-        doc.index  # noqa: B018 (built on first use)
-
-
 def did_change(ls: CodeLlamaServer, params: types.DidChangeTextDocumentParams) -> None:
     """After pygls applied the edit: tell the completer (typing rate, idle prefill)."""
     uri = params.text_document.uri
@@ -552,7 +544,6 @@ FEATURES: list[tuple[str, Any, Any]] = [
     (types.INITIALIZE, None, initialize),
     (types.INITIALIZED, None, initialized),
     (types.WORKSPACE_DID_CHANGE_CONFIGURATION, None, did_change_configuration),
-    (types.TEXT_DOCUMENT_DID_OPEN, None, did_open),
     (types.TEXT_DOCUMENT_DID_CHANGE, None, did_change),
     (types.TEXT_DOCUMENT_DID_CLOSE, None, did_close),
     (types.TEXT_DOCUMENT_DID_SAVE, None, did_save),
