@@ -31,6 +31,8 @@ HEADER_LINE = re.compile(rb"[A-Za-z][A-Za-z0-9-]*:[^\r\n]*\r\n")
 MAX_GARBAGE = 1 << 16
 """Bytes kept while no header is found (a header block is a few dozen bytes)."""
 MAX_BODY = 1 << 30
+Body = bytes | bytearray
+"""A message body as read (a big one is handed over in the reader's own buffer, uncopied)."""
 IDLE_S = 0.5
 """Quiet time after which a partial body that is whole JSON is taken as the message."""
 
@@ -48,7 +50,7 @@ class FrameReader:
     def feed(self, data: bytes) -> None:
         self._buf += data
 
-    def next_body(self) -> bytes | None:
+    def next_body(self) -> Body | None:
         """The next complete (or cut short) body, or None until more bytes come."""
         buf = self._buf
         if self._length is None:
@@ -79,9 +81,10 @@ class FrameReader:
         else:
             self._scanned = len(buf)
             return None
+        body: Body
         if end == len(buf):
-            body = bytes(buf)  # one copy of a big body, not two (a slice, then bytes)
-            buf.clear()
+            body = buf  # handed over as it is: a big body is not copied
+            self._buf = bytearray()
         else:
             with memoryview(buf) as view, view[:end] as head:
                 body = bytes(head)
@@ -137,7 +140,7 @@ def header_inside(buf: bytearray, start: int, end: int) -> int | None:
 
 async def read_messages(
     read: Callable[[], Awaitable[bytes]],
-    handle: Callable[[bytes], None],
+    handle: Callable[[Body], None],
     stopped: Callable[[], bool],
 ) -> None:
     """Read chunks with ``read`` until end of stream, handing each body to ``handle``.
@@ -152,8 +155,8 @@ async def read_messages(
             reading = asyncio.ensure_future(read())
         done, _ = await asyncio.wait({reading}, timeout=IDLE_S)
         if not done:
-            if (body := frames.flush_partial()) is not None:
-                _handle(handle, body)
+            if (partial := frames.flush_partial()) is not None:
+                _handle(handle, partial)
             continue
         data = reading.result()
         reading = None
@@ -166,7 +169,7 @@ async def read_messages(
                 return
 
 
-def _handle(handle: Callable[[bytes], None], body: bytes) -> None:
+def _handle(handle: Callable[[Body], None], body: Body) -> None:
     try:
         handle(body)
     except Exception:
