@@ -177,9 +177,11 @@ class Completer:
 
         # The same context as the request will get (a snapshot, taken on the event loop).
         context = self.context_provider.prepare(uri) if self.context_provider else None
+        # The cursor too: the document (its line index) changes on the event loop. Reading it
+        # costs the same in any document (an excerpt of a big one).
+        ctx = cursor()
 
         def build() -> tuple[int, ...]:
-            ctx = cursor()
             prompt = self._locked_prompt(uri, ctx, context)
             return cursor_prefix_ids(prompt, engine.tokens, ctx.line_prefix)
 
