@@ -15,7 +15,6 @@ import os
 import threading
 from pathlib import Path
 
-from codellama_lsp import loading
 from codellama_lsp.config import Settings
 from codellama_lsp.engines.base import (
     ConnectionListener,
@@ -23,9 +22,10 @@ from codellama_lsp.engines.base import (
     GenerationResult,
     ProgressCallback,
 )
-from codellama_lsp.models import resolve_model
-from codellama_lsp.postprocess import text_stop_index
-from codellama_lsp.tokenization import CodeTokens, load_tokenizer
+from codellama_lsp.engines.model_names import resolve_model
+from codellama_lsp.engines.stops import stopped_text
+from codellama_lsp.engines.tokenization import CodeTokens, load_tokenizer
+from codellama_lsp.lsp import loading
 
 
 class OracleEngine:
@@ -96,12 +96,9 @@ class OracleEngine:
         result = GenerationResult("", "length", prompt_tokens=len(request.prompt_ids))
         for n in range(1, len(ids) + 1):
             text = self.tokens.decode_continuation(ids[:n])
-            cut = text_stop_index(text, request.stop_sequences)
-            if cut is not None:
-                result.text, result.finish_reason = text[:cut], "stop"
-                break
-            if request.is_done is not None and request.is_done(text):
-                result.text, result.finish_reason = text, "stop"
+            kept = stopped_text(text, request)
+            if kept is not None:
+                result.text, result.finish_reason = kept, "stop"
                 break
             result.text = text
         result.generated_tokens = len(ids)

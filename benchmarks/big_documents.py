@@ -1,7 +1,7 @@
 """Completions in big documents (issue 28): does the keystroke path grow with the document?
 
-    python benchmarks/big_documents.py                       # 20 KB, 1 MB, 10 MB, 20 MB
-    python benchmarks/big_documents.py --sizes 20K,20M --repeat 5 --json big.json
+    python -m benchmarks.big_documents                       # 20 KB, 1 MB, 10 MB, 20 MB
+    python -m benchmarks.big_documents --sizes 20K,20M --repeat 5 --json big.json
 
 Documents of real functions (top-level functions of standard-library modules) hold the same
 *probe* function three times: at the start, in the middle and at the end. Every document
@@ -31,10 +31,8 @@ import tokenize
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-from tests.support.raw_client import RawClient  # noqa: E402
+from benchmarks.common import rss_bytes
+from tests.support.raw_client import RawClient
 
 STDLIB = Path(tokenize.__file__).parent
 MODULES = [
@@ -167,9 +165,7 @@ def build_document(size: int) -> tuple[str, list[int]]:
 
 
 def rss_mib(pid: int) -> float:
-    with open(f"/proc/{pid}/statm") as f:
-        pages = int(f.read().split()[1])
-    return pages * 4096 / 2**20
+    return rss_bytes(pid) / 2**20
 
 
 def timed_round_trip(client: RawClient) -> None:

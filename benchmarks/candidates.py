@@ -6,7 +6,7 @@ prompt; with KV slots (the default) the prompt's keys/values are reused, so each
 candidate costs its decode steps only. The baseline, in the same run, is the same with
 ``kv_cache_slots = 0``: every candidate prefills the prompt again.
 
-    .venv/bin/python benchmarks/candidates.py --model random:hidden=512,layers=8
+    .venv/bin/python -m benchmarks.candidates --model random:hidden=512,layers=8
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import time
 import tokenize
 from pathlib import Path
 
-from codellama_lsp.completer import Completer
+from codellama_lsp.completion.completer import Completer
 from codellama_lsp.config import Settings
 from codellama_lsp.cursor import Cursor
 from codellama_lsp.engines.local import LocalEngine
@@ -56,14 +56,14 @@ async def measure(model: str, slots: int, count: int, places: int) -> dict[str, 
     completer = Completer(settings, engine=engine)
     text = SOURCE.read_text()
     first_s, extra_s, extra_made = [], [], 0
-    for number, ctx in enumerate(positions(text, places)):
+    for number, cursor in enumerate(positions(text, places)):
         uri = f"file:///bench/{number}/argparse.py"
         started = time.perf_counter()
-        first = await completer.complete(uri, ctx)
+        first = await completer.complete(uri, cursor)
         first_s.append(time.perf_counter() - started)
         started = time.perf_counter()
         made_before = completer.stats.counts["candidates_generated"]
-        await completer.alternatives(uri, ctx, first.text if first else "", count)
+        await completer.alternatives(uri, cursor, first.text if first else "", count)
         extra_made += completer.stats.counts["candidates_generated"] - made_before
         extra_s.append(time.perf_counter() - started)
     counts = completer.stats.counts

@@ -11,7 +11,7 @@ the other; all editors run at the same time. Two set-ups per N:
 Reported: completion latency p50/p95 per N, the peak RSS (VmHWM) of one editor's language
 server (the mean over the N), the model server's, and that of all processes together. Run:
 
-    .venv/bin/python benchmarks/concurrent_editors.py --model random:hidden=512,layers=8
+    .venv/bin/python -m benchmarks.concurrent_editors --model random:hidden=512,layers=8
 """
 
 from __future__ import annotations
@@ -20,30 +20,15 @@ import argparse
 import asyncio
 import inspect
 import os
-import re
 import sys
 import time
 from contextlib import AsyncExitStack
-from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from codellama_lsp.stats import percentile  # noqa: E402
-from tests.support.lsp_session import Session, lsp_session  # noqa: E402
-from tests.support.model_servers import ModelServer  # noqa: E402
-
-
-def peak_rss_mb(pid: int) -> float:
-    """VmHWM: the most resident memory the process ever had."""
-    text = Path(f"/proc/{pid}/status").read_text()
-    match = re.search(r"VmHWM:\s+(\d+) kB", text)
-    return int(match.group(1)) / 1024 if match else 0.0
-
-
-def session_pid(session: Session) -> int:
-    return int(session.client._server.pid)  # type: ignore[attr-defined]
+from benchmarks.common import peak_rss_mb, session_pid
+from codellama_lsp.stats import percentile
+from tests.support.lsp_session import Session, lsp_session
+from tests.support.model_servers import ModelServer
 
 
 def documents(count: int) -> list[str]:
@@ -157,7 +142,7 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=6, help="completions per editor")
     parser.add_argument("--max-new-tokens", type=int, default=16)
     args = parser.parse_args()
-    from codellama_lsp.models import resolve_model
+    from codellama_lsp.engines.model_names import resolve_model
 
     resolve_model(args.model)  # build a random model once, outside the timings
     asyncio.run(main_async(args))

@@ -20,8 +20,8 @@ Then, on a workspace of at least 1,000 files (``--big``), the index build time a
 (tracemalloc) and the time to build one prompt (context + ``build_prompt``) at the same kind
 of positions.
 
-    python benchmarks/context_recall.py        # 4 projects + transformers: ~7 min on 2 busy cores
-    python benchmarks/context_recall.py --positions 40 --big ''   # quick: ~40 s
+    python -m benchmarks.context_recall        # 4 projects + transformers: ~7 min on 2 busy cores
+    python -m benchmarks.context_recall --positions 40 --big ''   # quick: ~40 s
 
 Results: docs/benchmarks.md, "Workspace context".
 """
@@ -43,23 +43,20 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-from codellama_lsp.config import Settings  # noqa: E402
-from codellama_lsp.context_sources import (  # noqa: E402
+from codellama_lsp.completion.prompt import LineCounter, build_prompt
+from codellama_lsp.config import Settings
+from codellama_lsp.context.open_documents import OpenDocumentsSource
+from codellama_lsp.context.recent_edits import RecentEdits
+from codellama_lsp.context.sources import (
     ContextSource,
     ContextSources,
     OpenDocument,
     Snapshot,
 )
-from codellama_lsp.cursor import Cursor, lsp_lines  # noqa: E402
-from codellama_lsp.open_documents import OpenDocumentsSource  # noqa: E402
-from codellama_lsp.prompt import LineCounter, build_prompt  # noqa: E402
-from codellama_lsp.recent_edits import RecentEdits  # noqa: E402
-from codellama_lsp.tokenization import CodeTokens  # noqa: E402
-from codellama_lsp.workspace_index import WorkspaceIndex  # noqa: E402
-from codellama_lsp.workspace_source import WorkspaceSource  # noqa: E402
+from codellama_lsp.context.workspace_index import WorkspaceIndex
+from codellama_lsp.context.workspace_source import WorkspaceSource
+from codellama_lsp.cursor import Cursor, lsp_lines
+from codellama_lsp.engines.tokenization import CodeTokens
 
 SITE = Path(sysconfig.get_paths()["purelib"])
 PROJECTS = ("pygls", "aiohttp", "hypothesis", "cachetools")
@@ -188,8 +185,8 @@ def provider(index: WorkspaceIndex, source: str, snapshot: Snapshot) -> ContextS
 
 
 def tokens() -> CodeTokens:
-    from codellama_lsp.models import resolve_model
-    from codellama_lsp.tokenization import load_tokenizer
+    from codellama_lsp.engines.model_names import resolve_model
+    from codellama_lsp.engines.tokenization import load_tokenizer
 
     return CodeTokens(load_tokenizer(resolve_model("demo")))
 
@@ -213,15 +210,15 @@ def run_project(
     found = dict.fromkeys(SOURCES, 0)
     times: list[float] = []
     for position in chosen:
-        ctx = cursor_at(position)
+        cursor = cursor_at(position)
         open_files = neighbours(position.path, files)
         for source in SOURCES:
             snapshot = snapshot_of(position.path, [] if source == "index" else open_files, root)
             context = provider(index, source, snapshot)
             started = time.perf_counter()
-            extra = context.context(snapshot.uri, ctx, budget) if context else ""
+            extra = context.context(snapshot.uri, cursor, budget) if context else ""
             prompt = build_prompt(
-                ctx,
+                cursor,
                 code_tokens,
                 fmt="prefix",
                 budget=4 * budget,

@@ -6,7 +6,7 @@ file; then its resident memory (VmRSS, and the peak VmHWM) is read from /proc. T
 measures the baseline: the same server with torch and transformers imported at start (a
 ``sitecustomize`` on PYTHONPATH), as the editor side was before it became torch-free.
 
-    .venv/bin/python benchmarks/editor_memory.py [--requests 100]
+    .venv/bin/python -m benchmarks.editor_memory [--requests 100]
 """
 
 from __future__ import annotations
@@ -15,25 +15,15 @@ import argparse
 import asyncio
 import inspect
 import os
-import re
-import sys
 import tempfile
 import textwrap
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from benchmarks.concurrent_editors import peak_rss_mb, session_pid  # noqa: E402
-from tests.support.lsp_session import lsp_session  # noqa: E402
-from tests.support.model_servers import ModelServer  # noqa: E402
+from benchmarks.common import peak_rss_mb, rss_mb, session_pid
+from tests.support.lsp_session import lsp_session
+from tests.support.model_servers import ModelServer
 
 PRELOAD = "import torch, transformers\nfrom transformers import AutoTokenizer\n"
-
-
-def rss_mb(pid: int) -> float:
-    match = re.search(r"VmRSS:\s+(\d+) kB", Path(f"/proc/{pid}/status").read_text())
-    return int(match.group(1)) / 1024 if match else 0.0
 
 
 async def measure(server_url: str, requests: int, env: dict[str, str]) -> tuple[float, float, int]:

@@ -1,8 +1,8 @@
 """How long can one hostile request hold up the model server's (and the language server's)
 event loop?
 
-    python benchmarks/event_loop_stall.py            # demo model, prints a table
-    python benchmarks/event_loop_stall.py --json stall.json
+    python -m benchmarks.event_loop_stall            # demo model, prints a table
+    python -m benchmarks.event_loop_stall --json stall.json
 
 Starts ``codellama-lsp serve --model demo``, then sends the heavy bad inputs of issue 12 one
 kind at a time (a megabyte prompt, eight at once, a megabyte of token ids, the largest prompt
@@ -21,17 +21,13 @@ import argparse
 import http.client
 import json
 import statistics
-import sys
 import threading
 import time
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-from tests.support.model_servers import running_server  # noqa: E402
-from tests.support.raw_client import RawClient  # noqa: E402
+from tests.support.model_servers import running_server
+from tests.support.raw_client import RawClient
 
 
 class Probe(threading.Thread):

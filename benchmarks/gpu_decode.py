@@ -18,8 +18,8 @@ depths (t(L) = fixed + L × per_layer, stated in the output). Reported:
 
 Runs with the GPU machine's own torch/transformers, no downloads, in well under 8 minutes:
 
-    python benchmarks/gpu_decode.py            # on an 80-141 GB GPU
-    python benchmarks/gpu_decode.py --smoke    # tiny config on CPU (CI: tests/test_gpu_decode.py)
+    python -m benchmarks.gpu_decode            # on an 80-141 GB GPU
+    python -m benchmarks.gpu_decode --smoke    # tiny config on CPU (CI: tests/test_gpu_decode.py)
 """
 
 from __future__ import annotations
@@ -30,20 +30,16 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import torch
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-from codellama_lsp.config import Settings  # noqa: E402
-from codellama_lsp.engines.base import GenerationRequest  # noqa: E402
-from codellama_lsp.engines.kv_cache import new_kv_cache  # noqa: E402
-from codellama_lsp.engines.local import LocalEngine  # noqa: E402
-from codellama_lsp.models import demo_model_dir  # noqa: E402
-from codellama_lsp.tokenization import CodeTokens, load_tokenizer  # noqa: E402
+from codellama_lsp.config import Settings
+from codellama_lsp.engines.base import GenerationRequest
+from codellama_lsp.engines.kv_cache import new_kv_cache
+from codellama_lsp.engines.local import LocalEngine
+from codellama_lsp.engines.model_names import demo_model_dir
+from codellama_lsp.engines.tokenization import CodeTokens, load_tokenizer
 
 LAYERS_70B = 80
 

@@ -6,29 +6,24 @@ alternate the two caches on the same model and prompt (so load on a shared machi
 alike): prefill the prompt, then greedy decode steps, timed. Prints the median ms per step of
 each, their ratio, and checks that both produced the same tokens.
 
-    .venv/bin/python benchmarks/kv_growth.py                    # 63M random model, 1,900 tokens
-    .venv/bin/python benchmarks/kv_growth.py --model demo --prompt 200
+    .venv/bin/python -m benchmarks.kv_growth                    # 63M random model, 1,900 tokens
+    .venv/bin/python -m benchmarks.kv_growth --model demo --prompt 200
 """
 
 from __future__ import annotations
 
 import argparse
 import statistics
-import sys
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import torch
 from transformers import DynamicCache
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-from codellama_lsp.config import Settings  # noqa: E402
-from codellama_lsp.engines.kv_cache import new_kv_cache  # noqa: E402
-from codellama_lsp.engines.local import LocalEngine  # noqa: E402
+from codellama_lsp.config import Settings
+from codellama_lsp.engines.kv_cache import new_kv_cache
+from codellama_lsp.engines.local import LocalEngine
 
 CACHES: dict[str, Callable[[Any], DynamicCache]] = {
     "DynamicCache": lambda config: DynamicCache(config=config),

@@ -1,7 +1,7 @@
 """The language server's C heap per request, without a model (issue 28's ~88 bytes a request).
 
-    OMP_NUM_THREADS=1 python benchmarks/lsp_heap.py --requests 16000 --every 1000
-    OMP_NUM_THREADS=1 python benchmarks/lsp_heap.py --requests 11000 --every 1000 --trace 5000,11000
+    OMP_NUM_THREADS=1 python -m benchmarks.lsp_heap --requests 16000 --every 1000
+    OMP_NUM_THREADS=1 python -m benchmarks.lsp_heap --requests 11000 --every 1000 --trace 5000,11000
 
 In this process: the real server's protocol and handlers (``handle_body``, as framed messages
 would arrive), a fake engine that answers at once (so that thousands of requests take
@@ -20,22 +20,17 @@ import gc
 import inspect
 import json
 import random
-import sys
 import textwrap
 import threading
 import tracemalloc
-from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-from codellama_lsp.config import Settings  # noqa: E402
-from codellama_lsp.engines.base import GenerationRequest, GenerationResult  # noqa: E402
-from codellama_lsp.memory import heap_in_use_bytes  # noqa: E402
-from codellama_lsp.models import resolve_model  # noqa: E402
-from codellama_lsp.server import create_server  # noqa: E402
-from codellama_lsp.tokenization import CodeTokens, load_tokenizer  # noqa: E402
+from codellama_lsp.config import Settings
+from codellama_lsp.engines.base import GenerationRequest, GenerationResult
+from codellama_lsp.engines.model_names import resolve_model
+from codellama_lsp.engines.tokenization import CodeTokens, load_tokenizer
+from codellama_lsp.lsp.server import create_server
+from codellama_lsp.memory import heap_in_use_bytes
 
 MIB = 2**20
 
@@ -64,8 +59,10 @@ class FakeEngine:
 
     def generate(self, request: GenerationRequest, cancel: threading.Event) -> GenerationResult:
         text = "value = compute(x)\n    return value"
-        if request.is_done is not None:
-            request.is_done(text)
+        if request.on_text is not None:
+            request.on_text(text)
+        if request.should_stop is not None:
+            request.should_stop(text)
         return GenerationResult(text, "stop", prompt_tokens=len(request.prompt_ids))
 
 

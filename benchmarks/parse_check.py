@@ -9,23 +9,18 @@ CPU time of the checking thread (`time.thread_time`): the machine may be shared,
 for a core is not the check's cost; the server's own wall-clock figure is in `codellama.stats`
 (`timings_ms.parse_check`) and in `benchmarks/quality.py`'s report.
 
-    .venv/bin/python benchmarks/parse_check.py
+    .venv/bin/python -m benchmarks.parse_check
 """
 
 from __future__ import annotations
 
 import random
 import statistics
-import sys
 import time
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-import quality
-
+from benchmarks import quality
+from codellama_lsp.completion.parse_check import keep_parsing, parses, window
 from codellama_lsp.cursor import Cursor
-from codellama_lsp.parse_check import keep_parsing, parses, window
 
 BROKEN_TAIL = "\n    x = (("
 
@@ -48,12 +43,12 @@ def main() -> int:
         times: list[float] = []
         checked = changed = 0
         for case in cases:
-            ctx = Cursor(case.text, case.line, case.column)
+            cursor = Cursor(case.text, case.line, case.column)
             text = head + case.expected + tail
             started = time.thread_time()
-            kept = keep_parsing(text, ctx, case.column)
+            kept = keep_parsing(text, cursor, case.column)
             times.append((time.thread_time() - started) * 1000)
-            win = window(ctx, case.column)
+            win = window(cursor, case.column)
             checked += win is not None and parses(win.before)
             changed += kept != text
         print(

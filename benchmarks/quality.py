@@ -13,9 +13,9 @@ text is ours: prompt, LSP handling or clean-up. Reported per kind and format:
 * the parse check (``--parse-check on|off``): of the suggestions shown where the code around the
   cursor parsed before, how many make it stop parsing, and the check's cost per suggestion.
 
-    .venv/bin/python benchmarks/quality.py               # oracle, both prompt formats
-    .venv/bin/python benchmarks/quality.py --model demo  # the real demo model
-    .venv/bin/python benchmarks/quality.py --corpus sealed   # the never-read split (below)
+    .venv/bin/python -m benchmarks.quality               # oracle, both prompt formats
+    .venv/bin/python -m benchmarks.quality --model demo  # the real demo model
+    .venv/bin/python -m benchmarks.quality --corpus sealed   # the never-read split (below)
 
 **The two splits of issue 28.** Rules written while their positions are in view score well on
 those positions and say little about code nobody looked at. So the installed third-party
@@ -52,11 +52,11 @@ import aiohttp
 from lsprotocol import types
 from pygls.lsp.client import LanguageClient
 
-from codellama_lsp import demo_corpus
+from benchmarks.common import ROOT
+from codellama_lsp.completion.parse_check import parses, window
 from codellama_lsp.cursor import Cursor
-from codellama_lsp.parse_check import parses, window
+from codellama_lsp.demo import corpus as demo_corpus
 
-ROOT = Path(__file__).resolve().parent.parent
 STDLIB = Path(tokenize.__file__).parent
 FILES = [
     "textwrap.py",
@@ -431,7 +431,7 @@ async def run_cases(
     answers = workdir / "answer.json"
     log = workdir / "prompts.jsonl"
     log.write_text("")
-    env_cmd = [sys.executable, str(ROOT / "benchmarks" / "_oracle_server.py")]
+    env_cmd = [sys.executable, "-m", "benchmarks._oracle_server"]  # from ROOT (cwd below)
     if not oracle:
         env_cmd = [sys.executable, "-m", "codellama_lsp.cli"]
     import os
@@ -462,6 +462,7 @@ async def run_cases(
             status = await client.workspace_execute_command_async(
                 types.ExecuteCommandParams(command="codellama.status")
             )
+            assert status is not None
             state = status["state"] if isinstance(status, dict) else status.state
             if state == "ready":
                 break
@@ -530,7 +531,7 @@ async def run_cases(
 
 def inserted_at_cursor(item: types.InlineCompletionItem, line_text: str, column: int) -> str:
     """What accepting ``item`` inserts at the cursor: an item whose range runs past the cursor
-    puts the text it replaces back at its end (see ``postprocess.line_edit``)."""
+    puts the text it replaces back at its end (see ``cleanup.line_edit``)."""
     text = str(item.insert_text)
     if item.range is None or item.range.end.line != item.range.start.line:
         return text

@@ -1,6 +1,6 @@
 """Long multi-client soak of the model server (``codellama-lsp serve``, demo model).
 
-    python benchmarks/soak.py --model-server 4 --requests 20000 --sample-every 1000
+    python -m benchmarks.soak --model-server 4 --requests 20000 --sample-every 1000
 
 Each client types a standard-library file a character at a time and asks for a completion
 after every key, over its own keep-alive connection and session: plain and streamed answers,
@@ -22,7 +22,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from benchmarks.soak import ROOT, memory_curve, os_threads, rss_bytes, source_files
+from benchmarks.common import ROOT, memory_curve, os_threads, rss_bytes, source_files
 
 
 def start_server() -> tuple[subprocess.Popen[str], int]:

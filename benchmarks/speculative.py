@@ -21,10 +21,10 @@ tokens as plain decoding (mismatches are counted and must be 0). Variants:
 Reported per variant: target forward passes per generated token (decode passes only),
 acceptance per source (accepted / drafted), and the wall-time ratio to plain (decode time).
 
-    .venv/bin/python benchmarks/speculative.py --models demo     # 200 positions
-    .venv/bin/python benchmarks/speculative.py --models 'random:hidden=768,layers=8' \
+    .venv/bin/python -m benchmarks.speculative --models demo     # 200 positions
+    .venv/bin/python -m benchmarks.speculative --models 'random:hidden=768,layers=8' \
         --budget 128 --max-new-tokens 12                            # 63M random model
-    .venv/bin/python benchmarks/speculative.py --quick          # 40 positions, smoke run
+    .venv/bin/python -m benchmarks.speculative --quick          # 40 positions, smoke run
 """
 
 from __future__ import annotations
@@ -35,24 +35,18 @@ import sys
 import threading
 import time
 from collections import defaultdict
-from pathlib import Path
 from typing import Any
 
 import torch
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "benchmarks"))
-sys.path.insert(0, str(ROOT))
-
-import quality  # noqa: E402
-
-from codellama_lsp.cache import TypingThrough  # noqa: E402
-from codellama_lsp.config import Settings  # noqa: E402
-from codellama_lsp.cursor import Cursor  # noqa: E402
-from codellama_lsp.engines.base import GenerationRequest, GenerationResult  # noqa: E402
-from codellama_lsp.engines.drafts import SOURCES  # noqa: E402
-from codellama_lsp.engines.local import LocalEngine  # noqa: E402
-from codellama_lsp.prompt import build_prompt  # noqa: E402
+from benchmarks import quality
+from codellama_lsp.completion.cache import TypingThrough
+from codellama_lsp.completion.prompt import build_prompt
+from codellama_lsp.config import Settings
+from codellama_lsp.cursor import Cursor
+from codellama_lsp.engines.base import GenerationRequest, GenerationResult
+from codellama_lsp.engines.drafts import SOURCES
+from codellama_lsp.engines.local import LocalEngine
 
 MODELS = ("demo", "random:hidden=768,layers=8")
 
@@ -114,8 +108,8 @@ def requests_for(case: quality.Case, max_new: int) -> list[tuple[Cursor, int]]:
     return out
 
 
-def prompt_ids(engine: LocalEngine, ctx: Cursor, fmt: str, budget: int) -> tuple[int, ...]:
-    prompt = build_prompt(ctx, engine.tokens, fmt=fmt, budget=budget)  # type: ignore[arg-type]
+def prompt_ids(engine: LocalEngine, cursor: Cursor, fmt: str, budget: int) -> tuple[int, ...]:
+    prompt = build_prompt(cursor, engine.tokens, fmt=fmt, budget=budget)  # type: ignore[arg-type]
     return prompt.ids
 
 
@@ -129,15 +123,15 @@ def run_model(
     started = time.perf_counter()
     for i, case in enumerate(cases):
         fmt = "fim" if i % 2 else "prefix"
-        for ctx, new_tokens in requests_for(case, max_new):
-            ids = prompt_ids(engines["plain"], ctx, fmt, budget)
+        for cursor, new_tokens in requests_for(case, max_new):
+            ids = prompt_ids(engines["plain"], cursor, fmt, budget)
             outputs: dict[str, GenerationResult] = {}
             # Rotate the order so that machine load drifts hit every variant alike.
             names = list(engines)
             names = names[i % len(names) :] + names[: i % len(names)]
             for name in names:
                 engine = engines[name]
-                draft = typing[name].draft(case.file, ctx.prefix)
+                draft = typing[name].draft(case.file, cursor.prefix)
                 request = GenerationRequest(
                     prompt_ids=ids,
                     max_new_tokens=new_tokens,
@@ -149,7 +143,7 @@ def run_model(
                 t0 = time.perf_counter()
                 result = engine.generate(request, threading.Event())
                 wall = time.perf_counter() - t0
-                typing[name].remember(case.file, ctx.prefix, ctx.suffix, result.text)
+                typing[name].remember(case.file, cursor.prefix, cursor.suffix, result.text)
                 outputs[name] = result
                 row = totals[name]
                 row["wall"] += wall

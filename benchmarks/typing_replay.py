@@ -29,10 +29,10 @@ A user waits at most ``--max-wait`` seconds at a pause; a naive server that is f
 behind is recorded at that bound (a lower bound on its latency) and the queue it still holds
 at the end is counted as generations it would run, then dropped (the process is stopped).
 
-    python benchmarks/typing_replay.py                   # fast typist, all modes
-    python benchmarks/typing_replay.py --trace person    # a person's speed
-    python benchmarks/typing_replay.py --quick           # smoke run
-    python benchmarks/typing_replay.py --quick --workspace   # with the workspace index
+    python -m benchmarks.typing_replay                   # fast typist, all modes
+    python -m benchmarks.typing_replay --trace person    # a person's speed
+    python -m benchmarks.typing_replay --quick           # smoke run
+    python -m benchmarks.typing_replay --quick --workspace   # with the workspace index
 
 Results and their reading: docs/benchmarks.md, "Typing speed".
 """
@@ -57,7 +57,8 @@ from typing import Any
 from lsprotocol import types
 from pytest_lsp.client import make_test_lsp_client
 
-ROOT = Path(__file__).resolve().parent.parent
+from benchmarks.common import ROOT
+
 RANDOM_MODEL = "random:hidden=768,layers=8"  # 62.8M parameters with the demo tokenizer
 FILES = ("textwrap.py", "shlex.py", "calendar.py", "gettext.py", "argparse.py")
 THIRD_PARTY = ("cachetools", "pygls.protocol.json_rpc", "requests.models", "jinja2.lexer")
@@ -151,8 +152,8 @@ class FileTrace:
 
 
 def _count_tokens() -> Any:
-    from codellama_lsp.models import demo_model_dir
-    from codellama_lsp.tokenization import CodeTokens, load_tokenizer
+    from codellama_lsp.engines.model_names import demo_model_dir
+    from codellama_lsp.engines.tokenization import CodeTokens, load_tokenizer
 
     return CodeTokens(load_tokenizer(str(demo_model_dir()))).count
 
@@ -347,7 +348,9 @@ class Editor:
                 trigger_kind=types.InlineCompletionTriggerKind.Automatic
             ),
         )
-        future = asyncio.ensure_future(self.client.text_document_inline_completion_async(params))
+        future: asyncio.Future[Any] = asyncio.ensure_future(
+            self.client.text_document_inline_completion_async(params)
+        )
 
         def on_done(f: asyncio.Future[Any]) -> None:
             sent.done = time.perf_counter()
@@ -411,6 +414,7 @@ async def replay(
             stats = await client.workspace_execute_command_async(
                 types.ExecuteCommandParams(command="codellama.stats")
             )
+            assert stats is not None
             index = dict(stats)["workspace_index"]
             built = index["last_build"] if isinstance(index, dict) else index.last_build
             if built:
@@ -479,15 +483,15 @@ async def replay(
                     censored += await wait(ed.sent[-1], last, max_wait)
                 elif step.choice < 0.85 and (word := NEXT_WORD.match(shown)) and word[0] != shown:
                     # Accept its next word (the rest then comes by typing-through).
-                    command = ed.sent[-1].items[0].command
+                    accepting = ed.sent[-1].items[0].command
                     ed.keystrokes += 1
                     ed.replace((ed.line, ed.col), (ed.line, ed.col), word[0])
-                    arguments = command.arguments if command is not None else None
-                    item = {"insertText": shown, "command": {"arguments": arguments}}
+                    accepted_arguments = accepting.arguments if accepting is not None else None
+                    partial = {"insertText": shown, "command": {"arguments": accepted_arguments}}
                     length = len(word[0].encode("utf-16-le")) // 2
                     client.protocol.notify(
                         "textDocument/didPartiallyAcceptCompletion",
-                        {"item": item, "acceptedLength": length},
+                        {"item": partial, "acceptedLength": length},
                     )
                     did["partially_accepted"] += 1
                     did["partially_accepted_chars"] += len(word[0])
@@ -749,7 +753,7 @@ def table(name: str, results: dict[str, dict[str, Any]]) -> str:
 
 
 async def main_async(args: argparse.Namespace) -> int:
-    from codellama_lsp.models import resolve_model
+    from codellama_lsp.engines.model_names import resolve_model
 
     if args.quick:
         n_files, sites, chars = 1, 2, 40
@@ -815,5 +819,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.path.insert(0, str(ROOT))
     raise SystemExit(main())

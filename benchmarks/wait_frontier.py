@@ -15,8 +15,8 @@ It is an upper bound for the real server in one way only: the server also skips 
 its cache, typing-through or a kept generation answer (so it starts somewhat less). Accepted
 suggestions start their prefetch at once, without a wait, and always complete.
 
-    python benchmarks/wait_frontier.py
-    python benchmarks/wait_frontier.py --latency-ms 250,340 --waits-ms 0,146,200,500,800
+    python -m benchmarks.wait_frontier
+    python -m benchmarks.wait_frontier --latency-ms 250,340 --waits-ms 0,146,200,500,800
 
 Results and their reading: docs/benchmarks.md, "A person's typing speed".
 """
@@ -25,14 +25,10 @@ from __future__ import annotations
 
 import argparse
 import math
-import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from typing_replay import ACCEPT, FULL_TRACE, Step, build_traces
+from benchmarks.typing_replay import ACCEPT, FULL_TRACE, Step, build_traces
 
 
 @dataclass(frozen=True)

@@ -11,8 +11,8 @@ from collections.abc import Sequence
 from typing import Any
 
 from codellama_lsp import __version__
-from codellama_lsp.command_line import add_setting_flags, configure_logging, settings_from
 from codellama_lsp.config import describe
+from codellama_lsp.settings_flags import add_setting_flags, configure_logging, settings_from
 
 SUBCOMMANDS = ("demo", "serve", "settings", "check")
 
@@ -31,7 +31,7 @@ def server_main(argv: Sequence[str]) -> int:
     args = parser.parse_args(argv)
     settings = settings_from(args)
     configure_logging(settings.log_level)
-    from codellama_lsp.server import create_server
+    from codellama_lsp.lsp.server import create_server
 
     server = create_server(settings)
     if args.tcp:
@@ -63,7 +63,7 @@ def demo_main(argv: Sequence[str]) -> int:
         name: getattr(args, name) for name, *_ in describe() if getattr(args, name) is not None
     }
     overrides.setdefault("model", "demo")
-    from codellama_lsp.demo_client import run_demo
+    from codellama_lsp.demo.client import run_demo
 
     return run_demo(args.target, overrides, timeout=args.timeout, as_json=args.json)
 
@@ -85,7 +85,7 @@ def check_command(argv: Sequence[str]) -> int:
         "memory, the model server). Exit status 1 when the model cannot load.",
     )
     add_setting_flags(parser)
-    from codellama_lsp.check import check_main
+    from codellama_lsp.diagnose import check_main
 
     return check_main(settings_from(parser.parse_args(argv)))
 

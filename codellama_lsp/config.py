@@ -16,6 +16,8 @@ from dataclasses import dataclass, fields
 from typing import Any, Literal
 
 DEFAULT_MODEL = "codellama/CodeLlama-70b-Python-hf"
+DEFAULT_PORT = 8765
+"""``codellama-lsp serve``'s port, and so the default ``server_url``'s."""
 ENV_PREFIX = "CODELLAMA_LSP_"
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
@@ -72,7 +74,7 @@ class Settings:
         reload=True,
     )
     server_url: str = setting(
-        "http://127.0.0.1:8765",
+        f"http://127.0.0.1:{DEFAULT_PORT}",
         "base URL of the OpenAI-compatible server for `http`/`auto`",
         reload=True,
     )

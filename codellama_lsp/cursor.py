@@ -61,7 +61,7 @@ def detect_indent_unit(lines: list[str], default: str = "    ") -> str:
 class Cursor:
     """A document split at the cursor. ``line`` and ``character`` are Python string indices.
 
-    In a big document ``text`` is an excerpt (:func:`codellama_lsp.documents.cursor_at`): the
+    In a big document ``text`` is an excerpt (:func:`codellama_lsp.lsp.documents.cursor_at`): the
     document's first lines and the lines around the cursor, all that prompts and clean-up
     read. ``line`` counts lines of ``text``; the document's own number of the cursor's line is
     :attr:`document_line`.
@@ -188,9 +188,9 @@ class Cursor:
         lines = lsp_lines(text) if lines is None else lines
         line = min(max(line, 0), len(lines) - 1)
         character = min(max(character, 0), len(lines[line]))
-        ctx = cls(text, line, character, line_shift)
-        ctx.__dict__["lines"] = lines  # prime the cached_property
-        return ctx
+        cursor = cls(text, line, character, line_shift)
+        cursor.__dict__["lines"] = lines  # prime the cached_property
+        return cursor
 
     def with_line_window(self, limit: int) -> Cursor:
         """The same cursor with its line cut to ``limit`` characters on each side.

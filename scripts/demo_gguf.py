@@ -25,7 +25,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from codellama_lsp.models import DEMO_MODEL_NAME, resolve_model
+from codellama_lsp.engines.model_names import DEMO_MODEL_NAME, resolve_model
 
 MODEL_FILES = ("config.json", "generation_config.json", "model.safetensors")
 FORMAT = "2"  # bump when the conversion changes: the cached GGUF is remade

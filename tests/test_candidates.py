@@ -6,7 +6,7 @@ import dataclasses
 
 from lsprotocol import types
 
-from codellama_lsp.candidates import add_distinct, alternative_requests
+from codellama_lsp.completion.candidates import add_distinct, alternative_requests
 from codellama_lsp.engines.base import GenerationRequest
 from tests.support import GREEDY
 from tests.support.documents import SAMPLE, end_of

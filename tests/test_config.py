@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from codellama_lsp.completer import Completer
+from codellama_lsp.completion.completer import Completer
 from codellama_lsp.config import (
     CACHE_KEY_SETTINGS,
     EDITOR_SETTINGS,

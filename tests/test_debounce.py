@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 import pytest
 
-from codellama_lsp.debounce import (
+from codellama_lsp.completion.debounce import (
     MAX_PAUSE_MS,
     MIN_PAUSE_MS,
     UNMEASURED_WAIT_MS,

@@ -5,9 +5,9 @@ from __future__ import annotations
 import re
 import subprocess
 
+from codellama_lsp.completion.parse_check import window
 from codellama_lsp.cursor import Cursor
-from codellama_lsp.demo_client import EXAMPLE
-from codellama_lsp.parse_check import window
+from codellama_lsp.demo.client import EXAMPLE
 from tests.support import CLI, ROOT
 
 

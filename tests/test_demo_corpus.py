@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from codellama_lsp import demo_corpus
-from codellama_lsp.demo_model import _Sampler
-from codellama_lsp.models import demo_model_dir
-from codellama_lsp.tokenization import CodeTokens, load_tokenizer
+from codellama_lsp.demo import corpus as demo_corpus
+from codellama_lsp.demo.model import _Sampler
+from codellama_lsp.engines.model_names import demo_model_dir
+from codellama_lsp.engines.tokenization import CodeTokens, load_tokenizer
 
 
 @pytest.mark.parametrize(

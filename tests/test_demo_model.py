@@ -13,11 +13,11 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM, GenerationMixin, LlamaForCausalLM
 
-from codellama_lsp import demo_corpus
-from codellama_lsp.demo_model import _Sampler
+from codellama_lsp.demo import corpus as demo_corpus
+from codellama_lsp.demo.model import _Sampler
 from codellama_lsp.engines.base import GenerationRequest
-from codellama_lsp.models import DEMO_MODEL_NAME, demo_model_dir, resolve_model
-from codellama_lsp.tokenization import CodeTokens, load_tokenizer
+from codellama_lsp.engines.model_names import DEMO_MODEL_NAME, demo_model_dir, resolve_model
+from codellama_lsp.engines.tokenization import CodeTokens, load_tokenizer
 from tests.support.engines import load_engine
 
 

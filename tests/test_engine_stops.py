@@ -16,7 +16,7 @@ PROMPT = "import os\n\n\ndef list_python_files(root):\n    "
 
 
 @pytest.mark.parametrize("speculative", [True, False])
-def test_a_generation_stopped_by_is_done_returns_its_text(speculative: bool) -> None:
+def test_a_generation_stopped_by_should_stop_returns_its_text(speculative: bool) -> None:
     """The completer stops a generation once it has left the cursor's block; what it made up
     to there is the suggestion (it used to come back empty: no ghost text for any multi-line
     completion that ended a block)."""
@@ -29,7 +29,9 @@ def test_a_generation_stopped_by_is_done_returns_its_text(speculative: bool) -> 
 
         plain = engine.generate(request(), threading.Event())
         assert len(plain.text) >= 12, plain.text
-        stopped = engine.generate(request(is_done=lambda text: len(text) >= 12), threading.Event())
+        stopped = engine.generate(
+            request(should_stop=lambda text: len(text) >= 12), threading.Event()
+        )
         assert stopped.finish_reason == "stop"
         made = engine.tokens.decode_continuation(plain.token_ids[: stopped.generated_tokens])
         assert stopped.text == made and len(made) >= 12

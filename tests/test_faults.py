@@ -20,7 +20,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from codellama_lsp.models import resolve_model
+from codellama_lsp.engines.model_names import resolve_model
 from tests.support import DEMO, ROOT, wait_until
 from tests.support.raw_client import RawClient
 
@@ -117,7 +117,7 @@ def test_out_of_memory_while_loading(tmp_path: Path, client_factory: list[RawCli
         [
             sys.executable,
             "-c",
-            f"from codellama_lsp.models import resolve_model; resolve_model({spec!r})",
+            f"from codellama_lsp.engines.model_names import resolve_model; resolve_model({spec!r})",
         ],
         env={**os.environ, **env},
         cwd=ROOT,

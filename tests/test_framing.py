@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from codellama_lsp.framing import FrameReader
+from codellama_lsp.lsp.framing import FrameReader
 
 
 def frame(body: bytes, length: int | None = None, extra: bytes = b"") -> bytes:

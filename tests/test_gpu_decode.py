@@ -14,11 +14,12 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def test_gpu_decode_smoke_runs_every_measurement() -> None:
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
     out = subprocess.run(
         [
             sys.executable,
-            str(ROOT / "benchmarks" / "gpu_decode.py"),
+            "-m",
+            "benchmarks.gpu_decode",
             "--smoke",
             "--max-layers",
             "3",
@@ -27,6 +28,7 @@ def test_gpu_decode_smoke_runs_every_measurement() -> None:
         text=True,
         timeout=300,
         env=env,
+        cwd=ROOT,
         check=False,
     )
     assert out.returncode == 0, out.stdout + out.stderr[-3000:]

@@ -336,7 +336,7 @@ def test_process_ids_that_are_not_a_live_process_do_not_end_the_server() -> None
 
 
 def test_only_a_live_positive_pid_is_watched() -> None:
-    from codellama_lsp.watchdog import process_exists
+    from codellama_lsp.lsp.watchdog import process_exists
 
     for pid in (-1, -7, 0, 2**22 + 1, 2**31, 2**40, 2**70, dead_pid()):
         assert not process_exists(pid), pid

@@ -79,7 +79,7 @@ def test_text_prompts_give_the_same_text_as_token_ids(server: ModelServer) -> No
     assert by_text.finish_reason != "error" and by_text.text == by_ids.text
 
 
-def test_stop_sequences_and_is_done_are_applied_to_the_stream(server: ModelServer) -> None:
+def test_stop_sequences_and_should_stop_are_applied_to_the_stream(server: ModelServer) -> None:
     engine = loaded(settings_for(server))
     seen: list[str] = []
 
@@ -89,7 +89,9 @@ def test_stop_sequences_and_is_done_are_applied_to_the_stream(server: ModelServe
 
     tokens = engine.tokens
     ids = (tokens.bos_id or 1, *tokens.encode("def add(a, b):\n"))
-    result = engine.generate(GenerationRequest(ids, 200, 0.0, 1.0, is_done=done), threading.Event())
+    result = engine.generate(
+        GenerationRequest(ids, 200, 0.0, 1.0, should_stop=done), threading.Event()
+    )
     assert result.finish_reason == "stop" and result.text == seen[-1] and len(result.text) >= 3
     plain = engine.generate(GenerationRequest(ids, 48, 0.0, 1.0), threading.Event())
     stop = plain.text.strip()[4:6]  # two characters from inside the plain text

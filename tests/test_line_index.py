@@ -5,9 +5,9 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from codellama_lsp import line_index
 from codellama_lsp.cursor import lsp_lines
-from codellama_lsp.line_index import LineIndex
+from codellama_lsp.lsp import line_index
+from codellama_lsp.lsp.line_index import LineIndex
 
 PIECES = st.lists(
     st.sampled_from(["a", "bc", "def f():", "    x = 1", "\n", "\r\n", "\r", "é", "\u2028"]),

@@ -26,7 +26,7 @@ from lsprotocol import types
 from codellama_lsp.config import Settings
 from codellama_lsp.engines.base import GenerationRequest
 from codellama_lsp.engines.http import HttpEngine
-from codellama_lsp.tokenization import CodeTokens
+from codellama_lsp.engines.tokenization import CodeTokens
 from tests.support import wait_until
 from tests.support.documents import SAMPLE, end_of, long_source
 from tests.support.lsp_session import lsp_session

@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+from codellama_lsp.completion.cleanup import replace_range_end
+from codellama_lsp.completion.parse_check import (
+    MAX_WINDOW_CHARS,
+    is_python,
+    keep_parsing,
+    parses,
+    window,
+)
 from codellama_lsp.cursor import Cursor
-from codellama_lsp.parse_check import MAX_WINDOW_CHARS, is_python, keep_parsing, parses, window
-from codellama_lsp.postprocess import replace_range_end
 
 
 def at_marker(source: str) -> Cursor:

@@ -6,7 +6,7 @@ import pytest
 from lsprotocol import types
 from pygls.workspace import PositionCodec, TextDocument
 
-from codellama_lsp.documents import client_position, cursor_at
+from codellama_lsp.lsp.documents import client_position, cursor_at
 
 TEXT = 'label = "héllo 😀 世界"; x = \nprint(label)\n'
 

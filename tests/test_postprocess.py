@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from codellama_lsp import postprocess as pp
+from codellama_lsp.completion import cleanup as pp
 from codellama_lsp.cursor import Cursor
 
 STOPS = ("\ndef ", "\nclass ", "\nif __name__", "\n\n\n")

@@ -9,11 +9,11 @@ from functools import cache
 
 import pytest
 
+from codellama_lsp.completion.idle_prefill import cursor_prefix_ids, word_being_typed
+from codellama_lsp.completion.prompt import build_prompt
 from codellama_lsp.cursor import Cursor
-from codellama_lsp.models import resolve_model
-from codellama_lsp.prefill import cursor_prefix_ids, word_being_typed
-from codellama_lsp.prompt import build_prompt
-from codellama_lsp.tokenization import CodeTokens, load_tokenizer
+from codellama_lsp.engines.model_names import resolve_model
+from codellama_lsp.engines.tokenization import CodeTokens, load_tokenizer
 
 SOURCE = inspect.getsource(textwrap)
 

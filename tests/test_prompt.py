@@ -11,12 +11,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from codellama_lsp.context_sources import take_snapshot
+from codellama_lsp.completion.prompt import LineCounter, build_prompt, choose_format, window_start
+from codellama_lsp.context.open_documents import OpenDocumentsSource, definitions
+from codellama_lsp.context.sources import take_snapshot
 from codellama_lsp.cursor import Cursor
-from codellama_lsp.models import resolve_model
-from codellama_lsp.open_documents import OpenDocumentsSource, definitions
-from codellama_lsp.prompt import LineCounter, build_prompt, choose_format, window_start
-from codellama_lsp.tokenization import CodeTokens, load_tokenizer
+from codellama_lsp.engines.model_names import resolve_model
+from codellama_lsp.engines.tokenization import CodeTokens, load_tokenizer
 
 
 @cache

@@ -7,15 +7,11 @@ from __future__ import annotations
 
 import asyncio
 import random
-import sys
 from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "benchmarks"))
-
-import quality  # noqa: E402
+from benchmarks import quality
 
 
 @pytest.mark.parametrize("fmt", ["prefix", "fim"])

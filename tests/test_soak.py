@@ -1,6 +1,6 @@
 """A reduced long session for CI: typing replay against the real server (demo model).
 
-The long runs (``python benchmarks/soak.py --long``, and ``--model-server 4``) record their
+The long runs (``python -m benchmarks.soak --long``, and ``--model-server 4``) record their
 curves in docs/benchmarks.md; ``CODELLAMA_SOAK_REQUESTS`` raises the count here. A short run
 cannot judge a slope (bounded caches still fill for thousands of requests, at a pace that
 depends on the machine), so the test warms every bounded structure up by content first and then
@@ -25,7 +25,7 @@ REQUESTS = int(os.environ.get("CODELLAMA_SOAK_REQUESTS", "1200"))
 def test_soak_keeps_memory_caches_threads_and_tasks_bounded() -> None:
     """The leaks issue 17 fixed each break a bound here (docs/reliability.md has the runs with
     each fix reverted): pygls' notification futures (futures at rest), the tokenizer word
-    caches (bytes kept per new line, and the C heap over a window that brings 4,000 new lines
+    caches (bytes kept per new line, and the C heap over a window that brings 5,000 new lines
     into prompts), the helper pool (helper threads, threads over the window)."""
     figures = run_soak(REQUESTS, warmup=REQUESTS // 4, sample_every=100, options={"cache_size": 64})
     window = figures["window"]
@@ -38,7 +38,7 @@ def test_soak_keeps_memory_caches_threads_and_tasks_bounded() -> None:
     )
     assert figures["server_alive"]
     assert figures["answered"] == figures["requests"] >= REQUESTS
-    assert window["new_lines_in_prompts"] >= 4000
+    assert window["new_lines_in_prompts"] >= 4800
     # A small cache so that the replay overflows it: it must stay at its bound.
     assert figures["peak"]["cache_entries"] <= 64
     assert figures["final"]["generations_completed"] > 0

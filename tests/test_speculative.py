@@ -25,7 +25,7 @@ import torch
 from codellama_lsp.engines.base import GenerationRequest, GenerationResult
 from codellama_lsp.engines.decoding import Sampling
 from codellama_lsp.engines.local import LocalEngine, vocabulary_mismatch
-from codellama_lsp.models import demo_model_dir
+from codellama_lsp.engines.model_names import demo_model_dir
 from tests.support import DEMO, wait_until
 from tests.support.engines import load_engine
 from tests.support.raw_client import RawClient
@@ -305,7 +305,7 @@ def test_draft_model_with_another_tokenizer_is_refused_clearly(tmp_path: Path) -
 
 
 def test_previous_suggestion_draft_follows_the_typing() -> None:
-    from codellama_lsp.cache import TypingThrough
+    from codellama_lsp.completion.cache import TypingThrough
 
     typing = TypingThrough()
     typing.remember("a.py", "x = fo", "", "o(bar, baz)")

@@ -109,7 +109,7 @@ async def test_accepting_a_completion_prefetches_the_next_one() -> None:
 
 
 async def test_prefetch_never_supersedes_a_newer_request() -> None:
-    from codellama_lsp.completer import Completer
+    from codellama_lsp.completion.completer import Completer
     from codellama_lsp.config import Settings
     from codellama_lsp.cursor import Cursor
     from codellama_lsp.engines.local import LocalEngine

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
+from codellama_lsp.engines.model_names import demo_model_dir
+from codellama_lsp.engines.tokenization import CodeTokens, load_tokenizer
 from codellama_lsp.memory import native_heap
-from codellama_lsp.models import demo_model_dir
-from codellama_lsp.tokenization import CodeTokens, load_tokenizer
 from tests.support.engines import hf_tokenizer
 
 SAMPLES = [
@@ -248,7 +248,7 @@ def test_real_llama_vocab_code_llama_layout(llama_dir: Path) -> None:
 def test_torch_free_tokenizer_gives_the_same_ids() -> None:
     """``load_tokenizer_files`` (``tokenizers`` alone, for the HTTP backend) builds the same
     CodeTokens as transformers' tokenizer: same specials, FIM ids and encodings."""
-    from codellama_lsp.tokenization import load_tokenizer_files
+    from codellama_lsp.engines.tokenization import load_tokenizer_files
 
     full = CodeTokens(load_tokenizer(str(demo_model_dir())))
     light = CodeTokens(load_tokenizer_files(str(demo_model_dir())))
@@ -262,7 +262,7 @@ def test_torch_free_tokenizer_gives_the_same_ids() -> None:
 
 
 def test_real_llama_vocab_torch_free_matches_reference_vectors(llama_dir: Path) -> None:
-    from codellama_lsp.tokenization import load_tokenizer_files
+    from codellama_lsp.engines.tokenization import load_tokenizer_files
 
     vectors = _reference_vectors(Path(os.environ[VOCAB_ENV]))
     codes = CodeTokens(load_tokenizer_files(str(llama_dir)))

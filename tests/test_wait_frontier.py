@@ -3,14 +3,9 @@
 from __future__ import annotations
 
 import math
-import sys
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "benchmarks"))
-
-from typing_replay import Step  # noqa: E402
-from wait_frontier import outcome, quiet_gaps  # noqa: E402
+from benchmarks.typing_replay import Step
+from benchmarks.wait_frontier import outcome, quiet_gaps
 
 
 def typed(text: str, delay_s: float) -> list[Step]:

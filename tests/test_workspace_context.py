@@ -14,12 +14,12 @@ import pytest
 from lsprotocol import types
 
 from codellama_lsp.config import Settings
-from codellama_lsp.context_sources import ContextSources, OpenDocument, Snapshot, take_snapshot
+from codellama_lsp.context.open_documents import OpenDocumentsSource
+from codellama_lsp.context.recent_edits import RecentEdits
+from codellama_lsp.context.sources import ContextSources, OpenDocument, Snapshot, take_snapshot
+from codellama_lsp.context.workspace_index import MAX_FILE_BYTES, WorkspaceIndex
+from codellama_lsp.context.workspace_source import WorkspaceSource
 from codellama_lsp.cursor import Cursor
-from codellama_lsp.open_documents import OpenDocumentsSource
-from codellama_lsp.recent_edits import RecentEdits
-from codellama_lsp.workspace_index import MAX_FILE_BYTES, WorkspaceIndex
-from codellama_lsp.workspace_source import WorkspaceSource
 from tests.support.lsp_session import Session, lsp_session
 from tests.support.model_servers import scripted_model_server
 

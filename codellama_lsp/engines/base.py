@@ -11,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
-from codellama_lsp.tokenization import CodeTokens
+from codellama_lsp.engines.tokenization import CodeTokens
 
 FinishReason = Literal["eot", "stop", "length", "cancelled", "error"]
 UNKNOWN_CONTEXT_LIMIT = 1 << 30
@@ -32,8 +32,11 @@ class GenerationRequest:
     temperature: float
     top_p: float
     stop_sequences: tuple[str, ...] = ()
-    is_done: Callable[[str], bool] | None = None
+    should_stop: Callable[[str], bool] | None = None
     """Extra early stop on the text so far (e.g. the cursor's block has ended)."""
+    on_text: Callable[[str], None] | None = None
+    """Told the text so far after each token, before ``should_stop`` (the completer records
+    it for kept generations; the model server streams it). See :mod:`~.engines.stops`."""
     session: str = ""
     """Who asked (document URI, client id): engines keep per-session state such as KV slots."""
     seed: int = 0

@@ -1,10 +1,12 @@
 """The decode loop's steps, gpt-fast style: small functions a new way of decoding recombines.
 
-``prefill`` fills a KV cache in chunks, ``decode_one_token`` is one plain step,
-``speculative_step`` drafts k tokens, checks them in one forward pass with ``verify`` and crops
-the cache back to what was accepted. A decode step only ever *proposes* tokens: the caller
-(``LocalEngine.generate``) appends them one by one and runs its stop checks after each, so the
-output of every step is the same token-by-token stream plain decoding would give.
+``prefill`` fills a KV cache in chunks, ``decode_one_token`` is one plain step, and ``verify``
+checks a draft (k tokens from a source in :mod:`~codellama_lsp.engines.drafts`, k chosen by
+``DraftBudget`` from measured acceptance and ``PassCosts``) in one forward pass and crops the
+cache back to what was accepted. A decode step only ever *proposes* tokens: the caller
+(``LocalEngine._decode``) appends them one by one and runs the stop checks
+(:mod:`~codellama_lsp.engines.stops`) after each, so the output of every step is the same
+token-by-token stream plain decoding would give.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from dataclasses import dataclass, field
 import torch
 from transformers import DynamicCache
 
-from codellama_lsp.engines.drafts import Draft, Forward
+from codellama_lsp.engines.drafts import Draft, Forward, ema
 
 
 def probs_of(logits: torch.Tensor, temperature: float, top_p: float) -> torch.Tensor:
@@ -176,16 +178,13 @@ class PassCosts:
 
     def observe(self, tokens: int, seconds: float) -> None:
         if tokens <= 1:
-            self.one_token = seconds if not self.one_token else self._ema(self.one_token, seconds)
+            self.one_token = ema(self.one_token, seconds, self.rate)
             self.since_one_token = 0
             return
         self.since_one_token += 1
         if self.one_token:
             extra = max(0.0, (seconds - self.one_token) / (tokens - 1))
-            self.per_extra = extra if not self.per_extra else self._ema(self.per_extra, extra)
-
-    def _ema(self, old: float, new: float) -> float:
-        return old + self.rate * (new - old)
+            self.per_extra = ema(self.per_extra, extra, self.rate)
 
     def seconds(self, tokens: int) -> float:
         return self.one_token + self.per_extra * (tokens - 1)

@@ -225,14 +225,16 @@ class ModelDraft:
         ended = time.perf_counter()
         # A long catch-up (the prompt, or tokens decoded without drafts) is not a draft cost.
         if behind <= 8:
-            self.step_seconds = _ema(self.step_seconds, (ended - started) / k)
+            self.step_seconds = ema(self.step_seconds, (ended - started) / k)
         else:
             per_token = (caught_up - started) / behind
-            self.catch_up_seconds = _ema(self.catch_up_seconds, per_token)
+            self.catch_up_seconds = ema(self.catch_up_seconds, per_token)
             if k > 1:
-                self.step_seconds = _ema(self.step_seconds, (ended - caught_up) / (k - 1))
+                self.step_seconds = ema(self.step_seconds, (ended - caught_up) / (k - 1))
         return Draft(self.name, ids)
 
 
-def _ema(old: float, new: float) -> float:
-    return new if not old else old + 0.2 * (new - old)
+def ema(old: float, new: float, rate: float = 0.2) -> float:
+    """The moving average of a duration: ``new`` itself while nothing is measured (``old`` 0),
+    then ``rate`` of the way from ``old`` to ``new``."""
+    return new if not old else old + rate * (new - old)

@@ -10,7 +10,7 @@ and uses the standard library's ``http.client``: no event loop, no extra depende
   ``<PRE> prefix <SUF>suffix <MID>``), decided once, when a refused request works as text. A
   left-to-right prompt as text tokenizes back to the same ids; FIM text needs a server that
   reads those markers (ours and TGI do, llama-cpp-python does not: ``prompt_format = prefix``).
-* Streaming: text arrives token by token; stop sequences and ``is_done`` are applied here.
+* Streaming: text arrives token by token; the stop checks (:mod:`~.engines.stops`) are applied here.
   Cancelling (the stop flag) closes the connection at once, which is how the server learns to
   stop generating (ours stops within one decode step).
 * A server that is down or dies mid-request gives an empty result; the engine reports the
@@ -42,12 +42,11 @@ from codellama_lsp.engines.base import (
     GenerationResult,
     ProgressCallback,
 )
-from codellama_lsp.postprocess import text_stop_index
-from codellama_lsp.tokenization import CodeTokens
+from codellama_lsp.engines.http_api import SESSION_HEADER
+from codellama_lsp.engines.stops import stopped_text
+from codellama_lsp.engines.tokenization import CodeTokens
 
 log = logging.getLogger(__name__)
-
-SESSION_HEADER = "X-Codellama-Session"
 
 
 IDS_REFUSED = (400, 422, 500)
@@ -260,8 +259,8 @@ class HttpEngine:
         return self.endpoint.url
 
     def _load_tokenizer(self, progress: ProgressCallback) -> None:
-        from codellama_lsp.models import resolve_model
-        from codellama_lsp.tokenization import load_tokenizer_files
+        from codellama_lsp.engines.model_names import resolve_model
+        from codellama_lsp.engines.tokenization import load_tokenizer_files
 
         progress(f"Loading the tokenizer of {self.settings.model}", 5)
         try:
@@ -408,12 +407,10 @@ class HttpEngine:
                         result.prefill_seconds = time.perf_counter() - started
                     text += piece
                     chunks += 1
-                    cut = text_stop_index(text, request.stop_sequences)
-                    if cut is not None:
-                        text, finished = text[:cut], True
+                    kept = stopped_text(text, request)
+                    if kept is not None:
+                        text, finished = kept, True
                         result.finish_reason = "stop"
-                    elif request.is_done is not None and request.is_done(text):
-                        result.finish_reason, finished = "stop", True
                 if choice.get("finish_reason"):
                     result.finish_reason = (
                         "length" if choice["finish_reason"] == "length" else "stop"

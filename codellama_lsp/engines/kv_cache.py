@@ -1,9 +1,10 @@
 """A KV cache that appends into reserved room instead of copying itself at every step.
 
 transformers' ``DynamicLayer`` grows with ``torch.cat``: every decode step copies the whole
-cache of every layer. On the CPU that copy was a third of a decode step (the 63M model, a
-1,900-token prompt: ``benchmarks/kv_growth.py``); on a GPU it is extra memory traffic on top
-of the weights, most for a draft model, whose weights are small next to its cache.
+cache of every layer. On the CPU that copy is a large share of a decode step after a long
+prompt (the figures: docs/benchmarks.md, "KV cache growth"); on a GPU it is extra memory
+traffic on top of the weights, most for a draft model, whose weights are small next to its
+cache.
 :class:`ReservedLayer` keeps keys and values in a buffer with room for
 :data:`RESERVE_TOKENS` more and hands out views of its filled part: it copies only when the
 room runs out (once per ``RESERVE_TOKENS`` decode steps), and ``crop`` only shortens the view,

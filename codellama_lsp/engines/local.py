@@ -51,9 +51,9 @@ from codellama_lsp.engines.drafts import (
     common_prefix_length,
 )
 from codellama_lsp.engines.kv_cache import new_kv_cache
-from codellama_lsp.models import resolve_model
-from codellama_lsp.postprocess import text_stop_index
-from codellama_lsp.tokenization import CodeTokens, load_tokenizer
+from codellama_lsp.engines.model_names import resolve_model
+from codellama_lsp.engines.stops import stopped_text
+from codellama_lsp.engines.tokenization import CodeTokens, load_tokenizer
 
 log = logging.getLogger(__name__)
 
@@ -518,12 +518,9 @@ class LocalEngine:
             return "eot"
         generated.append(token)
         text = self.tokens.decode_continuation(generated)
-        cut = text_stop_index(text, request.stop_sequences)
-        if cut is not None:
-            result.text = text[:cut]
-            return "stop"
-        if request.is_done is not None and request.is_done(text):
-            result.text = text  # the caller's clean-up cuts where the block ended
+        kept = stopped_text(text, request)
+        if kept is not None:
+            result.text = kept
             return "stop"
         if len(generated) == request.max_new_tokens:
             return "length"

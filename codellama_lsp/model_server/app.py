@@ -17,9 +17,16 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from pydantic import ValidationError
 
 from codellama_lsp import __version__
-from codellama_lsp.api_schema import Body, CompletionBody, ScoreBody, ScoreParameters, first_error
 from codellama_lsp.config import Settings
+from codellama_lsp.engines.http_api import SESSION_HEADER
 from codellama_lsp.model_server.admission import Limits, StreamsPerClient
+from codellama_lsp.model_server.api_schema import (
+    Body,
+    CompletionBody,
+    ScoreBody,
+    ScoreParameters,
+    first_error,
+)
 from codellama_lsp.model_server.auth import api_key_middleware
 from codellama_lsp.model_server.errors import ApiError, error_response
 from codellama_lsp.model_server.metrics import Metrics
@@ -39,7 +46,6 @@ if TYPE_CHECKING:
 
 BodyT = TypeVar("BodyT", bound=Body)
 
-SESSION_HEADER = "X-Codellama-Session"
 ENDPOINTS = ("/v1/completions", "/v1/models", "/score", "/health", "/metrics")
 
 
@@ -134,7 +140,7 @@ class ModelServer:
         return min(self.settings.max_context_tokens, self.worker.engine.context_limit)
 
     def _model_names(self) -> set[str]:
-        from codellama_lsp.models import resolve_model
+        from codellama_lsp.engines.model_names import resolve_model
 
         return {self.settings.model, resolve_model(self.settings.model)}
 

@@ -8,14 +8,13 @@ import contextlib
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from codellama_lsp.command_line import add_setting_flags, configure_logging, settings_from
+from codellama_lsp.engines.http_api import DEFAULT_PORT
 from codellama_lsp.model_server.admission import Limits
 from codellama_lsp.model_server.auth import is_loopback
+from codellama_lsp.settings_flags import add_setting_flags, configure_logging, settings_from
 
 if TYPE_CHECKING:
     from codellama_lsp.model_server.app import ModelServer
-
-DEFAULT_PORT = 8765
 
 
 def serve_main(argv: Sequence[str]) -> int:

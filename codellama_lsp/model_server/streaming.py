@@ -49,13 +49,8 @@ class TextStream:
 
 
 def with_text_hook(gen: GenerationRequest, hook: Callable[[str], None]) -> GenerationRequest:
-    """Reuse ``is_done`` (called with the text after every token) as the streaming hook."""
-
-    def is_done(text: str) -> bool:
-        hook(text)
-        return False
-
-    return replace(gen, is_done=is_done)
+    """``gen`` with ``hook`` as its ``on_text`` (told the text after every token): streaming."""
+    return replace(gen, on_text=hook)
 
 
 def hand_over(

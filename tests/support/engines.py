@@ -7,7 +7,7 @@ from transformers import PreTrainedTokenizerBase
 
 from codellama_lsp.config import Settings
 from codellama_lsp.engines.local import LocalEngine
-from codellama_lsp.tokenization import CodeTokens
+from codellama_lsp.engines.tokenization import CodeTokens
 
 
 def load_engine(model: str = "demo", **settings: object) -> LocalEngine:

@@ -22,8 +22,8 @@ from typing import Any
 
 from aiohttp import web
 
-from codellama_lsp.models import resolve_model
-from codellama_lsp.tokenization import CodeTokens, load_tokenizer_files
+from codellama_lsp.engines.model_names import resolve_model
+from codellama_lsp.engines.tokenization import CodeTokens, load_tokenizer_files
 
 MODEL = "demo"
 

@@ -1,0 +1,1 @@
+"""Text from other places for the prompt: open documents, recent edits, the workspace index."""

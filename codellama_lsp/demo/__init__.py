@@ -1,0 +1,1 @@
+"""The demo model (training), its corpus and the demo client."""

@@ -1,0 +1,1 @@
+"""The LSP side: handlers, protocol and framing, documents, items, progress, editor reports."""
