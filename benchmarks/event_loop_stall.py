@@ -224,15 +224,18 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--repeat", type=int, default=3, help="times each phase is sent")
     parser.add_argument("--json", help="write the figures here")
+    parser.add_argument("--lsp-only", action="store_true", help="the language server only")
     args = parser.parse_args()
-    with running_server() as server:
-        results = run(server.port, args.repeat)
-    idle = results["idle_health_ms"]
-    print(f"model server, idle /health: median {idle['median']} ms, max {idle['max']} ms")
-    print("| request | statuses | stall (ms) |\n|---|---|---|")
-    for name, row in results["phases"].items():
-        print(f"| {name} | {', '.join(map(str, row['statuses']))} | {row['stall_ms']} |")
-    print(f"longest stall: {results['longest_stall_ms']} ms\n")
+    results: dict[str, Any] = {}
+    if not args.lsp_only:
+        with running_server() as server:
+            results = run(server.port, args.repeat)
+        idle = results["idle_health_ms"]
+        print(f"model server, idle /health: median {idle['median']} ms, max {idle['max']} ms")
+        print("| request | statuses | stall (ms) |\n|---|---|---|")
+        for name, row in results["phases"].items():
+            print(f"| {name} | {', '.join(map(str, row['statuses']))} | {row['stall_ms']} |")
+        print(f"longest stall: {results['longest_stall_ms']} ms\n")
     lsp = run_lsp(args.repeat)
     print(f"language server, idle round trip: {lsp['idle_round_trip_ms']} ms")
     print("| message | stall (ms) |\n|---|---|")

@@ -15,6 +15,17 @@ text is ours: prompt, LSP handling or clean-up. Reported per kind and format:
 
     .venv/bin/python -m benchmarks.quality               # oracle, both prompt formats
     .venv/bin/python -m benchmarks.quality --model demo  # the real demo model
+    .venv/bin/python -m benchmarks.quality --corpus sealed   # the never-read split (below)
+
+**The two splits of issue 28.** Rules written while their positions are in view score well on
+those positions and say little about code nobody looked at. So the installed third-party
+packages' files are split once by a hash of their names (:func:`split_of`): ``open`` may be
+read, printed and tuned on; ``sealed`` is never read while rules are written. Positions are
+drawn by ``--seed`` from both the same way, with four more kinds that keep the code after the
+cursor's line (the rest of a code, comment or docstring line cut; a whole line's code cut):
+there the completion must end where it rejoins the lines below. For ``sealed`` this script
+never prints a text, a file name or a position: only counts, per kind, and the categories of
+the misses (``--show-failures`` is refused).
 """
 
 from __future__ import annotations
@@ -22,6 +33,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import difflib
+import hashlib
+import importlib.metadata
 import io
 import json
 import random
@@ -84,7 +97,73 @@ def held_out_files(count: int, seed: int) -> list[Path]:
     return files[:count]
 
 
+# The never-read split and the one that may be read (issue 28): installed third-party files,
+# split once by a hash of "<distribution>/<path>", never by what their positions show.
+SPLITS = ("open", "sealed")
+SPLIT_EVERY = 10
+SPLIT_SALT = "codellama-lsp quality split, issue 28"
+SPLIT_MIN_BYTES = 3_000
+SPLIT_MAX_BYTES = 200_000
+SPLIT_PER_DISTRIBUTION = 2
+"""At most this many files of one distribution among the files chosen (torch has thousands)."""
+_SPLIT_SKIP_DIRS = {"test", "tests", "testing", "_vendor", "vendor", "examples", "benchmarks"}
+
+
+def split_of(name: str) -> str | None:
+    """``sealed``, ``open`` or None (in neither) for a file named ``<distribution>/<path>``."""
+    digest = hashlib.sha256(f"{SPLIT_SALT}\0{name}".encode()).digest()
+    bucket = int.from_bytes(digest[:4], "big") % SPLIT_EVERY
+    return {0: "sealed", 1: "open"}.get(bucket)
+
+
+def installed_files() -> list[tuple[str, Path]]:
+    """``(<distribution>/<path>, path)`` of the installed distributions' Python files: ours,
+    tests and vendored copies left out, and the files of the ``third-party`` corpus."""
+    named = {SITE_PACKAGES / f for f in THIRD_PARTY}
+    found: dict[str, Path] = {}
+    for dist in importlib.metadata.distributions():
+        dist_name = str(dist.metadata["Name"] or "").lower()
+        if not dist_name or dist_name == "codellama-lsp":
+            continue
+        for rel in dist.files or []:
+            parts = Path(str(rel)).parts
+            if not str(rel).endswith(".py") or ".." in parts:
+                continue
+            if any(p in _SPLIT_SKIP_DIRS or p.startswith("test") for p in parts):
+                continue
+            path = Path(str(dist.locate_file(rel)))
+            try:
+                size = path.stat().st_size
+            except OSError:
+                continue
+            if SPLIT_MIN_BYTES <= size <= SPLIT_MAX_BYTES and path not in named:
+                found.setdefault(f"{dist_name}/{'/'.join(parts)}", path)
+    return sorted(found.items())
+
+
+def split_files(split: str, count: int) -> list[Path]:
+    """``count`` files of ``split``, in a fixed order (by a second hash of the name), at most
+    :data:`SPLIT_PER_DISTRIBUTION` per distribution."""
+    chosen = [(name, path) for name, path in installed_files() if split_of(name) == split]
+    chosen.sort(key=lambda item: hashlib.sha256(f"order\0{item[0]}".encode()).digest())
+    per_dist: dict[str, int] = defaultdict(int)
+    out: list[Path] = []
+    for name, path in chosen:
+        dist = name.split("/", 1)[0]
+        if per_dist[dist] >= SPLIT_PER_DISTRIBUTION:
+            continue
+        per_dist[dist] += 1
+        out.append(path)
+        if len(out) == count:
+            break
+    return out
+
+
 KINDS = ("mid-line", "end-of-line", "blank-line", "after-def")
+LINE_KINDS = ("code-rest", "comment-rest", "docstring-rest", "line-body")
+"""Kinds that keep the lines below the cursor (issue 28): the completion must stop where it
+rejoins them. The rest of a code line, of a comment line, of a line inside a multi-line
+string cut out; a whole line's code cut (the cursor after its indentation)."""
 SPECIAL = re.compile(r"<(PRE|SUF|MID|EOT|FILL_ME)>|</?s>|<unk>")
 CLOSERS = ")]}\"'`:,"
 
@@ -117,6 +196,70 @@ def string_and_comment_lines(source: str) -> set[int]:
     except (tokenize.TokenError, SyntaxError):
         pass
     return skip
+
+
+def comment_and_string_lines(source: str) -> tuple[set[int], set[int]]:
+    """0-based lines that are only a comment, and lines strictly inside a multi-line string
+    (neither its first nor its last line)."""
+    comments: set[int] = set()
+    inside: set[int] = set()
+    try:
+        for tok in tokenize.generate_tokens(io.StringIO(source).readline):
+            if tok.type == tokenize.STRING and tok.end[0] - tok.start[0] >= 2:
+                inside.update(range(tok.start[0], tok.end[0] - 1))
+            elif tok.type == tokenize.COMMENT and not tok.line[: tok.start[1]].strip():
+                comments.add(tok.start[0] - 1)
+    except (tokenize.TokenError, SyntaxError):
+        pass
+    return comments, inside
+
+
+def make_line_cases(path: Path, rng: random.Random, per_kind: int, max_chars: int) -> list[Case]:
+    """Positions of :data:`LINE_KINDS` in ``path``: the text cut runs to the end of one line,
+    and every line below stays in the document."""
+    source = path.read_text(encoding="utf-8")
+    lines = source.split("\n")
+    skip = string_and_comment_lines(source)
+    comments, inside = comment_and_string_lines(source)
+    offsets = [0]
+    for line in lines:
+        offsets.append(offsets[-1] + len(line) + 1)
+    order = [i for i, line in enumerate(lines) if i > 20 and line.strip() and line == line.rstrip()]
+    rng.shuffle(order)
+    cases: list[Case] = []
+    counts: dict[str, int] = defaultdict(int)
+
+    def add(kind: str, line: int, column: int) -> None:
+        start = offsets[line] + column
+        end = offsets[line] + len(lines[line])
+        expected = source[start:end]
+        if not expected.strip() or len(expected) > max_chars or SPECIAL.search(expected):
+            return
+        if SPECIAL.search(source[start:]):
+            return
+        text = source[:start] + source[end:]
+        cid = f"{path.name}:{line + 1}:{column + 1}:{kind}"
+        cases.append(Case(cid, kind, str(path), text, line, column, expected, source[start:]))
+        counts[kind] += 1
+
+    for i in order:
+        line = lines[i]
+        width = indent(line)
+        if i in comments:
+            kind, first = "comment-rest", line.index("#") + 2
+        elif i in inside:
+            kind, first = "docstring-rest", width + 2
+        elif i not in skip and not line.lstrip().startswith("@"):
+            kind, first = "code-rest", width + 2
+        else:
+            continue
+        if counts[kind] < per_kind and len(line) - first >= 4:
+            add(kind, i, rng.randint(first, len(line) - 2))
+        if kind == "code-rest" and counts["line-body"] < per_kind and len(line) - width >= 4:
+            add("line-body", i, width)
+        if all(counts[k] >= per_kind for k in LINE_KINDS):
+            break
+    return cases
 
 
 def block_end(lines: list[str], start: int, base: int, *, inclusive: bool) -> int:
@@ -210,6 +353,62 @@ def repeats_suffix(completion: str, case: Case) -> bool:
     if not upcoming or len(upcoming) < 4:
         return False
     return any(line.strip() == upcoming for line in completion.split("\n")[1:])
+
+
+def ends_with_next_line(completion: str, case: Case) -> bool:
+    """Does the completion end with a copy of the first non-blank line below the cursor's
+    line (at its indentation; any length), where the true text does not?"""
+
+    def last_line(text: str) -> str:
+        full = case.text.split("\n")[case.line][: case.column] + text
+        return next((line for line in reversed(full.split("\n")) if line.strip()), "")
+
+    below = next((line for line in suffix_after(case).split("\n")[1:] if line.strip()), "")
+    if not completion.strip() or not below.strip():
+        return False
+
+    def same(line: str) -> bool:
+        return line.strip() == below.strip() and indent(line) == indent(below)
+
+    return same(last_line(completion)) and not same(last_line(case.expected))
+
+
+MISS_CATEGORIES = (
+    "ends with a copy of the next line",
+    "nothing shown",
+    "stops early (a prefix of the true text)",
+    "runs on (the true text and more)",
+    "differs inside",
+)
+
+
+def miss_category(completion: str, case: Case) -> str:
+    """What kind of miss a completion is (for the sealed split: no text is printed)."""
+    if ends_with_next_line(completion, case):
+        return MISS_CATEGORIES[0]
+    if not completion:
+        return MISS_CATEGORIES[1]
+    if case.expected.startswith(completion):
+        return MISS_CATEGORIES[2]
+    if completion.startswith(case.expected):
+        return MISS_CATEGORIES[3]
+    return MISS_CATEGORIES[4]
+
+
+def miss_lines(results: list[dict[str, Any]]) -> list[str]:
+    """Misses counted by category and kind: counts only, no text."""
+    table: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+    for r in results:
+        if r["completion"] != r["case"].expected:
+            table[miss_category(r["completion"], r["case"])][r["case"].kind] += 1
+    if not table:
+        return ["Misses: none."]
+    out = ["Misses by category (counts per kind):"]
+    for category in MISS_CATEGORIES:
+        if category in table:
+            kinds = ", ".join(f"{k} {n}" for k, n in sorted(table[category].items()))
+            out.append(f"- {category}: {sum(table[category].values())} ({kinds})")
+    return out
 
 
 def wrong_indentation(completion: str, expected: str) -> bool:
@@ -389,7 +588,7 @@ def model_rows(results: list[dict[str, Any]]) -> list[str]:
         "| kind | n | non-empty | keeps parsing | next line exact | edit sim |",
         "|---|---|---|---|---|---|",
     ]
-    for kind in (*KINDS, "all"):
+    for kind in (*KINDS, *LINE_KINDS, "all"):
         chosen = [r for r in results if kind == "all" or r["case"].kind == kind]
         if not chosen:
             continue
@@ -423,18 +622,20 @@ def report(results: list[dict[str, Any]], options: dict[str, Any], title: str) -
     rows = []
     header = (
         "| kind | n | exact | edit sim | suffix repeats | special tokens | "
-        "wrong indent | prompt ends at cursor | over budget | max prompt/budget |"
+        "ends with next line | wrong indent | prompt ends at cursor | over budget | "
+        "max prompt/budget |"
     )
     rows.append(f"**{title}**\n")
     rows.append(header)
-    rows.append("|" + "---|" * 10)
+    rows.append("|" + "---|" * 11)
     total: dict[str, float] = defaultdict(float)
-    for kind in (*KINDS, "all"):
+    for kind in (*KINDS, *LINE_KINDS, "all"):
         chosen = [r for r in results if kind == "all" or r["case"].kind == kind]
         if not chosen:
             continue
         n = len(chosen)
         exact = sum(r["completion"] == r["case"].expected for r in chosen)
+        copies = sum(ends_with_next_line(r["completion"], r["case"]) for r in chosen)
         sim = sum(
             difflib.SequenceMatcher(None, r["completion"], r["case"].expected).ratio()
             for r in chosen
@@ -457,24 +658,30 @@ def report(results: list[dict[str, Any]], options: dict[str, Any], title: str) -
         at_cursor_text = f"{at_cursor}/{len(prompted)}" if prompted else "n/a"
         rows.append(
             f"| {kind} | {n} | {100 * exact / n:.1f}% | {sim / n:.3f} | {repeats} | {leaks} | "
-            f"{wrong} | {at_cursor_text} | {over} | {worst:.2f} |"
+            f"{copies} | {wrong} | {at_cursor_text} | {over} | {worst:.2f} |"
         )
         if kind == "all":
             total.update(exact=exact / n, repeats=repeats, leaks=leaks, wrong=wrong, over=over)
-    rows += ["", parse_check_line(results)]
+    rows += ["", parse_check_line(results), "", *miss_lines(results)]
     return rows
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--per-kind", type=int, default=12, help="positions per kind per file")
-    parser.add_argument("--files", type=int, default=len(FILES), help="files per corpus")
+    parser.add_argument(
+        "--per-kind", type=int, default=None, help="positions per kind per file (12; splits: 3)"
+    )
+    parser.add_argument(
+        "--files", type=int, default=None, help="files per corpus (10; open/sealed: 60)"
+    )
     parser.add_argument(
         "--corpus",
         default="stdlib",
-        choices=[*CORPORA, "all", "held-out"],
-        help="stdlib (the rules were tuned on it), third-party (held out), all, or held-out"
-        " (the demo model's held-out split: files its training never read)",
+        choices=[*CORPORA, "all", "held-out", *SPLITS],
+        help="stdlib (the rules were tuned on it), third-party (held out), all, held-out"
+        " (the demo model's held-out split: files its training never read), open (installed"
+        " packages' files that may be read) or sealed (never read while writing rules: only"
+        " counts are printed)",
     )
     parser.add_argument(
         "--model", default="oracle", help="oracle (default), a model name or a model folder"
@@ -488,15 +695,37 @@ def main() -> int:
         "--parse-check-retries", type=int, default=None, help="default: the server's setting"
     )
     args = parser.parse_args()
+    split = args.corpus in SPLITS
+    if args.corpus == "sealed" and args.show_failures:
+        parser.error("the sealed split is never printed: --show-failures is for the others")
+    files = args.files if args.files is not None else (60 if split else len(FILES))
+    per_kind = args.per_kind if args.per_kind is not None else (3 if split else 12)
     rng = random.Random(args.seed)
     oracle = args.model == "oracle"
     cases: list[Case] = []
     corpora = list(CORPORA) if args.corpus == "all" else [args.corpus]
     for corpus in corpora:
-        paths = held_out_files(args.files, args.seed) if corpus == "held-out" else CORPORA[corpus]
-        for path in paths[: args.files]:
-            cases += make_cases(path, rng, args.per_kind, max_chars=400)
-    print(f"{len(cases)} positions from {' + '.join(corpora)} files", file=sys.stderr)
+        if corpus in SPLITS:
+            paths = split_files(corpus, files)
+        elif corpus == "held-out":
+            paths = held_out_files(files, args.seed)
+        else:
+            paths = CORPORA[corpus]
+        for path in paths[:files]:
+            try:
+                cases += make_cases(path, rng, per_kind, max_chars=400)
+                if corpus in SPLITS:
+                    cases += make_line_cases(path, rng, per_kind, max_chars=400)
+            except (UnicodeDecodeError, OSError):
+                continue
+    counts = ", ".join(
+        f"{k} {n}" for k in (*KINDS, *LINE_KINDS) if (n := sum(c.kind == k for c in cases))
+    )
+    print(
+        f"{len(cases)} positions ({counts}) from {len({c.file for c in cases})}"
+        f" {' + '.join(corpora)} files",
+        file=sys.stderr,
+    )
     lines = []
     for fmt in args.formats.split(","):
         options = {

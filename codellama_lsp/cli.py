@@ -99,14 +99,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args and args[0] == "check":
         return check_command(args[1:])
     if args and args[0] == "serve":
-        from codellama_lsp.engines.factory import LOCAL_EXTRA
-
-        try:  # the model server runs the model in its own process
-            import torch  # noqa: F401
-            import transformers  # noqa: F401
-        except ImportError as exc:
-            message = f"codellama-lsp serve needs {exc.name}: {LOCAL_EXTRA}"
-            raise SystemExit(message) from exc
+        # It checks its command line (an API key off loopback) before importing torch.
         from codellama_lsp.model_server import serve_main
 
         return serve_main(args[1:])

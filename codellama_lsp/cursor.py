@@ -59,11 +59,24 @@ def detect_indent_unit(lines: list[str], default: str = "    ") -> str:
 
 @dataclass(frozen=True)
 class Cursor:
-    """A document split at the cursor. ``line`` and ``character`` are Python string indices."""
+    """A document split at the cursor. ``line`` and ``character`` are Python string indices.
+
+    In a big document ``text`` is an excerpt (:func:`codellama_lsp.lsp.documents.cursor_at`): the
+    document's first lines and the lines around the cursor, all that prompts and clean-up
+    read. ``line`` counts lines of ``text``; the document's own number of the cursor's line is
+    :attr:`document_line`.
+    """
 
     text: str
     line: int
     character: int
+    line_shift: int = 0
+    """``document_line - line``: lines of the document left out above the cursor."""
+
+    @property
+    def document_line(self) -> int:
+        """The cursor's line in the whole document (what the client counts)."""
+        return self.line + self.line_shift
 
     @cached_property
     def lines(self) -> list[str]:
@@ -137,19 +150,45 @@ class Cursor:
                     break
         return found
 
+    def offset_at(self, line: int, character: int) -> int:
+        """Index in :attr:`normalized` of a place given in this text's lines (clamped)."""
+        lines = self.lines
+        line = min(max(line, 0), len(lines) - 1)
+        if line == self.line:
+            start = self.offset - self.character
+        else:
+            start = sum(len(text) + 1 for text in lines[:line])
+        return start + min(max(character, 0), len(lines[line]))
+
+    def replaced(self, start: int, end: int, new_text: str) -> Cursor:
+        """The cursor at the end of ``new_text`` put over ``normalized[start:end]``, in the
+        same excerpt of the document (so with the same :attr:`line_shift`)."""
+        source = self.normalized
+        source = source[:start] + new_text + source[max(start, end) :]
+        head = source[: start + len(new_text)]
+        line = head.count("\n")
+        column = len(head) - (head.rfind("\n") + 1)
+        return Cursor.clamped(source, line, column, line_shift=self.line_shift)
+
     @classmethod
     def clamped(
-        cls, text: str, line: int, character: int, lines: list[str] | None = None
+        cls,
+        text: str,
+        line: int,
+        character: int,
+        lines: list[str] | None = None,
+        *,
+        line_shift: int = 0,
     ) -> Cursor:
         """A context whose position is moved into the document if it lies outside.
 
         ``lines``: ``lsp_lines(text)`` when the caller already split it (one split per
-        request, not three, matters for multi-megabyte documents).
+        request, not three).
         """
         lines = lsp_lines(text) if lines is None else lines
         line = min(max(line, 0), len(lines) - 1)
         character = min(max(character, 0), len(lines[line]))
-        cursor = cls(text, line, character)
+        cursor = cls(text, line, character, line_shift)
         cursor.__dict__["lines"] = lines  # prime the cached_property
         return cursor
 
@@ -164,4 +203,4 @@ class Cursor:
         before = self.line_prefix[-limit:]
         lines = list(self.lines)
         lines[self.line] = before + self.line_suffix[:limit]
-        return Cursor("\n".join(lines), self.line, len(before))
+        return Cursor("\n".join(lines), self.line, len(before), self.line_shift)

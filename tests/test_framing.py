@@ -19,7 +19,7 @@ def message(msg_id: int, text: str = "x") -> bytes:
     return json.dumps({"jsonrpc": "2.0", "id": msg_id, "method": "m", "params": params}).encode()
 
 
-def bodies(stream: bytes, chunk: int) -> list[bytes]:
+def bodies(stream: bytes, chunk: int) -> list[bytes | bytearray]:
     reader = FrameReader()
     found = []
     for start in range(0, len(stream), chunk):

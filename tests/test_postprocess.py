@@ -77,6 +77,9 @@ def test_no_doubled_space_after_typed_space() -> None:
     assert pp.clean(" 1", ctx) == "1"
     ctx2 = at("x =█")
     assert pp.clean(" 1", ctx2) == " 1"
+    # More than one space after a typed one is alignment, not a tokenizer's extra space.
+    doc = at('def f():\n    """Modes:\n\n    `load`:   load it\n    `store`: █\n    """\n')
+    assert pp.clean("  store it", doc) == "  store it"
 
 
 def test_indentation_unit_follows_file() -> None:
@@ -181,6 +184,31 @@ def test_an_inner_copy_of_the_next_line_does_not_end_the_completion() -> None:
     assert pp.clean(deeper + "    try:\n        return load(path)\n", ctx, STOPS) == (
         deeper.rstrip("\n")
     )
+
+
+def test_one_agreeing_line_at_the_end_of_the_completion_rejoins() -> None:
+    """Issue 28: the rest of a line, then a copy of the line below as the block's last line.
+    Nothing of the model's own follows the copy (the block ends after it), so it is the code
+    after the cursor, not new code: shown once it would be there twice."""
+    ctx = at(
+        "class Item:\n"
+        "    def describe(self):\n"
+        "        name = self.name\n"
+        '        label = f"{name}: █\n'
+        "        return label\n"
+        "\n"
+        "    def other(self):\n"
+        "        pass\n"
+    )
+    copy = '{self.kind}"\n        return label'
+    # The model's text ends with the copy; the engine stopped where the block ended; or the
+    # model went on with code of its own past the block's end.
+    for after in ("", "\n", "\n\n    d", "\n\n    def kind(self):\n        return self._kind\n"):
+        assert pp.clean(copy + after, ctx, STOPS) == '{self.kind}"', after
+    # A blank-line body followed by a copy of the line below, at the end of the block.
+    body = at("def f(items):\n    total = sum(items)\n    █\n    return total\n\n\nx = 1\n")
+    out = pp.clean("total *= 2\n    return total\n\n\nprint(x)", body, STOPS)
+    assert out == "total *= 2"
 
 
 def test_budget_truncated_completion_ends_with_a_finished_statement() -> None:

@@ -103,9 +103,16 @@ def single_line_mid_line(text: str, cursor: Cursor) -> str:
 
 
 def fix_leading_space(text: str, cursor: Cursor) -> str:
-    """No doubled space after a typed space, no indentation after typed indentation."""
+    """No doubled space after a typed space, no indentation after typed indentation.
+
+    Mid-line, the doubled space is one space too many (a tokenizer's word-start space on top
+    of the one typed); a longer run of spaces is alignment (a docstring's indented text, a
+    table, columns of comments) and stays.
+    """
     if cursor.line_prefix.endswith((" ", "\t")) and text.startswith((" ", "\t")):
         if cursor.line_prefix.strip():
+            if text.startswith("  "):
+                return text
             return text.lstrip(" \t")
         # On an indented blank line the typed indentation already counts.
         first, _, rest = text.partition("\n")
@@ -152,26 +159,31 @@ def stop_before_suffix_lines(text: str, cursor: Cursor) -> str:
     """Stop where the completion rejoins the code after the cursor.
 
     It rejoins at a line equal (but for spacing) to the next non-blank line after the cursor,
-    at the same indentation. One equal line alone is often something else (an inner ``try:``
-    before the real one, a parallel line), so the completion's next non-blank line must equal
-    the line after that too. Where there is nothing to compare (the completion or the file
-    ends there), the line must be distinctive: four characters or more. A line of closing
-    quotes or brackets (a docstring's ``\"\"\"``) at the same indentation always ends it.
+    at the same indentation. One equal line followed by more of the model's own text is often
+    something else (an inner ``try:`` before the real one, a parallel line), so there the
+    completion's next non-blank line must equal the line after that too. An equal line at the
+    end of the completion rejoins by itself: nothing of the model's own follows it (what
+    follows, if anything, lies past the end of the cursor's block, which
+    :func:`stop_at_block_end` cuts). Where the completion goes on but the file ends (nothing to
+    compare), the line must be distinctive: four characters or more. A line of closing quotes
+    or brackets (a docstring's ``\"\"\"``) at the same indentation always ends it.
     """
     upcoming = cursor.next_nonblank_lines(2)
     if not upcoming:
         return text
     lines = text.split("\n")
     full = [cursor.line_prefix + lines[0], *lines[1:]]
-    nonblank = [i for i, line in enumerate(full) if line.strip()]
+    # Lines past the block's end are not the model's own continuation here.
+    own = stop_at_block_end(text, cursor).count("\n") + 1
+    nonblank = [i for i, line in enumerate(full[:own]) if line.strip()]
     for k, i in enumerate(nonblank):
         if not _same_line(full[i], upcoming[0]):
             continue
         following = nonblank[k + 1] if k + 1 < len(nonblank) else None
         target = upcoming[0].strip()
-        if _closers_only(target):
+        if _closers_only(target) or following is None:
             rejoins = True
-        elif following is not None and len(upcoming) > 1:
+        elif len(upcoming) > 1:
             rejoins = _same_line(full[following], upcoming[1])
         else:
             rejoins = len(target) >= 4

@@ -183,9 +183,11 @@ class Completer:
 
         # The same context as the request will get (a snapshot, taken on the event loop).
         context = self.context_provider.prepare(uri) if self.context_provider else None
+        # The cursor too: the document (its line index) changes on the event loop. Reading it
+        # costs the same in any document (an excerpt of a big one).
+        cursor = read_cursor()
 
         def build() -> tuple[int, ...]:
-            cursor = read_cursor()
             prompt = self.build_prompt(uri, cursor, context)
             return cursor_prefix_ids(prompt, engine.tokens, cursor.line_prefix)
 

@@ -88,7 +88,7 @@ class Window:
 
 def window(cursor: Cursor, end_character: int) -> Window | None:
     """The top-level statements around the cursor (None when too large to check)."""
-    lines = cursor.normalized.split("\n")
+    lines = cursor.lines
     line = min(cursor.line, len(lines) - 1)
     start = line
     while start > 0 and not _starts_statement(lines[start]):

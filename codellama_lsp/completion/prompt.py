@@ -28,7 +28,10 @@ from codellama_lsp.engines.tokenization import CodeTokens
 Format = Literal["fim", "prefix"]
 WINDOW_STEP = 16
 IMPORT_SHARE = 0.15
-_IMPORT = re.compile(r"^(import\s|from\s+\S+\s+import\s)")
+_IMPORT = re.compile(
+    r"^(?:import[^\S\r\n]|from[^\S\r\n]+[^\s]+[^\S\r\n]+import[^\S\r\n]).*", re.MULTILINE
+)
+"""A top-level import line (searched in the lines joined: one scan, not one per line)."""
 
 
 def choose_format(setting: str, model_name: str, tokens: CodeTokens) -> Format:
@@ -143,7 +146,7 @@ def import_block(lines: list[str], before: int) -> list[str]:
     if quote in ('"""', "'''"):
         summary = first.strip()[3:].split(quote)[0].strip() or "..."
         head.append(f"{quote}{summary}{quote}")
-    return head + [line for line in lines[:before] if _IMPORT.match(line)]
+    return head + _IMPORT.findall("\n".join(lines[:before]))
 
 
 def _fit_lines(lines: list[str], budget: int, count: LineCounter) -> list[str]:
@@ -292,7 +295,7 @@ class PromptMaker:
             cursor = cursor.with_line_window(max_chars)
             if _LONE_SURROGATE.search(cursor.text):
                 text = _LONE_SURROGATE.sub("\ufffd", cursor.text)
-                cursor = Cursor(text, cursor.line, cursor.character)
+                cursor = Cursor(text, cursor.line, cursor.character, cursor.line_shift)
             new_tokens = s.max_new_tokens_single_line if cursor.single_line else s.max_new_tokens
             budget = max(16, min(s.max_context_tokens, engine.context_limit) - new_tokens)
             extra = _LONE_SURROGATE.sub("\ufffd", context(cursor, budget // 4)) if context else ""

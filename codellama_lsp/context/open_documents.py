@@ -13,18 +13,27 @@ Regular expressions rather than ``ast``: the user's files are half-typed most of
 from __future__ import annotations
 
 import re
-from collections.abc import Hashable, Iterable
+import threading
+from collections import OrderedDict
+from collections.abc import Container, Hashable, Iterable
 from dataclasses import dataclass
 from urllib.parse import unquote, urlparse
 
-from codellama_lsp.context.sources import CHARS_PER_TOKEN, Builder, Snapshot
+from codellama_lsp.context.sources import CHARS_PER_TOKEN, Builder, OpenDocument, Snapshot
 from codellama_lsp.cursor import Cursor, lsp_lines
 
 SNIPPET_LINES = 16
 NEAR_LINES = 20
 FAR_ABOVE_LINES = 80
+OTHER_DOCUMENT_CHARS = 256_000
+"""Of another open document, only its first so many characters are read: definitions and
+snippets from a 20 MB file would cost a second per request (issue 28), and an editor's other
+files are rarely that big."""
+PARSED_DOCUMENTS = 16
+"""Other documents whose lines, definitions and snippets are kept between requests."""
 _IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-_DEF = re.compile(r"^([ \t]*)(?:async\s+)?(def|class)\s+([A-Za-z_]\w*)")
+_DEF = re.compile(r"[ \t]*(?:async[^\S\r\n]+)?(def|class)[^\S\r\n]+([A-Za-z_]\w*)")
+"""A ``def``/``class`` header's start, matched at a line's start."""
 _KEYWORDS = frozenset(
     [
         "False",
@@ -83,14 +92,15 @@ def jaccard(a: set[str], b: set[str]) -> float:
     return len(a & b) / len(a | b) if a and b else 0.0
 
 
-def definitions(lines: list[str]) -> list[Definition]:
-    """``def``/``class`` headers (joined across lines until ``:``) and first docstring line."""
+def definitions(lines: list[str], names: Container[str] | None = None) -> list[Definition]:
+    """``def``/``class`` headers (joined across lines until ``:``) and first docstring line;
+    only of ``names``, when given."""
     found = []
-    for i, line in enumerate(lines):
-        match = _DEF.match(line)
-        if not match:
+    text = "\n".join(lines)
+    for i, match in _headers(text):
+        if names is not None and match.group(2) not in names:
             continue
-        header = line.strip()
+        header = lines[i].strip()
         j = i
         while not header.rstrip().endswith(":") and j + 1 < len(lines) and j - i < 6:
             j += 1
@@ -103,7 +113,28 @@ def definitions(lines: list[str]) -> list[Definition]:
                 break
             if stripped:
                 break
-        found.append(Definition(match.group(3), header.rstrip(":").strip(), doc, i))
+        found.append(Definition(match.group(2), header.rstrip(":").strip(), doc, i))
+    return found
+
+
+def _headers(text: str) -> list[tuple[int, re.Match[str]]]:
+    """(line, match) of each ``def``/``class`` header in ``text``, in order. Found with
+    ``str.find`` (C speed) rather than a regular expression tried at every character: the
+    excerpt of a big document has thousands of lines, read at every request."""
+    starts: set[int] = set()
+    for keyword in ("def", "class"):
+        at = text.find(keyword)
+        while at >= 0:
+            starts.add(text.rfind("\n", 0, at) + 1)
+            at = text.find(keyword, at + len(keyword))
+    found = []
+    line, position = 0, 0
+    for start in sorted(starts):
+        match = _DEF.match(text, start)
+        if match is not None:
+            line += text.count("\n", position, start)
+            position = start
+            found.append((line, match))
     return found
 
 
@@ -129,6 +160,35 @@ def nearby_names(cursor: Cursor, lines: int = NEAR_LINES) -> set[str]:
     return identifiers("\n".join(cursor.lines[max(0, cursor.line - lines) : cursor.line]))
 
 
+def readable_part(source: str) -> str:
+    """What is read of another open document: its first :data:`OTHER_DOCUMENT_CHARS`
+    characters, cut at a line's end."""
+    if len(source) <= OTHER_DOCUMENT_CHARS:
+        return source
+    head = source[:OTHER_DOCUMENT_CHARS]
+    return head[: max(head.rfind("\n"), 0)]
+
+
+@dataclass(frozen=True)
+class Parsed:
+    """Another document as the source reads it, kept while its text stays the same."""
+
+    text: str
+    lines: list[str]
+    definitions: list[Definition]
+    windows: list[tuple[list[str], set[str]]]
+    """Snippets (``SNIPPET_LINES`` lines, every half of that) and their identifiers."""
+
+
+def parse_document(text: str) -> Parsed:
+    lines = lsp_lines(text)
+    windows = []
+    for start in range(0, max(1, len(lines)), SNIPPET_LINES // 2):
+        window = lines[start : start + SNIPPET_LINES]
+        windows.append((window, identifiers("\n".join(window))))
+    return Parsed(text, lines, definitions(lines), windows)
+
+
 class OpenDocumentsSource:
     """Definitions and similar snippets from the other open documents."""
 
@@ -137,6 +197,23 @@ class OpenDocumentsSource:
 
     def __init__(self, definition_share: float = 0.4) -> None:
         self.definition_share = definition_share
+        self._parsed: OrderedDict[str, Parsed] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def parsed(self, doc: OpenDocument) -> Parsed:
+        """``doc`` split and scanned, from the last request when its text is the same."""
+        text = readable_part(doc.source)
+        with self._lock:
+            found = self._parsed.get(doc.uri)
+        if found is not None and found.text == text:
+            return found
+        found = parse_document(text)
+        with self._lock:
+            self._parsed[doc.uri] = found
+            self._parsed.move_to_end(doc.uri)
+            while len(self._parsed) > PARSED_DOCUMENTS:
+                self._parsed.popitem(last=False)
+        return found
 
     def fingerprint(self, snapshot: Snapshot) -> Hashable:
         return tuple((d.uri, d.version) for d in snapshot.others)
@@ -165,14 +242,13 @@ class OpenDocumentsSource:
         # Definitions first: the most information per token.
         def_limit = int(chars * self.definition_share)
         uri = snapshot.uri
-        other_lines = [(d, lsp_lines(d.source)) for d in others]
-        sources = [
-            (relative_path(uri, root), cursor.lines[: max(0, cursor.line - FAR_ABOVE_LINES)])
-        ]
-        sources += [(relative_path(d.uri, root), lines) for d, lines in other_lines]
+        parsed = [(d, self.parsed(d)) for d in others]
+        here = definitions(cursor.lines[: max(0, cursor.line - FAR_ABOVE_LINES)], wanted)
+        sources = [(relative_path(uri, root), here)]
+        sources += [(relative_path(d.uri, root), p.definitions) for d, p in parsed]
         seen: set[str] = set()
-        for path, lines in sources:
-            for found in definitions(lines):
+        for path, found_here in sources:
+            for found in found_here:
                 if found.name in wanted and found.name not in seen:
                     seen.add(found.name)
                     body = [found.signature] + ([f"    {found.doc}"] if found.doc else [])
@@ -180,10 +256,9 @@ class OpenDocumentsSource:
 
         # Then the most similar snippets of other documents.
         scored: list[tuple[float, str, list[str]]] = []
-        for doc, lines in other_lines:
-            for start in range(0, max(1, len(lines)), SNIPPET_LINES // 2):
-                window = lines[start : start + SNIPPET_LINES]
-                score = jaccard(wanted, identifiers("\n".join(window)))
+        for doc, p in parsed:
+            for window, names in p.windows:
+                score = jaccard(wanted, names)
                 if score > 0.05:
                     scored.append((score, relative_path(doc.uri, root), window))
         scored.sort(key=lambda item: -item[0])

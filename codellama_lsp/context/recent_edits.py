@@ -13,7 +13,7 @@ from collections import OrderedDict
 from collections.abc import Hashable
 from dataclasses import dataclass
 
-from codellama_lsp.context.open_documents import as_comments, relative_path
+from codellama_lsp.context.open_documents import as_comments, readable_part, relative_path
 from codellama_lsp.context.sources import CHARS_PER_TOKEN, Builder, Snapshot
 from codellama_lsp.cursor import Cursor, lsp_lines
 
@@ -64,11 +64,16 @@ class RecentEdits:
         edits = list(self.edits)
         for doc in snapshot.others:
             previous = self._seen.get(doc.uri)
-            self._seen[doc.uri] = (doc.version, doc.source)
-            self._seen.move_to_end(doc.uri)
-            if previous is None or previous[0] == doc.version or previous[1] == doc.source:
+            if previous is not None and previous[0] == doc.version:
+                self._seen.move_to_end(doc.uri)
                 continue
-            new_lines = lsp_lines(doc.source)
+            # Of a big document, its first part only (as the open documents' source reads).
+            text = readable_part(doc.source)
+            self._seen[doc.uri] = (doc.version, text)
+            self._seen.move_to_end(doc.uri)
+            if previous is None or previous[1] == text:
+                continue
+            new_lines = lsp_lines(text)
             span = changed_lines(lsp_lines(previous[1]), new_lines)
             if span is None:
                 continue
@@ -78,6 +83,10 @@ class RecentEdits:
             # A later edit of the same place replaces the earlier one.
             edits = [e for e in edits if e.uri != doc.uri or e.end < start or e.start > end]
             edits.append(edit)
+        # Closed documents are forgotten (their text would stay in memory).
+        open_now = {doc.uri for doc in snapshot.others} | {snapshot.uri}
+        for uri in [uri for uri in self._seen if uri not in open_now]:
+            del self._seen[uri]
         while len(self._seen) > MAX_DOCUMENTS:
             self._seen.popitem(last=False)
         self.edits = tuple(edits[-MAX_EDITS:])

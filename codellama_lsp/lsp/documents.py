@@ -16,6 +16,7 @@ from lsprotocol import types
 from pygls.workspace import PositionCodec, TextDocument, Workspace
 
 from codellama_lsp.cursor import Cursor, lsp_lines
+from codellama_lsp.lsp.line_index import LineIndex
 
 _ODD_LINE_BREAKS = re.compile("[\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029]")
 _LSP_LINE = re.compile(r"[^\r\n]*(?:\r\n|\r|\n)|[^\r\n]+")
@@ -48,9 +49,22 @@ class LspTextDocument(TextDocument):
       editor's.
     * A position past the end of its line means the end of the line; past the last line, the
       end of the document; a range whose end comes before its start is read in order.
+    * Positions are found through a :class:`~codellama_lsp.lsp.line_index.LineIndex` that edits
+      keep up to date: the text is never split into lines on the keystroke path (a 20 MB
+      document has half a million of them).
     """
 
     _lines_of: tuple[str, tuple[str, ...]] | None = None
+    _index: LineIndex | None = None
+
+    @property
+    def index(self) -> LineIndex:
+        """Where the lines of the current text start (built once, then kept by edits)."""
+        source = self.source
+        index = self._index
+        if index is None or index.text is not source:
+            index = self._index = LineIndex(source)
+        return index
 
     @property
     def lines(self) -> Sequence[str]:
@@ -67,12 +81,12 @@ class LspTextDocument(TextDocument):
 
     def offset_of(self, position: types.Position) -> int:
         """Index into ``source`` of a client position, clamped into the document."""
-        lines = self.lines
+        index = self.index
         line = max(0, position.line)
-        if line >= len(lines):
-            return len(self.source)
-        text = lines[line].rstrip("\r\n")
-        start = sum(len(previous) for previous in lines[:line])
+        if line >= index.line_count:
+            return len(index.text)
+        start = index.line_start(line)
+        text = index.text[start : index.line_end(start)]
         return start + column_of(text, position.character, self.position_codec)
 
     def _apply_incremental_change(self, change: types.TextDocumentContentChangePartial) -> None:
@@ -81,7 +95,9 @@ class LspTextDocument(TextDocument):
         if end < start:
             start, end = end, start
         source = self.source
+        index = self.index
         self._source = source[:start] + change.text + source[end:]
+        index.edited(start, end, change.text, self._source)
 
 
 class LspWorkspace(Workspace):
@@ -114,18 +130,73 @@ def open_document(workspace: Workspace, uri: str) -> TextDocument | None:
     return found
 
 
+EXCERPT_LINES_ABOVE = 4096
+EXCERPT_CHARS = 65_536
+"""A big document's excerpt keeps, above the cursor, this many lines or, if fewer make it,
+lines of this many characters: whatever a prompt window of 4,096 tokens (the default
+``max_context_tokens``) can hold, at one token a line at least and 16 characters a token at
+most, and what the parse check may read (400 lines or 64 KB)."""
+EXCERPT_LINES_BELOW = 1024
+"""Below the cursor, this many lines or lines of :data:`EXCERPT_CHARS` (a FIM suffix of a
+quarter of the budget, the parse check's window)."""
+EXCERPT_HEAD = 256
+"""The document's first lines, kept too: its docstring and imports (prompt, context)."""
+EXCERPT_GRID = 256
+"""The excerpt's edges move in steps of this many lines (a multiple of the prompt's and the
+context's steps), counted from the top above the cursor and from the bottom below it: typing
+near the cursor, new lines too, leaves the rest of the excerpt's text as it was, as it leaves
+a small document's, so the completion cache, typing-through and the KV cache keep working."""
+
+
 def cursor_at(doc: TextDocument, position: types.Position) -> Cursor:
     """The cursor in Python string units, from a client position in its own encoding.
 
-    A line past the last one means the end of the document (as LSP says for edits).
+    A line past the last one means the end of the document (as LSP says for edits). In a
+    document of more lines than an excerpt holds, the cursor's text is the excerpt (see
+    :data:`EXCERPT_CHARS`): its cost per keystroke does not grow with the document.
     """
-    lines = lsp_lines(doc.source)
-    if position.line >= len(lines):
-        line, column = len(lines) - 1, len(lines[-1])
+    if not isinstance(doc, LspTextDocument):
+        lines = lsp_lines(doc.source)
+        if position.line >= len(lines):
+            line, column = len(lines) - 1, len(lines[-1])
+        else:
+            line = max(position.line, 0)
+            column = column_of(lines[line], position.character, doc.position_codec)
+        return Cursor.clamped(doc.source, line, column, lines)
+    index = doc.index
+    total = index.line_count
+    if position.line >= total:
+        line = total - 1
+        column = len(index.line_text(line))
     else:
         line = max(position.line, 0)
-        column = column_of(lines[line], position.character, doc.position_codec)
-    return Cursor.clamped(doc.source, line, column, lines)
+        column = column_of(index.line_text(line), position.character, doc.position_codec)
+    return excerpt_cursor(index, line, column)
+
+
+def excerpt_cursor(index: LineIndex, line: int, column: int) -> Cursor:
+    """The cursor at ``line``/``column`` of the indexed text, over an excerpt if it is big."""
+    text, total = index.text, index.line_count
+    if len(text) <= 2 * EXCERPT_CHARS or total <= 2 * EXCERPT_HEAD + 2 * EXCERPT_GRID:
+        return Cursor.clamped(text, line, column)
+    line_start = index.line_start(line)
+    first = max(line - EXCERPT_LINES_ABOVE, index.line_of(max(0, line_start - EXCERPT_CHARS)))
+    first -= first % EXCERPT_GRID
+    line_end = index.line_end(line_start)
+    last = min(line + EXCERPT_LINES_BELOW, index.line_of(min(len(text), line_end + EXCERPT_CHARS)))
+    dropped = max(0, total - 1 - last)
+    dropped -= dropped % EXCERPT_GRID
+    end_line = total - dropped  # the lines [first, end_line) are kept
+    body_end = len(text)
+    if end_line < total:
+        next_start = index.line_start(end_line)
+        body_end = next_start - (2 if text.startswith("\r\n", next_start - 2) else 1)
+    if first <= EXCERPT_HEAD:
+        excerpt, shift = text[:body_end], 0
+    else:
+        head = text[: index.line_start(EXCERPT_HEAD)]
+        excerpt, shift = head + text[index.line_start(first) : body_end], first - EXCERPT_HEAD
+    return Cursor.clamped(excerpt, line - shift, column, line_shift=shift)
 
 
 def client_units(doc: TextDocument, line_text: str, column: int) -> int:
@@ -135,14 +206,20 @@ def client_units(doc: TextDocument, line_text: str, column: int) -> int:
 
 
 def client_position(doc: TextDocument, line: int, column: int) -> types.Position:
-    lines = lsp_lines(doc.source)
-    text = lines[line] if line < len(lines) else ""
+    if isinstance(doc, LspTextDocument):
+        index = doc.index
+        text = index.line_text(line) if line < index.line_count else ""
+    else:
+        lines = lsp_lines(doc.source)
+        text = lines[line] if line < len(lines) else ""
     return types.Position(line=line, character=client_units(doc, text, column))
 
 
 def on_cursor_line(doc: TextDocument, cursor: Cursor, column: int) -> types.Position:
     """A client position on the cursor's line, from the context's own copy of the line."""
-    return types.Position(line=cursor.line, character=client_units(doc, cursor.line_text, column))
+    return types.Position(
+        line=cursor.document_line, character=client_units(doc, cursor.line_text, column)
+    )
 
 
 def describe_document(
@@ -163,7 +240,7 @@ def describe_document(
     if position is not None:
         cursor = cursor_at(doc, position)
         data["cursor"] = {
-            "line": cursor.line,
+            "line": cursor.document_line,
             "column": cursor.character,
             "line_prefix": cursor.line_prefix,
             "line_suffix": cursor.line_suffix,
@@ -203,10 +280,8 @@ def cursor_after_accept(doc: TextDocument, info: Mapping[str, Any]) -> Cursor | 
         )
     except (KeyError, TypeError, ValueError):
         return None
-    source = start.normalized
-    if not source.startswith(text, start.offset):
-        source = source[: start.offset] + text + source[max(end.offset, start.offset) :]
-    lines = text.split("\n")
-    line = start.line + len(lines) - 1
-    column = (start.character if len(lines) == 1 else 0) + len(lines[-1])
-    return Cursor.clamped(source, line, column)
+    if start.normalized.startswith(text, start.offset):
+        return start.replaced(start.offset, start.offset + len(text), text)
+    # In the start's text (an excerpt of a big document): the same excerpt as after the edit.
+    end_offset = start.offset_at(end.document_line - start.line_shift, end.character)
+    return start.replaced(start.offset, end_offset, text)

@@ -31,6 +31,8 @@ HEADER_LINE = re.compile(rb"[A-Za-z][A-Za-z0-9-]*:[^\r\n]*\r\n")
 MAX_GARBAGE = 1 << 16
 """Bytes kept while no header is found (a header block is a few dozen bytes)."""
 MAX_BODY = 1 << 30
+Body = bytes | bytearray
+"""A message body as read (a big one is handed over in the reader's own buffer, uncopied)."""
 IDLE_S = 0.5
 """Quiet time after which a partial body that is whole JSON is taken as the message."""
 
@@ -48,7 +50,7 @@ class FrameReader:
     def feed(self, data: bytes) -> None:
         self._buf += data
 
-    def next_body(self) -> bytes | None:
+    def next_body(self) -> Body | None:
         """The next complete (or cut short) body, or None until more bytes come."""
         buf = self._buf
         if self._length is None:
@@ -65,9 +67,9 @@ class FrameReader:
         length = self._length
         # A header inside the body: the length was wrong (too long) and another message began.
         start = max(0, self._scanned - 64)
-        inside = HEADER_START.search(buf, start, min(len(buf), length + 64))
-        if inside is not None and inside.start() < length:
-            end = inside.start()
+        inside = header_inside(buf, start, min(len(buf), length + 64))
+        if inside is not None and inside < length:
+            end = inside
             log.warning(
                 "a message was cut short by the next message's header (Content-Length %d, "
                 "body %d bytes): resynchronised",
@@ -79,8 +81,14 @@ class FrameReader:
         else:
             self._scanned = len(buf)
             return None
-        body = bytes(buf[:end])
-        del buf[:end]
+        body: Body
+        if end == len(buf):
+            body = buf  # handed over as it is: a big body is not copied
+            self._buf = bytearray()
+        else:
+            with memoryview(buf) as view, view[:end] as head:
+                body = bytes(head)
+            del buf[:end]
         self._length = None
         return body
 
@@ -114,9 +122,25 @@ class FrameReader:
             log.warning("skipped %d bytes outside any message (wrong Content-Length?)", count)
 
 
+def header_inside(buf: bytearray, start: int, end: int) -> int | None:
+    """Where the first ``Content-Length`` header line in ``buf[start:end]`` starts, if any.
+
+    Such a line ends with ``\r\n``, which a valid JSON body never holds: look for those
+    (``bytes.find``, at memory speed) and try the header's pattern only just before each.
+    A case-blind regular expression over the whole body took 90 ms for 10 MB.
+    """
+    at = buf.find(b"\r\n", start, end)
+    while at >= 0:
+        match = HEADER_START.search(buf, max(start, at - 96), at + 2)
+        if match is not None:
+            return match.start()
+        at = buf.find(b"\r\n", at + 2, end)
+    return None
+
+
 async def read_messages(
     read: Callable[[], Awaitable[bytes]],
-    handle: Callable[[bytes], None],
+    handle: Callable[[Body], None],
     stopped: Callable[[], bool],
 ) -> None:
     """Read chunks with ``read`` until end of stream, handing each body to ``handle``.
@@ -131,8 +155,8 @@ async def read_messages(
             reading = asyncio.ensure_future(read())
         done, _ = await asyncio.wait({reading}, timeout=IDLE_S)
         if not done:
-            if (body := frames.flush_partial()) is not None:
-                _handle(handle, body)
+            if (partial := frames.flush_partial()) is not None:
+                _handle(handle, partial)
             continue
         data = reading.result()
         reading = None
@@ -145,7 +169,7 @@ async def read_messages(
                 return
 
 
-def _handle(handle: Callable[[bytes], None], body: bytes) -> None:
+def _handle(handle: Callable[[Body], None], body: Body) -> None:
     try:
         handle(body)
     except Exception:

@@ -23,11 +23,11 @@ def with_selected(
     must extend that item."""
     start = cursor_at(doc, selected.range.start)
     end = cursor_at(doc, selected.range.end)
-    text = cursor.normalized
-    return Cursor(
-        text[: start.offset] + selected.text + text[end.offset :],
-        start.line,
-        start.character + len(selected.text),
+    shift = cursor.line_shift  # places in the document → in the cursor's text (an excerpt)
+    return cursor.replaced(
+        cursor.offset_at(start.document_line - shift, start.character),
+        cursor.offset_at(end.document_line - shift, end.character),
+        selected.text,
     )
 
 

@@ -73,14 +73,14 @@ def is_id(value: Any) -> bool:
     return isinstance(value, int | str) and not isinstance(value, bool)
 
 
-def guess_id(body: bytes) -> int | str | None:
+def guess_id(body: bytes | bytearray) -> int | str | None:
     """The id of a request whose body does not parse, when it stands before ``"params"``.
 
     Only the part before ``"params"`` is searched, so an ``"id"`` inside the params (a
     ``$/cancelRequest``, a document's text) is never mistaken for the message's own.
     """
-    head = body.split(b'"params"', 1)[0]
-    match = _ID_BEFORE_PARAMS.search(head)
+    end = body.find(b'"params"')  # no copy of a big body
+    match = _ID_BEFORE_PARAMS.search(body, 0, len(body) if end < 0 else end)
     if match is None:
         return None
     try:
@@ -123,7 +123,7 @@ class CodeLlamaProtocol(LanguageServerProtocol):
             return result
 
     # --- entry point for one framed body ------------------------------------------------
-    def handle_body(self, body: bytes) -> None:
+    def handle_body(self, body: bytes | bytearray) -> None:
         """Parse, check and dispatch one message body read from the client."""
         try:
             data = json.loads(body)

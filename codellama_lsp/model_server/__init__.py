@@ -18,11 +18,36 @@ One module per job:
 * ``serve``: the ``codellama-lsp serve`` command line.
 """
 
-from codellama_lsp.engines.http_api import DEFAULT_PORT, SESSION_HEADER
-from codellama_lsp.model_server.admission import Limits
-from codellama_lsp.model_server.app import ENDPOINTS, ModelServer
-from codellama_lsp.model_server.errors import ApiError
-from codellama_lsp.model_server.serve import serve_main
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from codellama_lsp.engines.http_api import DEFAULT_PORT, SESSION_HEADER
+    from codellama_lsp.model_server.admission import Limits
+    from codellama_lsp.model_server.app import ENDPOINTS, ModelServer
+    from codellama_lsp.model_server.errors import ApiError
+    from codellama_lsp.model_server.serve import serve_main
+
+# Imported when first used: ``codellama-lsp serve`` must be able to refuse a bad command line
+# before the model's packages (torch, transformers: seconds) are imported through ``app``.
+_WHERE = {
+    "DEFAULT_PORT": "codellama_lsp.engines.http_api",
+    "SESSION_HEADER": "codellama_lsp.engines.http_api",
+    "Limits": "codellama_lsp.model_server.admission",
+    "ENDPOINTS": "codellama_lsp.model_server.app",
+    "ModelServer": "codellama_lsp.model_server.app",
+    "ApiError": "codellama_lsp.model_server.errors",
+    "serve_main": "codellama_lsp.model_server.serve",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _WHERE:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(_WHERE[name]), name)
+
 
 __all__ = [
     "DEFAULT_PORT",

@@ -6,15 +6,15 @@ import argparse
 import asyncio
 import contextlib
 from collections.abc import Sequence
-
-from aiohttp import web
+from typing import TYPE_CHECKING
 
 from codellama_lsp.engines.http_api import DEFAULT_PORT
-from codellama_lsp.memory import bound_helper_threads
 from codellama_lsp.model_server.admission import Limits
-from codellama_lsp.model_server.app import ModelServer
 from codellama_lsp.model_server.auth import is_loopback
 from codellama_lsp.settings_flags import add_setting_flags, configure_logging, settings_from
+
+if TYPE_CHECKING:
+    from codellama_lsp.model_server.app import ModelServer
 
 
 def serve_main(argv: Sequence[str]) -> int:
@@ -50,6 +50,16 @@ def serve_main(argv: Sequence[str]) -> int:
             flush=True,
         )
         return 2
+    # Only now the model's packages: a refusal above takes a fraction of a second.
+    from codellama_lsp.engines.factory import LOCAL_EXTRA
+
+    try:  # the model server runs the model in its own process
+        import torch  # noqa: F401
+        import transformers  # noqa: F401
+    except ImportError as exc:
+        raise SystemExit(f"codellama-lsp serve needs {exc.name}: {LOCAL_EXTRA}") from exc
+    from codellama_lsp.model_server.app import ModelServer
+
     server = ModelServer(
         settings,
         api_key=api_key,
@@ -66,6 +76,10 @@ def serve_main(argv: Sequence[str]) -> int:
 
 
 async def _serve(server: ModelServer, host: str, port: int) -> None:
+    from aiohttp import web
+
+    from codellama_lsp.memory import bound_helper_threads
+
     bound_helper_threads(asyncio.get_running_loop())
     # handler_cancellation: a client that disconnects cancels its handler, which stops its job.
     runner = web.AppRunner(server.app(), handler_cancellation=True, access_log=None)
