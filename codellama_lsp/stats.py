@@ -35,6 +35,8 @@ COUNTERS = (
     "parse_check_retries",
     "parse_check_retries_shown",
     "candidates_generated",
+    "requests_refused",
+    *(f"refused_{reason}" for reason in ("snoozed", "language", "file", "comment", "string")),
     *(
         f"{kind}_{source}"
         for source in ("previous", "lookup", "draft_model")

@@ -259,6 +259,7 @@ class Completer:
             hash(after),
             len(before),
             context_fp,
+            cursor.editor_indent,
         )
 
     def _locked_prompt(

@@ -15,7 +15,7 @@ from urllib.parse import unquote
 from lsprotocol import types
 from pygls.workspace import PositionCodec, TextDocument, Workspace
 
-from codellama_lsp.cursor import Cursor, lsp_lines
+from codellama_lsp.cursor import Cursor, IndentStyle, lsp_lines
 
 _ODD_LINE_BREAKS = re.compile("[\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029]")
 _LSP_LINE = re.compile(r"[^\r\n]*(?:\r\n|\r|\n)|[^\r\n]+")
@@ -51,6 +51,8 @@ class LspTextDocument(TextDocument):
     """
 
     _lines_of: tuple[str, tuple[str, ...]] | None = None
+    editor_indent: IndentStyle | None = None
+    """The editor's indentation for it (``codellama/didChangeEditorOptions``)."""
 
     @property
     def lines(self) -> Sequence[str]:
@@ -125,7 +127,8 @@ def cursor_at(doc: TextDocument, position: types.Position) -> Cursor:
     else:
         line = max(position.line, 0)
         column = column_of(lines[line], position.character, doc.position_codec)
-    return Cursor.clamped(doc.source, line, column, lines)
+    cursor = Cursor.clamped(doc.source, line, column, lines)
+    return cursor.with_editor_indent(getattr(doc, "editor_indent", None))
 
 
 def client_units(doc: TextDocument, line_text: str, column: int) -> int:

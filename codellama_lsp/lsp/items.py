@@ -28,6 +28,7 @@ def with_selected(
         text[: start.offset] + selected.text + text[end.offset :],
         start.line,
         start.character + len(selected.text),
+        cursor.editor_indent,
     )
 
 

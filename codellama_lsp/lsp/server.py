@@ -51,12 +51,15 @@ from codellama_lsp.lsp.documents import (
     end_of_change,
     open_document,
 )
+from codellama_lsp.lsp.editor_options import EDITOR_OPTIONS_NOTIFICATION, apply_editor_options
 from codellama_lsp.lsp.index_keeper import IndexKeeper, watch_registration, workspace_roots
 from codellama_lsp.lsp.items import inline_item, menu_item, renders_markdown, with_selected
 from codellama_lsp.lsp.loading import load_engine
 from codellama_lsp.lsp.progress import WorkProgress
 from codellama_lsp.lsp.protocol import SYNC_KIND, CodeLlamaProtocol, strict_converter
+from codellama_lsp.lsp.snooze import SNOOZE_COMMAND
 from codellama_lsp.lsp.transport import serve_stdio, serve_tcp
+from codellama_lsp.lsp.user_rules import UserRules
 from codellama_lsp.lsp.watchdog import process_exists, watch_parent
 from codellama_lsp.memory import helper_threads, memory_figures
 
@@ -97,6 +100,7 @@ class CodeLlamaServer(LanguageServer):
         self.completer.context_provider = self.context
         self.completer.on_result = self.send_status
         self.acceptance = Acceptance()
+        self.rules = UserRules(lambda: self.settings, self.completer.stats, self.send_status)
         self.retention_timer: asyncio.Task[None] | None = None
         self.state = "loading"
         self.message = "Starting"
@@ -118,6 +122,7 @@ class CodeLlamaServer(LanguageServer):
         state = self.state
         if state == "ready" and not self.settings.enabled:
             state = "disabled"
+        state = self.rules.state(state)
         return {
             "state": state,
             "message": self.message,
@@ -126,6 +131,7 @@ class CodeLlamaServer(LanguageServer):
             "last_latency_ms": self.completer.stats.last_latency_ms,
             "load_seconds": self.load_seconds,
             "version": __version__,
+            **self.rules.snooze.status(),
         }
 
     def set_state(self, state: str, message: str) -> None:
@@ -255,7 +261,8 @@ class CodeLlamaServer(LanguageServer):
     # --- workspace context ---------------------------------------------------------------
     def context_snapshot(self, uri: str) -> Snapshot:
         """On the event loop: the open documents as the context sources may read them."""
-        return take_snapshot(unquote(uri), self.workspace.text_documents, self.workspace.root_uri)
+        documents = self.rules.context_documents(self.workspace.text_documents)
+        return take_snapshot(unquote(uri), documents, self.workspace.root_uri)
 
     def start_indexing(self) -> None:
         """(Re)index the workspace folders; the first time, ask the client for file events."""
@@ -288,6 +295,8 @@ class CodeLlamaServer(LanguageServer):
 
     # --- completions -----------------------------------------------------------------
     async def complete(self, uri: str, cursor: Cursor) -> Completion | None:
+        if await self.rules.refuses(self.workspace, uri, cursor):
+            return None  # at once: no debounce, no prompt, no generation
         try:
             return await self.completer.complete(uri, cursor)
         except asyncio.CancelledError:
@@ -334,7 +343,8 @@ def did_change(ls: CodeLlamaServer, params: types.DidChangeTextDocumentParams) -
     if doc is None or not isinstance(change, types.TextDocumentContentChangePartial):
         return
     end = end_of_change(doc, change)
-    ls.completer.edited(uri, lambda: cursor_at(doc, end))
+    if ls.rules.document_refusal(ls.workspace, uri) is None:
+        ls.completer.edited(uri, lambda: cursor_at(doc, end))
 
 
 def did_close(ls: CodeLlamaServer, params: types.DidCloseTextDocumentParams) -> None:
@@ -422,6 +432,16 @@ def accepted(ls: CodeLlamaServer, *args: Any) -> None:
         ls.spawn(ls.completer.prefetch(uri, cursor))
 
 
+def snooze(ls: CodeLlamaServer, *args: Any) -> dict[str, Any]:
+    """``codellama.snooze [minutes]``: none = until the server stops, 0 = end it now."""
+    ls.rules.snooze_for(plain(list(args)), ls.show)
+    return ls.status()
+
+
+def did_change_editor_options(ls: CodeLlamaServer, params: Any) -> None:
+    apply_editor_options(ls.workspace, plain(params))
+
+
 def did_show_completion(ls: CodeLlamaServer, params: Any) -> None:
     params = plain(params)
     item = params.get("item") if isinstance(params, Mapping) else None
@@ -454,12 +474,14 @@ FEATURES: list[tuple[str, Any, Any]] = [
     ),
     (DID_SHOW_COMPLETION, None, did_show_completion),
     (DID_PARTIALLY_ACCEPT_COMPLETION, None, did_partially_accept_completion),
+    (EDITOR_OPTIONS_NOTIFICATION, None, did_change_editor_options),
 ]
 COMMANDS: list[tuple[str, Any]] = [
     ("codellama.stats", stats),
     ("codellama.status", status),
     ("codellama.reload", reload),
     (ACCEPTED_COMMAND, accepted),
+    (SNOOZE_COMMAND, snooze),
 ]
 
 

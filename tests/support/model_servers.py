@@ -130,17 +130,25 @@ def running_server(
 
 @contextmanager
 def scripted_model_server(
-    target: str, folder: Path, piece_delay: float = 0.002
+    target: str,
+    folder: Path,
+    piece_delay: float = 0.002,
+    answers: list[tuple[str, str]] | None = None,
 ) -> Iterator[dict[str, Any]]:
     """Start scripted_model_server.py answering from ``target`` (a streamed piece of three
-    characters every ``piece_delay`` seconds); yield the settings that point the language
-    server at it (HTTP backend, demo tokenizer, immediate, prefix prompts)."""
+    characters every ``piece_delay`` seconds), or with the first of ``answers`` (prompt end,
+    text) the prompt ends with; yield the settings that point the language server at it
+    (HTTP backend, demo tokenizer, immediate, prefix prompts)."""
     target_file, port_file = folder / "scripted-target.py", folder / "scripted-port"
     target_file.write_text(target)
     port_file.unlink(missing_ok=True)
     log = (folder / "scripted-server.log").open("wb")
     command = [sys.executable, str(SCRIPTED_SERVER), "--target", str(target_file)]
     command += ["--piece-delay", str(piece_delay)]
+    if answers:
+        answers_file = folder / "scripted-answers.json"
+        answers_file.write_text(json.dumps(answers))
+        command += ["--answers", str(answers_file)]
     proc = subprocess.Popen(
         [*command, "--port-file", str(port_file)],
         stdout=log,

@@ -9,7 +9,11 @@ So whatever was typed so far, the right ghost text is known: what the target has
 line. The language server runs unchanged in front of it (``backend = http``, demo tokenizer),
 with its real prompt building and clean-up.
 
+``--answers FILE`` (JSON: a list of ``[prompt end, answer]``) adds answers of several lines:
+the first whose prompt end the prompt ends with is streamed instead.
+
     python tests/support/scripted_model_server.py --target FILE --port-file PATH [--piece-delay S]
+        [--answers FILE]
 """
 
 from __future__ import annotations
@@ -40,6 +44,24 @@ TYPING_TARGET = (
 """The file the scripted tests type (protocol tests and the real editors)."""
 TYPING_HEAD = TYPING_TARGET[: TYPING_TARGET.index("        for")]
 
+INDENT_HEAD = "def total(items):\n{unit}total = 0\n{unit}"
+"""A function body's start in a file indented with ``unit``; the cursor at its end."""
+FOUR_SPACE_BODY = "for item in items:\n        total += item\n    return total"
+"""What a model that writes four spaces answers there, whatever the file's indentation."""
+NEW_FILE = "import os\n"
+NEW_FILE_ANSWER = "def separator():\n    return os.sep"
+"""A file with no indented line yet: the editor's options decide (tabs or N spaces)."""
+INDENT_ANSWERS = [
+    ("total = 0\n\t", FOUR_SPACE_BODY),
+    ("total = 0\n  ", FOUR_SPACE_BODY),
+    (NEW_FILE, NEW_FILE_ANSWER),
+]
+
+
+def body_in(unit: str) -> str:
+    """:data:`FOUR_SPACE_BODY` as it must be shown in a file indented with ``unit``."""
+    return FOUR_SPACE_BODY.replace("    ", unit)
+
 
 def continuation(target: str, prompt: str) -> str:
     """The rest of the target's line after the longest target beginning that ends ``prompt``."""
@@ -49,11 +71,26 @@ def continuation(target: str, prompt: str) -> str:
     return ""
 
 
+def answer(target: str, answers: list[tuple[str, str]], prompt: str) -> str:
+    """The first of ``answers`` whose prompt end ``prompt`` ends with, else the target's line."""
+    for end, text in answers:
+        if prompt.endswith(end):
+            return text
+    return continuation(target, prompt)
+
+
 class ScriptedServer:
-    def __init__(self, target: str, tokens: CodeTokens, piece_delay: float = 0.002) -> None:
+    def __init__(
+        self,
+        target: str,
+        tokens: CodeTokens,
+        piece_delay: float = 0.002,
+        answers: list[tuple[str, str]] | None = None,
+    ) -> None:
         self.target = target
         self.tokens = tokens
         self.piece_delay = piece_delay
+        self.answers = answers or []
         self.prompts: list[str] = []
 
     def app(self) -> web.Application:
@@ -85,7 +122,7 @@ class ScriptedServer:
         body = await request.json()
         prompt = self.prompt_text(body["prompt"])
         self.prompts.append(prompt)
-        text = continuation(self.target, prompt)
+        text = answer(self.target, self.answers, prompt)
         response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
         await response.prepare(request)
         pieces = [text[i : i + 3] for i in range(0, len(text), 3)]
@@ -106,9 +143,13 @@ def main() -> None:
     parser.add_argument(
         "--piece-delay", type=float, default=0.002, help="seconds between streamed pieces"
     )
+    parser.add_argument("--answers", type=Path, help="JSON list of [prompt end, answer]")
     args = parser.parse_args()
     tokens = CodeTokens(load_tokenizer_files(resolve_model(MODEL)))
-    server = ScriptedServer(args.target.read_text(), tokens, args.piece_delay)
+    answers = (
+        [(end, text) for end, text in json.loads(args.answers.read_text())] if args.answers else []
+    )
+    server = ScriptedServer(args.target.read_text(), tokens, args.piece_delay, answers)
 
     async def serve() -> None:
         runner = web.AppRunner(server.app())
