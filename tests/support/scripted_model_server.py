@@ -57,6 +57,20 @@ INDENT_ANSWERS = [
     (NEW_FILE, NEW_FILE_ANSWER),
 ]
 
+COMMENT_TYPED = "# count the "
+MENU_SELECTED = "            total += len(line)"
+"""The line with the completion menu's item in it (the ghost text must follow that item)."""
+MENU_NEXT_LINE = "\n            print(line, os.sep)"
+STRING_TYPED = 'name = "lines of '
+RULE_ANSWERS = [
+    *INDENT_ANSWERS,
+    (COMMENT_TYPED, "lines in the file"),
+    (STRING_TYPED, "the file"),
+    (MENU_SELECTED, MENU_NEXT_LINE),
+]
+"""Answers in a comment and in a string too (shown only where the settings allow), and after
+the completion menu's item (the next line)."""
+
 
 def body_in(unit: str) -> str:
     """:data:`FOUR_SPACE_BODY` as it must be shown in a file indented with ``unit``."""
