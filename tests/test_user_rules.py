@@ -12,7 +12,7 @@ from typing import Any
 from lsprotocol import types
 
 from tests.support.lsp_session import Session, lsp_session
-from tests.support.model_servers import scripted_model_server
+from tests.support.model_servers import request, scripted_model_server
 from tests.support.scripted_model_server import (
     INDENT_ANSWERS,
     INDENT_HEAD,
@@ -174,3 +174,33 @@ async def test_suggestions_follow_the_documents_indentation(tmp_path: Path) -> N
                 assert [str(item.insert_text) for item in shown] == [
                     NEW_FILE_ANSWER.replace("    ", unit)
                 ]
+
+
+async def test_an_excluded_files_text_never_goes_into_a_prompt(tmp_path: Path) -> None:
+    """Neither from the workspace index nor as an open document; with the rule gone, it does
+    (so the check is not empty)."""
+    root = tmp_path / "project"
+    root.mkdir()
+    secret = 'SECRET_TOKEN = "sk-live-0123456789"\n'
+    (root / "settings_local.py").write_text(secret)
+    app = "from settings_local import SECRET_TOKEN\n\n\ndef token():\n    return "
+    (root / "app.py").write_text(app)
+    options = {"exclude_files": ["settings_local.py"], "prefetch_after_accept": False}
+    with scripted_model_server(TYPING_TARGET, tmp_path) as settings:
+        port = int(settings["server_url"].rsplit(":", 1)[1])
+
+        def prompts() -> list[str]:
+            return list(request(port, "GET", "/prompts")[1])
+
+        async with lsp_session({**settings, **options}, root=root) as s:
+            await s.wait_stats(lambda st: st["workspace_index"]["last_build"] is not None)
+            assert (await s.stats())["workspace_index"]["files"] == 1  # app.py only
+            s.open((root / "settings_local.py").as_uri(), secret)
+            s.open((root / "app.py").as_uri(), app)
+            await s.inline((root / "app.py").as_uri(), 4, 11)
+            assert prompts() and not any("sk-live" in p for p in prompts())
+
+            change_settings(s, {"exclude_files": []})
+            s.edit((root / "app.py").as_uri(), (4, 11), (4, 11), "S")
+            await s.inline((root / "app.py").as_uri(), 4, 12)
+            assert "sk-live" in prompts()[-1]

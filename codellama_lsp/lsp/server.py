@@ -101,6 +101,7 @@ class CodeLlamaServer(LanguageServer):
         self.completer.on_result = self.send_status
         self.acceptance = Acceptance()
         self.rules = UserRules(lambda: self.settings, self.completer.stats, self.send_status)
+        self.index.excluded = self.rules.excluded_path
         self.retention_timer: asyncio.Task[None] | None = None
         self.state = "loading"
         self.message = "Starting"
@@ -286,6 +287,7 @@ class CodeLlamaServer(LanguageServer):
         elif (
             not old.context_workspace
             or old.context_workspace_max_files != new.context_workspace_max_files
+            or old.exclude_files != new.exclude_files
         ):
             self.start_indexing()
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
 from typing import Any, TypeVar
 
 from pygls.workspace import Workspace
@@ -61,6 +62,10 @@ class UserRules:
         """The open documents whose text may go into a prompt (not the excluded files)."""
         settings = self._settings()
         return {uri: doc for uri, doc in documents.items() if not excluded_file(settings, uri)}
+
+    def excluded_path(self, path: Path) -> bool:
+        """Whether a file on disk is one of ``exclude_files`` (the workspace index skips it)."""
+        return excluded_file(self._settings(), path.as_uri())
 
     def state(self, state: str) -> str:
         """The status's state: ``snoozed`` while a snooze lasts and the model is ready."""
