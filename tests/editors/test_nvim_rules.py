@@ -192,3 +192,17 @@ def test_two_spaces_the_menu_and_tab(build_id: str, tmp_path: Path) -> None:
             0.1,
             lambda: json.dumps(nvim.state()),
         )
+
+        # ... and with the menu open, what the user's own <Tab> does there: the next item.
+        nvim.lua_json("T.map_tab_to_menu()")
+        nvim.send("<Esc>oi<C-n>")  # words of the buffer: item, items, in
+        wait_until(lambda: nvim.expr("pumvisible()").strip() == "1", 10, "the menu")
+        first = int(nvim.expr("complete_info(['selected']).selected"))
+        nvim.send("<Tab>")
+        wait_until(
+            lambda: int(nvim.expr("complete_info(['selected']).selected")) == first + 1,
+            10,
+            "<Tab> to select the menu's next item",
+            0.1,
+            lambda: nvim.expr("string(complete_info())"),
+        )
