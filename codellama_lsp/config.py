@@ -21,6 +21,35 @@ DEFAULT_PORT = 8765
 ENV_PREFIX = "CODELLAMA_LSP_"
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
+DEFAULT_EXCLUDE_FILES = (
+    # dotenv files: API keys, passwords and tokens for the project
+    ".env",
+    ".env.*",
+    "*.env",
+    # private keys and key stores (TLS, SSH, code signing)
+    "*.pem",
+    "*.key",
+    "*.p12",
+    "*.pfx",
+    "*.jks",
+    "*.keystore",
+    "id_rsa*",
+    "id_dsa*",
+    "id_ecdsa*",
+    "id_ed25519*",
+    # login files: hosts (netrc), PostgreSQL, PyPI and npm tokens, cloud credentials
+    ".netrc",
+    ".pgpass",
+    ".pypirc",
+    ".npmrc",
+    "credentials",
+    "credentials.json",
+    "*.tfvars",
+)
+"""Where completions are off by default: files that hold secrets. A suggestion there would
+send the secrets in a prompt (to a model server, into its caches and logs) and could offer a
+real-looking key the model saw in training; their text is kept out of other files' prompts."""
+
 Backend = Literal["local", "http", "auto"]
 PromptFormat = Literal["auto", "fim", "prefix"]
 EarlyFirstLine = Literal["auto", "always", "never"]
@@ -124,6 +153,31 @@ class Settings:
         cache_key=True,
     )
     enabled: bool = setting(True, "false = answer every request empty")
+    languages: tuple[str, ...] = setting(
+        ("python",),
+        (
+            "language ids (as the editor names them: `python`, `javascript`, `rust`, …) where the "
+            "server completes; `*` = every language. Python by default: the flagship 70B-Python "
+            "and the demo model know Python only; the 7B/13B/70B base and Instruct models write "
+            "other languages too (add their ids)"
+        ),
+    )
+    exclude_files: tuple[str, ...] = setting(
+        DEFAULT_EXCLUDE_FILES,
+        (
+            "globs of files where the server never completes and whose text never goes into a "
+            "prompt (matched against the end of the path: `*.pem`, `.aws/credentials`); the "
+            "defaults are files that hold secrets (see docs/editors.md)"
+        ),
+    )
+    complete_in_comments: bool = setting(
+        True, "Python: suggest inside comments (Python's tokenizer reads the code up to the cursor)"
+    )
+    complete_in_strings: bool = setting(
+        True,
+        "Python: suggest inside strings and docstrings (Python's tokenizer reads the code up to "
+        "the cursor)",
+    )
     candidates: int = setting(
         3, "suggestions to cycle through when you ask explicitly (Invoked); typing always gets one"
     )
@@ -265,6 +319,10 @@ class Settings:
             ),
             (self.prefill_chunk_tokens >= 1, "prefill_chunk_tokens must be at least 1"),
             (self.cache_size >= 0, "cache_size must not be negative"),
+            (
+                all(language.strip() for language in self.languages) and bool(self.languages),
+                "languages must name at least one language id (or `*` for all)",
+            ),
             (self.cache_ttl_s > 0, "cache_ttl_s must be positive"),
             (self.kv_cache_slots >= 0, "kv_cache_slots must not be negative"),
             (

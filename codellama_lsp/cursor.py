@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cached_property
 
 CLOSERS = ")]}\"'`"
@@ -34,6 +34,12 @@ def indent_width(whitespace: str, tab_size: int = 4) -> int:
 
 def detect_indent_unit(lines: list[str], default: str = "    ") -> str:
     """The document's indentation step: a tab, or the most common space step."""
+    return indent_unit_of(lines) or default
+
+
+def indent_unit_of(lines: list[str]) -> str | None:
+    """The indentation step ``lines`` show (a tab, or the most common space step); None
+    when no line is indented."""
     tabs = spaces = 0
     steps: dict[int, int] = {}
     previous = 0
@@ -53,8 +59,21 @@ def detect_indent_unit(lines: list[str], default: str = "    ") -> str:
     if tabs > spaces:
         return "\t"
     if not steps:
-        return default
+        return None
     return " " * max(steps, key=lambda s: (steps[s], -s))
+
+
+@dataclass(frozen=True)
+class IndentStyle:
+    """The editor's indentation for a document (LSP's ``FormattingOptions``: ``tabSize``,
+    ``insertSpaces``)."""
+
+    tab_size: int = 4
+    insert_spaces: bool = True
+
+    @property
+    def unit(self) -> str:
+        return " " * self.tab_size if self.insert_spaces else "\t"
 
 
 @dataclass(frozen=True)
@@ -72,6 +91,8 @@ class Cursor:
     character: int
     line_shift: int = 0
     """``document_line - line``: lines of the document left out above the cursor."""
+    editor_indent: IndentStyle | None = None
+    """What the editor says about the document's indentation (see :attr:`indent_unit`)."""
 
     @property
     def document_line(self) -> int:
@@ -138,7 +159,17 @@ class Cursor:
 
     @cached_property
     def indent_unit(self) -> str:
-        return detect_indent_unit(self.lines)
+        """The document's indentation step: what its lines show; where they show none (a new
+        file), what the editor says; else four spaces."""
+        shown = indent_unit_of(self.lines)
+        if shown is not None:
+            return shown
+        return self.editor_indent.unit if self.editor_indent is not None else "    "
+
+    @property
+    def tab_size(self) -> int:
+        """Columns of a tab: the editor's ``tabSize``, else 4."""
+        return self.editor_indent.tab_size if self.editor_indent is not None else 4
 
     def next_nonblank_lines(self, count: int) -> list[str]:
         """The first ``count`` non-blank lines after the cursor's line."""
@@ -168,7 +199,8 @@ class Cursor:
         head = source[: start + len(new_text)]
         line = head.count("\n")
         column = len(head) - (head.rfind("\n") + 1)
-        return Cursor.clamped(source, line, column, line_shift=self.line_shift)
+        moved = Cursor.clamped(source, line, column, line_shift=self.line_shift)
+        return moved.with_editor_indent(self.editor_indent)
 
     @classmethod
     def clamped(
@@ -188,8 +220,16 @@ class Cursor:
         lines = lsp_lines(text) if lines is None else lines
         line = min(max(line, 0), len(lines) - 1)
         character = min(max(character, 0), len(lines[line]))
-        cursor = cls(text, line, character, line_shift)
+        cursor = cls(text, line, character, line_shift=line_shift)
         cursor.__dict__["lines"] = lines  # prime the cached_property
+        return cursor
+
+    def with_editor_indent(self, style: IndentStyle | None) -> Cursor:
+        """The same cursor with the editor's indentation for its document."""
+        if style == self.editor_indent:
+            return self
+        cursor = replace(self, editor_indent=style)
+        cursor.__dict__["lines"] = self.lines  # already split: keep it
         return cursor
 
     def with_line_window(self, limit: int) -> Cursor:
@@ -203,4 +243,4 @@ class Cursor:
         before = self.line_prefix[-limit:]
         lines = list(self.lines)
         lines[self.line] = before + self.line_suffix[:limit]
-        return Cursor("\n".join(lines), self.line, len(before), self.line_shift)
+        return replace(self, text="\n".join(lines), character=len(before))

@@ -38,6 +38,8 @@ COUNTERS = (
     "early_answers",
     "suggestions_grown",
     "early_not_prefix",
+    "requests_refused",
+    *(f"refused_{reason}" for reason in ("snoozed", "language", "file", "comment", "string")),
     *(
         f"{kind}_{source}"
         for source in ("previous", "lookup", "draft_model")

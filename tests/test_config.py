@@ -13,6 +13,7 @@ import pytest
 from codellama_lsp.completion.completer import Completer
 from codellama_lsp.config import (
     CACHE_KEY_SETTINGS,
+    DEFAULT_EXCLUDE_FILES,
     EDITOR_SETTINGS,
     ENGINE_SETTINGS,
     Settings,
@@ -113,7 +114,7 @@ def test_other_settings_keep_the_cache_key() -> None:
 
 
 VSCODE = Path(__file__).resolve().parents[1] / "editors" / "vscode"
-VSCODE_ONLY = {"server.command", "server.pythonPath", "server.args", "server.env", "languages"}
+VSCODE_ONLY = {"server.command", "server.pythonPath", "server.args", "server.env"}
 VSCODE_ONLY |= {"apiKey"}  # deprecated: read only to move it into VS Code's secret storage
 JSON_TYPES = {bool: "boolean", int: "integer", float: "number", str: "string", tuple: "array"}
 
@@ -136,7 +137,8 @@ def test_vscode_offers_every_editor_setting_with_its_type() -> None:
         kind = typing.get_type_hints(Settings)[field.name]
         base = str if typing.get_origin(kind) is typing.Literal else typing.get_origin(kind) or kind
         assert JSON_TYPES[base] in entry["type"], field.name
-        assert entry["default"] in (None, "", field.default), field.name
+        default = list(field.default) if isinstance(field.default, tuple) else field.default
+        assert entry["default"] in (None, "", default), field.name
 
 
 def test_vscode_extension_sends_each_setting_under_its_server_name() -> None:
@@ -144,3 +146,24 @@ def test_vscode_extension_sends_each_setting_under_its_server_name() -> None:
     table = source[source.index("SERVER_SETTING_KEYS") : source.index("};")]
     pairs = dict(re.findall(r"^\s+(\w+): \"(\w+)\",$", table, re.M))
     assert pairs == {client_name(name): name for name in EDITOR_SETTINGS}
+
+
+RULE_SETTINGS = ("languages", "exclude_files", "complete_in_comments", "complete_in_strings")
+"""Where suggestions appear (issue 30): every editor's settings UI and docs list them."""
+
+
+def test_the_editors_docs_list_where_suggestions_appear() -> None:
+    root = VSCODE.parents[1]
+    neovim_help = (root / "editors" / "nvim" / "doc" / "codellama.txt").read_text()
+    editors_md = (root / "docs" / "editors.md").read_text()
+    properties = json.loads((VSCODE / "package.json").read_text())["contributes"]["configuration"]
+    for name in RULE_SETTINGS:
+        assert name in neovim_help, f"doc/codellama.txt: {name}"
+        assert f"`{name}`" in editors_md, f"docs/editors.md: {name}"
+        assert f"codellama.{client_name(name)}" in properties["properties"], name
+    # The default globs, each where a user reads what it does.
+    vscode_text = properties["properties"]["codellama.excludeFiles"]["markdownDescription"]
+    for glob in DEFAULT_EXCLUDE_FILES:
+        for where, text in [("help", neovim_help), ("editors.md", editors_md)]:
+            assert f"`{glob}`" in text, f"{where}: {glob}"
+        assert f"`{glob}`" in vscode_text, f"package.json excludeFiles: {glob}"

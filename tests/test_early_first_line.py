@@ -8,6 +8,7 @@ releases it, so what the editor sees at each moment is known without any timing.
 from __future__ import annotations
 
 import asyncio
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
@@ -29,8 +30,12 @@ LINE, COLUMN = end_of(HEAD)
 FIRST = "\n        for line in handle:\n            total += len(line)"
 """The early part: a block header waits for the first line of its body."""
 WHOLE = FIRST + "\n            print(line, os.sep)"
-BLOCK = {"block_lines": 3, "hold_after_lines": 3}
-"""Three lines after the cursor's; held after the body's first line until released."""
+
+
+def held_block(folder: Path) -> AbstractContextManager[dict[str, Any]]:
+    """The scripted server writing three lines after the cursor's, held after the body's first
+    line until released."""
+    return scripted_model_server(TYPING_TARGET, folder, block_lines=3, hold_after_lines=3)
 
 
 def text_of(item: types.InlineCompletionItem) -> str:
@@ -52,7 +57,7 @@ async def until(check: Any, what: str, timeout: float = 60) -> None:
 async def test_the_first_line_comes_first_then_the_block_grows_without_a_key(
     tmp_path: Path,
 ) -> None:
-    with scripted_model_server(TYPING_TARGET, tmp_path, **BLOCK) as settings:
+    with held_block(tmp_path) as settings:
         async with lsp_session({**settings, "early_first_line": "always"}) as s:
             s.open(URI, HEAD)
             # Answered while the model server still holds the rest of the block.
@@ -74,7 +79,7 @@ async def test_the_first_line_comes_first_then_the_block_grows_without_a_key(
 
 
 async def test_accepting_the_first_line_brings_the_rest_by_typing_through(tmp_path: Path) -> None:
-    with scripted_model_server(TYPING_TARGET, tmp_path, **BLOCK) as settings:
+    with held_block(tmp_path) as settings:
         async with lsp_session({**settings, "early_first_line": "always"}) as s:
             s.open(URI, HEAD)
             assert await ask(s) == [FIRST]
@@ -93,7 +98,7 @@ async def test_accepting_the_first_line_brings_the_rest_by_typing_through(tmp_pa
 
 
 async def test_typing_something_else_stops_the_block(tmp_path: Path) -> None:
-    with scripted_model_server(TYPING_TARGET, tmp_path, **BLOCK) as settings:
+    with held_block(tmp_path) as settings:
         async with lsp_session({**settings, "early_first_line": "always"}) as s:
             s.open(URI, HEAD)
             assert await ask(s) == [FIRST]
@@ -108,7 +113,7 @@ async def test_typing_something_else_stops_the_block(tmp_path: Path) -> None:
 
 
 async def test_never_waits_for_the_whole_block(tmp_path: Path) -> None:
-    with scripted_model_server(TYPING_TARGET, tmp_path, **BLOCK) as settings:
+    with held_block(tmp_path) as settings:
         async with lsp_session({**settings, "early_first_line": "never"}) as s:
             s.open(URI, HEAD)
             answer = asyncio.ensure_future(ask(s))
@@ -124,7 +129,7 @@ async def test_auto_answers_early_only_once_the_model_proves_slower_than_a_pause
 ) -> None:
     """``auto``: the first request (latency unknown) waits for the whole block; a model that
     took longer than a pause in the user's typing is then answered at its first line."""
-    with scripted_model_server(TYPING_TARGET, tmp_path, **BLOCK) as settings:
+    with held_block(tmp_path) as settings:
         async with lsp_session(settings) as s:
             s.open(URI, HEAD)
             first = asyncio.ensure_future(ask(s))

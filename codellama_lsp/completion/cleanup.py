@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterable
 
+from codellama_lsp.completion.indentation import reindent
 from codellama_lsp.cursor import CLOSERS, Cursor, indent_width, indentation
 from codellama_lsp.engines.stops import text_stop_index
 
@@ -276,23 +277,6 @@ def open_string_start(code: str) -> tuple[int, str] | None:
     return (start, quote) if quote else None
 
 
-def fix_indentation_unit(text: str, cursor: Cursor) -> str:
-    """Later lines use the file's indentation unit (tabs vs spaces)."""
-    unit = cursor.indent_unit
-    lines = text.split("\n")
-    out = [lines[0]]
-    for line in lines[1:]:
-        lead = indentation(line)
-        body = line[len(lead) :]
-        if unit == "\t" and " " in lead:
-            levels = indent_width(lead) // 4
-            lead = "\t" * levels + " " * (indent_width(lead) - levels * 4)
-        elif unit != "\t" and "\t" in lead:
-            lead = lead.expandtabs(len(unit))
-        out.append(lead + body)
-    return "\n".join(out)
-
-
 def strip_trailing_whitespace(text: str, cursor: Cursor) -> str:
     """No trailing blanks, except before code that follows on the cursor's line."""
     if cursor.mid_line and "\n" not in text:
@@ -343,7 +327,7 @@ def rules(stop_sequences: Iterable[str], *, truncated: bool = False) -> list[Rul
         stop_before_suffix_lines,
         stop_at_block_end,
         drop_suffix_overlap,
-        fix_indentation_unit,
+        reindent,
         drop_repeated_lines,
         strip_trailing_whitespace,
         balance_closers,

@@ -342,6 +342,7 @@ class Completer:
             hash(after),
             len(before),
             context_fp,
+            cursor.editor_indent,
         )
 
     def build_prompt(

@@ -11,6 +11,7 @@ keystroke and the KV cache of the previous request stays reusable.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import threading
 from collections.abc import Callable
@@ -295,7 +296,7 @@ class PromptMaker:
             cursor = cursor.with_line_window(max_chars)
             if _LONE_SURROGATE.search(cursor.text):
                 text = _LONE_SURROGATE.sub("\ufffd", cursor.text)
-                cursor = Cursor(text, cursor.line, cursor.character, cursor.line_shift)
+                cursor = dataclasses.replace(cursor, text=text)
             new_tokens = s.max_new_tokens_single_line if cursor.single_line else s.max_new_tokens
             budget = max(16, min(s.max_context_tokens, engine.context_limit) - new_tokens)
             extra = _LONE_SURROGATE.sub("\ufffd", context(cursor, budget // 4)) if context else ""

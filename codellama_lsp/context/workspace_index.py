@@ -131,6 +131,8 @@ class WorkspaceIndex:
         self._by_last: dict[str, set[str]] = {}
         self._ignores: dict[Path, _Ignores] = {}
         self._prefixes: dict[Path, str] = {}
+        self.excluded: Callable[[Path], bool] = lambda path: False
+        """Files the user keeps out of prompts (``exclude_files``): never indexed."""
 
     def __len__(self) -> int:
         return len(self._files)
@@ -157,7 +159,7 @@ class WorkspaceIndex:
                     if not name.endswith((".py", ".pyi")):
                         continue
                     path = here / name
-                    if ignores.ignored(path, False):
+                    if ignores.ignored(path, False) or self.excluded(path):
                         continue
                     found.append((root, path))
                     if len(found) >= self.max_files:
@@ -254,7 +256,13 @@ class WorkspaceIndex:
         skipped = any(skip_folder(p) for p in path.parents if root in p.parents)
         info = None
         room = str(path) in self._files or len(self._files) < self.max_files
-        if room and path.is_file() and not skipped and not ignores.ignored(path, False):
+        if (
+            room
+            and path.is_file()
+            and not skipped
+            and not ignores.ignored(path, False)
+            and not (self.excluded(path))
+        ):
             info = self._parse(root, path)
         if info is None:
             with self._lock:

@@ -15,7 +15,7 @@ from urllib.parse import unquote
 from lsprotocol import types
 from pygls.workspace import PositionCodec, TextDocument, Workspace
 
-from codellama_lsp.cursor import Cursor, lsp_lines
+from codellama_lsp.cursor import Cursor, IndentStyle, lsp_lines
 from codellama_lsp.lsp.line_index import LineIndex
 
 _ODD_LINE_BREAKS = re.compile("[\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029]")
@@ -56,6 +56,8 @@ class LspTextDocument(TextDocument):
 
     _lines_of: tuple[str, tuple[str, ...]] | None = None
     _index: LineIndex | None = None
+    editor_indent: IndentStyle | None = None
+    """The editor's indentation for it (``codellama/didChangeEditorOptions``)."""
 
     @property
     def index(self) -> LineIndex:
@@ -162,7 +164,8 @@ def cursor_at(doc: TextDocument, position: types.Position) -> Cursor:
         else:
             line = max(position.line, 0)
             column = column_of(lines[line], position.character, doc.position_codec)
-        return Cursor.clamped(doc.source, line, column, lines)
+        cursor = Cursor.clamped(doc.source, line, column, lines)
+        return cursor.with_editor_indent(getattr(doc, "editor_indent", None))
     index = doc.index
     total = index.line_count
     if position.line >= total:
@@ -171,7 +174,7 @@ def cursor_at(doc: TextDocument, position: types.Position) -> Cursor:
     else:
         line = max(position.line, 0)
         column = column_of(index.line_text(line), position.character, doc.position_codec)
-    return excerpt_cursor(index, line, column)
+    return excerpt_cursor(index, line, column).with_editor_indent(doc.editor_indent)
 
 
 def excerpt_cursor(index: LineIndex, line: int, column: int) -> Cursor:

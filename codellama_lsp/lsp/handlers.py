@@ -30,12 +30,14 @@ from codellama_lsp.lsp.documents import (
     end_of_change,
     open_document,
 )
+from codellama_lsp.lsp.editor_options import EDITOR_OPTIONS_NOTIFICATION, apply_editor_options
 from codellama_lsp.lsp.items import inline_item, menu_item, renders_markdown, with_selected
 from codellama_lsp.lsp.server import (
     DID_PARTIALLY_ACCEPT_COMPLETION,
     DID_SHOW_COMPLETION,
     CodeLlamaServer,
 )
+from codellama_lsp.lsp.snooze import SNOOZE_COMMAND
 from codellama_lsp.lsp.watchdog import process_exists, watch_parent
 
 log = logging.getLogger(__name__)
@@ -79,7 +81,8 @@ def did_change(ls: CodeLlamaServer, params: types.DidChangeTextDocumentParams) -
     if doc is None or not isinstance(change, types.TextDocumentContentChangePartial):
         return
     end = end_of_change(doc, change)
-    ls.completer.edited(uri, lambda: cursor_at(doc, end))
+    if ls.rules.document_refusal(ls.workspace, uri) is None:
+        ls.completer.edited(uri, lambda: cursor_at(doc, end))
 
 
 def did_close(ls: CodeLlamaServer, params: types.DidCloseTextDocumentParams) -> None:
@@ -170,6 +173,16 @@ def accepted(ls: CodeLlamaServer, *args: Any) -> None:
         ls.spawn(ls.completer.prefetch(uri, cursor))
 
 
+def snooze(ls: CodeLlamaServer, *args: Any) -> dict[str, Any]:
+    """``codellama.snooze [minutes]``: none = until the server stops, 0 = end it now."""
+    ls.rules.snooze_for(plain(list(args)), ls.show)
+    return ls.status()
+
+
+def did_change_editor_options(ls: CodeLlamaServer, params: Any) -> None:
+    apply_editor_options(ls.workspace, plain(params))
+
+
 def did_show_completion(ls: CodeLlamaServer, params: Any) -> None:
     params = plain(params)
     item = params.get("item") if isinstance(params, Mapping) else None
@@ -202,12 +215,14 @@ FEATURES: list[tuple[str, Any, Any]] = [
     ),
     (DID_SHOW_COMPLETION, None, did_show_completion),
     (DID_PARTIALLY_ACCEPT_COMPLETION, None, did_partially_accept_completion),
+    (EDITOR_OPTIONS_NOTIFICATION, None, did_change_editor_options),
 ]
 COMMANDS: list[tuple[str, Any]] = [
     ("codellama.stats", stats),
     ("codellama.status", status),
     ("codellama.reload", reload),
     (ACCEPTED_COMMAND, accepted),
+    (SNOOZE_COMMAND, snooze),
 ]
 
 

@@ -44,6 +44,7 @@ from codellama_lsp.lsp.loading import load_engine
 from codellama_lsp.lsp.progress import WorkProgress
 from codellama_lsp.lsp.protocol import SYNC_KIND, CodeLlamaProtocol, strict_converter
 from codellama_lsp.lsp.transport import serve_stdio, serve_tcp
+from codellama_lsp.lsp.user_rules import UserRules
 from codellama_lsp.memory import helper_threads, memory_figures
 
 log = logging.getLogger(__name__)
@@ -87,6 +88,8 @@ class CodeLlamaServer(LanguageServer):
         self.completer.on_grown = self.announce_grown
         self.slow_warning_shown = False
         self.acceptance = Acceptance()
+        self.rules = UserRules(lambda: self.settings, self.completer.stats, self.send_status)
+        self.index.excluded = self.rules.excluded_path
         self.retention_timer: asyncio.Task[None] | None = None
         self.state = "loading"
         self.message = "Starting"
@@ -108,6 +111,7 @@ class CodeLlamaServer(LanguageServer):
         state = self.state
         if state == "ready" and not self.settings.enabled:
             state = "disabled"
+        state = self.rules.state(state)
         return {
             "state": state,
             "message": self.message,
@@ -118,6 +122,7 @@ class CodeLlamaServer(LanguageServer):
             "slow": self.completer.health.verdict(),
             "load_seconds": self.load_seconds,
             "version": __version__,
+            **self.rules.snooze.status(),
         }
 
     def set_state(self, state: str, message: str) -> None:
@@ -282,7 +287,8 @@ class CodeLlamaServer(LanguageServer):
     # --- workspace context ---------------------------------------------------------------
     def context_snapshot(self, uri: str) -> Snapshot:
         """On the event loop: the open documents as the context sources may read them."""
-        return take_snapshot(unquote(uri), self.workspace.text_documents, self.workspace.root_uri)
+        documents = self.rules.context_documents(self.workspace.text_documents)
+        return take_snapshot(unquote(uri), documents, self.workspace.root_uri)
 
     def start_indexing(self) -> None:
         """(Re)index the workspace folders; the first time, ask the client for file events."""
@@ -306,6 +312,7 @@ class CodeLlamaServer(LanguageServer):
         elif (
             not old.context_workspace
             or old.context_workspace_max_files != new.context_workspace_max_files
+            or old.exclude_files != new.exclude_files
         ):
             self.start_indexing()
 
@@ -315,6 +322,8 @@ class CodeLlamaServer(LanguageServer):
 
     # --- completions -----------------------------------------------------------------
     async def complete(self, uri: str, cursor: Cursor) -> Completion | None:
+        if await self.rules.refuses(self.workspace, uri, cursor):
+            return None  # at once: no debounce, no prompt, no generation
         try:
             return await self.completer.complete(uri, cursor)
         except asyncio.CancelledError:

@@ -59,3 +59,5 @@ def test_help_file_has_its_tags(tmp_path: Path) -> None:
     assert out.returncode == 0 and not out.stderr.strip(), out.stderr
     tags = {line.split("\t")[0] for line in (doc / "tags").read_text().splitlines()}
     assert {"codellama-candidates", "codellama-api-key", "codellama-keys"} <= tags
+    assert {"codellama-rules", "codellama-snooze", ":CodellamaSnooze", "codellama-menu"} <= tags
+    assert "codellama-indentation" in tags

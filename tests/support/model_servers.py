@@ -134,15 +134,16 @@ def scripted_model_server(
     target: str,
     folder: Path,
     piece_delay: float = 0.002,
+    answers: list[tuple[str, str]] | None = None,
     *,
     block_lines: int = 0,
     hold_after_lines: int = 0,
 ) -> Iterator[dict[str, Any]]:
     """Start scripted_model_server.py answering from ``target`` (a streamed piece of three
     characters every ``piece_delay`` seconds; ``block_lines`` lines after the cursor's, held
-    after ``hold_after_lines`` newlines until :func:`release_scripted`); yield the settings
-    that point the language server at it (HTTP backend, demo tokenizer, immediate, prefix
-    prompts)."""
+    after ``hold_after_lines`` newlines until :func:`release_scripted`), or with the first of
+    ``answers`` (prompt end, text) the prompt ends with; yield the settings that point the
+    language server at it (HTTP backend, demo tokenizer, immediate, prefix prompts)."""
     target_file, port_file = folder / "scripted-target.py", folder / "scripted-port"
     target_file.write_text(target)
     port_file.unlink(missing_ok=True)
@@ -150,6 +151,10 @@ def scripted_model_server(
     command = [sys.executable, str(SCRIPTED_SERVER), "--target", str(target_file)]
     command += ["--piece-delay", str(piece_delay), "--block-lines", str(block_lines)]
     command += ["--hold-after-lines", str(hold_after_lines)]
+    if answers:
+        answers_file = folder / "scripted-answers.json"
+        answers_file.write_text(json.dumps(answers))
+        command += ["--answers", str(answers_file)]
     proc = subprocess.Popen(
         [*command, "--port-file", str(port_file)],
         stdout=log,

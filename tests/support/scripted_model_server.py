@@ -11,12 +11,13 @@ with its real prompt building and clean-up.
 
 ``--block-lines N`` answers N more lines of the target after that one (a block, as a big model
 writes it), and ``--hold-after-lines K`` stops streaming after K newlines until ``POST /release``
-(each release lets go the answers held then):
-the tests see what the editor shows while the rest of a block is still being written, with no
-timing involved.
+(each release lets go the answers held then): the tests see what the editor shows while the rest
+of a block is still being written, with no timing involved. ``--answers FILE`` (JSON: a list of
+``[prompt end, answer]``) adds answers of several lines: the first whose prompt end the prompt
+ends with is streamed instead.
 
     python tests/support/scripted_model_server.py --target FILE --port-file PATH [--piece-delay S]
-        [--block-lines N] [--hold-after-lines K]
+        [--block-lines N] [--hold-after-lines K] [--answers FILE]
 """
 
 from __future__ import annotations
@@ -47,6 +48,38 @@ TYPING_TARGET = (
 """The file the scripted tests type (protocol tests and the real editors)."""
 TYPING_HEAD = TYPING_TARGET[: TYPING_TARGET.index("        for")]
 
+INDENT_HEAD = "def total(items):\n{unit}total = 0\n{unit}"
+"""A function body's start in a file indented with ``unit``; the cursor at its end."""
+FOUR_SPACE_BODY = "for item in items:\n        total += item\n    return total"
+"""What a model that writes four spaces answers there, whatever the file's indentation."""
+NEW_FILE = "import os\n"
+NEW_FILE_ANSWER = "def separator():\n    return os.sep"
+"""A file with no indented line yet: the editor's options decide (tabs or N spaces)."""
+INDENT_ANSWERS = [
+    ("total = 0\n\t", FOUR_SPACE_BODY),
+    ("total = 0\n  ", FOUR_SPACE_BODY),
+    (NEW_FILE, NEW_FILE_ANSWER),
+]
+
+COMMENT_TYPED = "# count the "
+MENU_SELECTED = "            total += len(line)"
+"""The line with the completion menu's item in it (the ghost text must follow that item)."""
+MENU_NEXT_LINE = "\n            print(line, os.sep)"
+STRING_TYPED = 'name = "lines of '
+RULE_ANSWERS = [
+    *INDENT_ANSWERS,
+    (COMMENT_TYPED, "lines in the file"),
+    (STRING_TYPED, "the file"),
+    (MENU_SELECTED, MENU_NEXT_LINE),
+]
+"""Answers in a comment and in a string too (shown only where the settings allow), and after
+the completion menu's item (the next line)."""
+
+
+def body_in(unit: str) -> str:
+    """:data:`FOUR_SPACE_BODY` as it must be shown in a file indented with ``unit``."""
+    return FOUR_SPACE_BODY.replace("    ", unit)
+
 
 def continuation(target: str, prompt: str, more_lines: int = 0) -> str:
     """The rest of the target's line after the longest target beginning that ends ``prompt``,
@@ -57,18 +90,29 @@ def continuation(target: str, prompt: str, more_lines: int = 0) -> str:
     return ""
 
 
+def answer(target: str, answers: list[tuple[str, str]], prompt: str, more_lines: int = 0) -> str:
+    """The first of ``answers`` whose prompt end ``prompt`` ends with, else the target's line
+    (and ``more_lines`` after it)."""
+    for end, text in answers:
+        if prompt.endswith(end):
+            return text
+    return continuation(target, prompt, more_lines)
+
+
 class ScriptedServer:
     def __init__(
         self,
         target: str,
         tokens: CodeTokens,
         piece_delay: float = 0.002,
+        answers: list[tuple[str, str]] | None = None,
         block_lines: int = 0,
         hold_after_lines: int = 0,
     ) -> None:
         self.target = target
         self.tokens = tokens
         self.piece_delay = piece_delay
+        self.answers = answers or []
         self.block_lines = block_lines
         self.hold_after_lines = hold_after_lines
         self.released = asyncio.Event()
@@ -122,7 +166,7 @@ class ScriptedServer:
         body = await request.json()
         prompt = self.prompt_text(body["prompt"])
         self.prompts.append(prompt)
-        text = continuation(self.target, prompt, self.block_lines)
+        text = answer(self.target, self.answers, prompt, self.block_lines)
         response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
         await response.prepare(request)
         pieces = [text[i : i + 3] for i in range(0, len(text), 3)]
@@ -154,15 +198,21 @@ def main() -> None:
     )
     parser.add_argument("--block-lines", type=int, default=0, help="lines after the cursor's")
     parser.add_argument(
-        "--hold-after-lines",
-        type=int,
-        default=0,
-        help="stop after this many newlines until /release",
+        "--hold-after-lines", type=int, default=0, help="newlines, then wait for POST /release"
     )
+    parser.add_argument("--answers", type=Path, help="JSON list of [prompt end, answer]")
     args = parser.parse_args()
     tokens = CodeTokens(load_tokenizer_files(resolve_model(MODEL)))
+    answers = (
+        [(end, text) for end, text in json.loads(args.answers.read_text())] if args.answers else []
+    )
     server = ScriptedServer(
-        args.target.read_text(), tokens, args.piece_delay, args.block_lines, args.hold_after_lines
+        args.target.read_text(),
+        tokens,
+        args.piece_delay,
+        answers,
+        args.block_lines,
+        args.hold_after_lines,
     )
 
     async def serve() -> None:

@@ -23,11 +23,14 @@ import {
 } from "vscode-languageclient/node";
 import {
   didChangeConfigurationParams,
+  documentSelector,
   languages,
   launchSpec,
   needsRestart,
+  servesDocument,
   serverSettings,
 } from "./settings";
+import { UserControls } from "./controls";
 import { API_KEY_SECRET, API_KEY_SETTING, applyApiKeyInput, migrateApiKey, withApiKey } from "./secrets";
 import { parseServerLogLine } from "./serverLog";
 import { acceptedLength, DID_PARTIALLY_ACCEPT, partialAcceptParams, type ShownItem } from "./partialAccept";
@@ -44,6 +47,7 @@ import {
   type Progress,
   type ServerStatus,
   type State,
+  STATUS_MENU_COMMAND,
   statusView,
 } from "./status";
 
@@ -68,12 +72,25 @@ class CodeLlamaClient implements vscode.Disposable {
   private statsTimer: ReturnType<typeof setTimeout> | undefined;
   /** The items of the server's last answer, per document (for partial accepts). */
   private readonly shown = new Map<string, ShownItem[]>();
+  /** Snooze, the status bar menu, the document's indentation for the server. */
+  readonly controls: UserControls;
 
-  constructor(private readonly secrets: vscode.SecretStorage) {
+  constructor(
+    private readonly secrets: vscode.SecretStorage,
+    workspaceState: vscode.Memento,
+  ) {
     this.log = vscode.window.createOutputChannel("Code Llama", { log: true });
     this.statusItem = vscode.window.createStatusBarItem("codellama.status", vscode.StatusBarAlignment.Right, 100);
     this.statusItem.name = "Code Llama";
-    this.disposables.push(this.log, this.statusItem);
+    this.controls = new UserControls(workspaceState, {
+      serverCommand: (command, ...args) => this.executeServerCommand(command, ...args),
+      notify: async (method, params) => {
+        if (this.client?.isRunning()) await this.client.sendNotification(method, params);
+      },
+      changed: () => this.render(),
+      log: this.log,
+    });
+    this.disposables.push(this.log, this.statusItem, this.controls);
     this.render();
     this.statusItem.show();
   }
@@ -201,7 +218,7 @@ class CodeLlamaClient implements vscode.Disposable {
       options: { env: { ...process.env, ...spec.env } },
     };
     const clientOptions: LanguageClientOptions = {
-      documentSelector: languages(config).map((language) => ({ language })),
+      documentSelector: documentSelector(languages(config)),
       outputChannel: this.log,
       stdioOptions: {
         stdout: (input, channel) => forwardLines(input, (line) => channel.info(line)),
@@ -221,6 +238,7 @@ class CodeLlamaClient implements vscode.Disposable {
         // a stale answer here instead of the server stopping the work there.
         provideInlineCompletionItems: async (document, position, context, token, next) => {
           if (!this.config().get<boolean>("enabled", true)) return undefined;
+          if (!(await this.controls.allow(document))) return undefined; // snoozed; sends indentation
           const result = await next(document, position, context, NOT_FORWARDED.token);
           if (token.isCancellationRequested) return undefined;
           this.remember(document, position, result);
@@ -278,7 +296,18 @@ class CodeLlamaClient implements vscode.Disposable {
         }
       });
     });
+    await this.controls.serverStarted();
     await this.refreshStatus();
+  }
+
+  /** The status bar item's menu: snooze, and the other commands. */
+  async statusMenu(): Promise<void> {
+    await this.controls.menu([
+      { label: "$(graph) Show Stats", command: "codellama.showStats" },
+      { label: "$(circle-slash) Toggle Completions", command: "codellama.toggle" },
+      { label: "$(output) Show Log", command: "codellama.showLog" },
+      { label: "$(debug-restart) Restart Server", command: "codellama.restartServer" },
+    ]);
   }
 
   /** Ask the server for its status; unless `force`, a notification that came meanwhile wins. */
@@ -383,11 +412,13 @@ function forwardLines(input: NodeJS.ReadableStream, write: (line: string) => voi
 let instance: CodeLlamaClient | undefined;
 
 export async function activate(context: vscode.ExtensionContext): Promise<void> {
-  const codellama = new CodeLlamaClient(context.secrets);
+  const codellama = new CodeLlamaClient(context.secrets, context.workspaceState);
   instance = codellama;
   context.subscriptions.push(
     codellama,
     vscode.commands.registerCommand("codellama.toggle", () => codellama.toggle()),
+    vscode.commands.registerCommand("codellama.snoozeCompletions", () => codellama.controls.menu()),
+    vscode.commands.registerCommand(STATUS_MENU_COMMAND, () => codellama.statusMenu()),
     vscode.commands.registerCommand("codellama.restartServer", () => codellama.restart()),
     vscode.commands.registerCommand("codellama.showLog", () => codellama.showLog()),
     vscode.commands.registerCommand("codellama.showStats", () => codellama.showStats()),
@@ -398,7 +429,26 @@ export async function activate(context: vscode.ExtensionContext): Promise<void> 
     context.secrets.onDidChange((e) => (e.key === API_KEY_SECRET ? codellama.onApiKeyChanged() : undefined)),
   );
   await codellama.loadApiKey();
-  await codellama.start();
+  await startWhenNeeded(codellama, context.subscriptions);
+}
+
+/**
+ * Start the server once a document it completes is open (the extension activates on any
+ * language, so that `codellama.languages` decides; nothing loads for the others).
+ */
+async function startWhenNeeded(codellama: CodeLlamaClient, subscriptions: vscode.Disposable[]): Promise<void> {
+  const serves = (doc: vscode.TextDocument): boolean =>
+    servesDocument(languages(vscode.workspace.getConfiguration(SECTION)), doc.languageId, doc.uri.scheme);
+  if (vscode.workspace.textDocuments.some(serves)) {
+    await codellama.start();
+    return;
+  }
+  const waiting = vscode.workspace.onDidOpenTextDocument((doc) => {
+    if (!serves(doc)) return;
+    waiting.dispose();
+    void codellama.start();
+  });
+  subscriptions.push(waiting);
 }
 
 export async function deactivate(): Promise<void> {

@@ -15,6 +15,10 @@ export interface ConfigReader {
  */
 export const SERVER_SETTING_KEYS: Readonly<Record<string, string>> = {
   enabled: "enabled",
+  languages: "languages",
+  excludeFiles: "exclude_files",
+  completeInComments: "complete_in_comments",
+  completeInStrings: "complete_in_strings",
   model: "model",
   backend: "backend",
   serverUrl: "server_url",
@@ -120,10 +124,22 @@ export function launchSpec(config: ConfigReader): LaunchSpec {
   return { command, args: extraArgs, env };
 }
 
-/** The language ids to serve (default: python). */
+/** The language ids to serve (default: python; `*`: every language). */
 export function languages(config: ConfigReader): string[] {
   const langs = stringArray(config.get<unknown>("languages"));
   return langs.length > 0 ? langs : ["python"];
+}
+
+/** The language client's document selector for `languages` (`*`: files and untitled ones). */
+export function documentSelector(langs: string[]): ({ language: string } | { scheme: string })[] {
+  if (langs.includes("*")) return [{ scheme: "file" }, { scheme: "untitled" }];
+  return langs.map((language) => ({ language }));
+}
+
+/** Whether a document (its language id and URI scheme) is one the server completes. */
+export function servesDocument(langs: string[], languageId: string, scheme: string): boolean {
+  if (langs.includes("*")) return scheme === "file" || scheme === "untitled";
+  return langs.some((language) => language.toLowerCase() === languageId.toLowerCase());
 }
 
 /** Whether a configuration change touches settings that need the server restarted. */

@@ -2,8 +2,9 @@
  * Pure logic for the status bar: the server's `codellama/status` object (and the client's own
  * states) → what the status bar item shows. No `vscode` import: unit-tested with node's test runner.
  */
+import { clock } from "./snooze";
 
-export type ServerState = "loading" | "ready" | "error" | "disabled";
+export type ServerState = "loading" | "ready" | "error" | "disabled" | "snoozed";
 /** Client-side states that the server cannot report itself. */
 export type ClientState = "starting" | "stopped";
 export type State = ServerState | ClientState;
@@ -14,6 +15,8 @@ export interface ServerStatus {
   message?: string | null;
   model?: string | null;
   last_latency_ms?: number | null;
+  /** While snoozed: when it ends (seconds since the epoch); null: until restart. */
+  snoozed_until?: number | null;
 }
 
 /** Work-done progress seen while the model loads (`$/progress`). */
@@ -103,7 +106,7 @@ export function acceptanceLines(a: Acceptance): string[] {
   return lines;
 }
 
-const KNOWN_STATES: readonly ServerState[] = ["loading", "ready", "error", "disabled"];
+const KNOWN_STATES: readonly ServerState[] = ["loading", "ready", "error", "disabled", "snoozed"];
 
 /** Validate an untrusted notification payload; null when it is not a status object. */
 export function parseStatus(value: unknown): ServerStatus | null {
@@ -116,6 +119,7 @@ export function parseStatus(value: unknown): ServerStatus | null {
   if (typeof v.last_latency_ms === "number" && Number.isFinite(v.last_latency_ms)) {
     status.last_latency_ms = v.last_latency_ms;
   }
+  if (typeof v.snoozed_until === "number" && Number.isFinite(v.snoozed_until)) status.snoozed_until = v.snoozed_until;
   return status;
 }
 
@@ -123,6 +127,14 @@ export function parseStatus(value: unknown): ServerStatus | null {
 export function formatLatency(ms: number): string {
   if (ms >= 1000) return `${(ms / 1000).toFixed(2)} s`;
   return `${Math.round(ms)} ms`;
+}
+
+/** The status bar item's menu (snooze, stats, …). */
+export const STATUS_MENU_COMMAND = "codellama.statusMenu";
+
+/** " until 14:05" (local time) for the server's `snoozed_until`, "" for until restart. */
+function snoozedUntil(seconds: number | null | undefined): string {
+  return typeof seconds === "number" ? ` until ${clock(seconds * 1000)}` : "";
 }
 
 /** What the status bar shows for a state. */
@@ -158,14 +170,22 @@ export function statusView(
       return {
         text: `$(check) Code Llama: ready${suffix}`,
         tooltip: lines(
-          "Code Llama is ready. Click for stats.",
+          "Code Llama is ready. Click for the menu: snooze, stats, …",
           model,
           latency !== undefined && latency !== null
             ? `Last completion: ${formatLatency(latency)}`
             : "",
           ...(acceptance ? acceptanceLines(acceptance) : []),
         ),
-        command: "codellama.showStats",
+        command: STATUS_MENU_COMMAND,
+      };
+    }
+    case "snoozed": {
+      const until = snoozedUntil(status?.snoozed_until);
+      return {
+        text: `$(bell-slash) Code Llama: snoozed${until}`,
+        tooltip: lines(`Suggestions are snoozed${until}. Click to resume or snooze longer.`, model),
+        command: STATUS_MENU_COMMAND,
       };
     }
     case "error":

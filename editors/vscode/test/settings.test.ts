@@ -2,11 +2,13 @@ import { strict as assert } from "node:assert";
 import { test } from "node:test";
 import {
   didChangeConfigurationParams,
+  documentSelector,
   languages,
   LAUNCH_SETTING_KEYS,
   launchSpec,
   needsRestart,
   SERVER_SETTING_KEYS,
+  servesDocument,
   serverSettings,
   type ConfigReader,
 } from "../src/settings";
@@ -25,6 +27,9 @@ const PACKAGE_DEFAULTS: Record<string, unknown> = {
   "server.args": [],
   "server.env": {},
   languages: ["python"],
+  excludeFiles: null,
+  completeInComments: null,
+  completeInStrings: null,
   model: "",
   backend: "",
   serverUrl: "",
@@ -63,8 +68,8 @@ const PACKAGE_DEFAULTS: Record<string, unknown> = {
   logLevel: "",
 };
 
-test("defaults send only `enabled`, leaving the rest to the server", () => {
-  assert.deepEqual(serverSettings(config(PACKAGE_DEFAULTS)), { enabled: true });
+test("defaults send only `enabled` and `languages`, leaving the rest to the server", () => {
+  assert.deepEqual(serverSettings(config(PACKAGE_DEFAULTS)), { enabled: true, languages: ["python"] });
 });
 
 test("set values are sent with the server's snake_case keys", () => {
@@ -84,10 +89,15 @@ test("set values are sent with the server's snake_case keys", () => {
       stopSequences: ["\ndef ", "\nclass "],
       kvCacheSlots: 0,
       prefetchAfterAccept: false,
+      excludeFiles: [".env", "*.pem"],
+      completeInComments: false,
     }),
   );
   assert.deepEqual(settings, {
     enabled: true,
+    languages: ["python"],
+    exclude_files: [".env", "*.pem"],
+    complete_in_comments: false,
     model: "demo",
     backend: "http",
     server_url: "http://127.0.0.1:8000",
@@ -163,6 +173,16 @@ test("launch: a Python interpreter runs the package's CLI", () => {
   assert.equal(spec.args[0], "-c");
   assert.match(spec.args[1] ?? "", /from codellama_lsp\.cli import main/);
   assert.deepEqual(spec.args.slice(2), ["--tcp", "127.0.0.1:9000"]);
+});
+
+test("a document selector and a check for the languages; `*` is every file", () => {
+  assert.deepEqual(documentSelector(["python", "rust"]), [{ language: "python" }, { language: "rust" }]);
+  assert.deepEqual(documentSelector(["*"]), [{ scheme: "file" }, { scheme: "untitled" }]);
+  assert.equal(servesDocument(["python"], "python", "file"), true);
+  assert.equal(servesDocument(["python"], "rust", "file"), false);
+  assert.equal(servesDocument(["Rust"], "rust", "untitled"), true);
+  assert.equal(servesDocument(["*"], "plaintext", "file"), true);
+  assert.equal(servesDocument(["*"], "plaintext", "output"), false);
 });
 
 test("languages default to python", () => {

@@ -32,10 +32,10 @@ test("latency formatting", () => {
   assert.equal(formatLatency(1234.5), "1.23 s");
 });
 
-test("ready shows the last latency and opens stats", () => {
+test("ready shows the last latency and opens the menu", () => {
   const view = statusView("ready", { state: "ready", model: "demo", last_latency_ms: 42 });
   assert.equal(view.text, "$(check) Code Llama: ready · 42 ms");
-  assert.equal(view.command, "codellama.showStats");
+  assert.equal(view.command, "codellama.statusMenu");
   assert.match(view.tooltip, /Model: demo/);
   assert.match(view.tooltip, /Last completion: 42 ms/);
   assert.equal(view.background, undefined);
@@ -98,4 +98,16 @@ test("acceptance figures: parsed from codellama.stats, shown in the ready toolti
   assert.match(view.tooltip, /4 shown, 2 accepted/);
   assert.equal(parseAcceptance({ requests: 1 }), null);
   assert.equal(parseAcceptance({ acceptance: { shown: "4" } }), null);
+});
+
+test("snoozed says until when, and opens the menu", () => {
+  const until = new Date(2030, 0, 2, 14, 5).getTime() / 1000;
+  const parsed = parseStatus({ state: "snoozed", snoozed: true, snoozed_until: until });
+  assert.deepEqual(parsed, { state: "snoozed", snoozed_until: until });
+  const view = statusView("snoozed", parsed);
+  assert.equal(view.text, "$(bell-slash) Code Llama: snoozed until 14:05");
+  assert.equal(view.command, "codellama.statusMenu");
+  assert.match(view.tooltip, /snoozed until 14:05/);
+  const restart = statusView("snoozed", { state: "snoozed", snoozed_until: null });
+  assert.equal(restart.text, "$(bell-slash) Code Llama: snoozed");
 });

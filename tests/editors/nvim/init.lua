@@ -96,6 +96,15 @@ function T.stats()
   return vim.json.encode(stats or { error = err })
 end
 
+--- A user's <Tab> for the completion menu, set after the plugin's: the next item while the
+--- menu is open, else a plain <Tab>.
+function T.map_tab_to_menu()
+  vim.keymap.set("i", "<Tab>", function()
+    return vim.fn.pumvisible() == 1 and "<C-n>" or "<Tab>"
+  end, { expr = true, desc = "test: menu or tab" })
+  return vim.json.encode(true)
+end
+
 function T.set_settings(json)
   require("codellama").update_settings(vim.json.decode(json))
   return vim.json.encode(true)

@@ -199,4 +199,64 @@ test(":help codellama lists every key with its default", function()
   end
 end)
 
+local controls = require("codellama.controls")
+
+test(":CodellamaSnooze's argument", function()
+  eq({ controls.snooze_args("5") }, { { { minutes = 5 } }, nil })
+  eq({ controls.snooze_args(" 0,5 ") }, { { { minutes = 0.5 } }, nil })
+  eq({ controls.snooze_args("0") }, { { { minutes = 0 } }, nil })
+  eq(controls.snooze_args("restart")[1].minutes, vim.NIL)
+  eq({ controls.snooze_args("") }, { nil, nil }) -- the menu
+  local args, err = controls.snooze_args("soon")
+  eq(args, nil)
+  assert(err:match("minutes"))
+end)
+
+test("the statusline says until when a snooze lasts", function()
+  local at = os.time({ year = 2030, month = 1, day = 2, hour = 14, min = 5 })
+  eq(controls.snooze_text({ state = "snoozed", snoozed_until = at }), "until 14:05")
+  eq(controls.snooze_text({ state = "snoozed", snoozed_until = vim.NIL }), "until restart")
+  eq(controls.snooze_text({ state = "ready" }), nil)
+  codellama.status = { state = "snoozed", snoozed_until = at }
+  eq(codellama.statusline(), "codellama: snoozed until 14:05")
+  codellama.status = nil
+end)
+
+test("an accept key falls back to what the key did before", function()
+  local tc = function(k)
+    return vim.api.nvim_replace_termcodes(k, true, false, true)
+  end
+  eq(controls.fallback(nil, "<F13>"), tc("<F13>")) -- no mapping: the key itself
+  -- Neovim's own <Tab> (a snippet jump when one is active, else <Tab>).
+  eq(controls.fallback(nil, "<Tab>"), tc("<Tab>"))
+  local expr = { rhs = 'pumvisible() ? "\\<C-n>" : "\\<Tab>"', expr = 1, noremap = 1 }
+  eq(controls.fallback(expr, "<Tab>"), vim.api.nvim_eval('"\\<Tab>"'))
+  eq(controls.fallback({ rhs = "<C-t>", noremap = 1 }, "<Tab>"), tc("<C-t>"))
+  local called = 0
+  eq(controls.fallback({ callback = function() called = called + 1 end }, "<Tab>"), "")
+  eq(called, 1)
+  eq(controls.fallback({ callback = function() return "<C-n>" end, expr = 1, replace_keycodes = 1 }, "<Tab>"), tc("<C-n>"))
+end)
+
+test("a buffer's indentation as FormattingOptions", function()
+  local buf = vim.api.nvim_create_buf(false, true)
+  vim.bo[buf].shiftwidth, vim.bo[buf].tabstop, vim.bo[buf].expandtab = 2, 8, true
+  eq(controls.indent_options(buf), { tabSize = 2, insertSpaces = true })
+  vim.bo[buf].shiftwidth, vim.bo[buf].expandtab = 0, false
+  eq(controls.indent_options(buf), { tabSize = 8, insertSpaces = false })
+end)
+
+test("filetypes follow the server's languages unless set", function()
+  local saved = codellama.config
+  codellama.config = vim.tbl_deep_extend("force", vim.deepcopy(saved), { settings = { languages = { "python", "lua" } } })
+  eq(codellama.filetypes(), { "python", "lua" })
+  codellama.config.filetypes = { "python" }
+  eq(codellama.filetypes(), { "python" })
+  eq(codellama.server_settings().languages, { "python", "lua" })
+  codellama.config.settings.languages = nil
+  eq(codellama.server_settings().languages, { "python" })
+  codellama.config = saved
+  eq(codellama.filetypes(), { "python" })
+end)
+
 io.stdout:write(string.format("%d passed, 0 failed\n", passed))

@@ -164,8 +164,8 @@ local function request(bufnr, kind, pick)
   if not client or vim.api.nvim_get_current_buf() ~= bufnr or not vim.fn.mode():match("^i") then
     return
   end
-  if require("codellama").config.settings.enabled == false then
-    return
+  if require("codellama").config.settings.enabled == false or require("codellama.controls").menu_visible() then
+    return -- off, or a completion menu is open (its closing asks again)
   end
   local row, col = cursor()
   local tick = vim.api.nvim_buf_get_changedtick(bufnr)
@@ -183,8 +183,9 @@ local function request(bufnr, kind, pick)
     end
     local now_row, now_col = cursor()
     if vim.api.nvim_get_current_buf() ~= bufnr or vim.api.nvim_buf_get_changedtick(bufnr) ~= tick
-      or now_row ~= row or now_col ~= col or not vim.fn.mode():match("^i") then
-      return -- the text moved on since we asked
+      or now_row ~= row or now_col ~= col or not vim.fn.mode():match("^i")
+      or require("codellama.controls").menu_visible() then
+      return -- the text moved on since we asked, or a completion menu opened
     end
     local items = result.items or result
     local line = vim.api.nvim_buf_get_lines(bufnr, row, row + 1, false)[1] or ""
@@ -295,6 +296,14 @@ function M.accept(bufnr, opts)
     end
   end)
   return true
+end
+
+--- Ask again at the cursor (a completion menu closed).
+function M.refresh(bufnr)
+  if buffers[bufnr] and vim.fn.mode():match("^i") then
+    clear(bufnr)
+    schedule(bufnr, require("codellama").config.ghost_debounce_ms or 75)
+  end
 end
 
 function M.dismiss(bufnr)

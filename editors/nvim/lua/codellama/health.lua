@@ -17,7 +17,7 @@ function M.check()
   else
     health.ok("Neovim " .. version .. ": the plugin's own ghost text (0.12 adds vim.lsp.inline_completion)")
   end
-  health.info("display: " .. codellama.mode() .. ", filetypes: " .. table.concat(config.filetypes, ", "))
+  health.info("display: " .. codellama.mode() .. ", filetypes: " .. table.concat(codellama.filetypes(), ", "))
 
   health.start("codellama: server")
   local exe = config.cmd[1]
@@ -47,7 +47,7 @@ function M.check()
   health.start("codellama: model")
   local client = codellama.get_client()
   if not client then
-    health.info("no server running (it starts when a " .. table.concat(config.filetypes, "/") .. " buffer opens)")
+    health.info("no server running (it starts when a " .. table.concat(codellama.filetypes(), "/") .. " buffer opens)")
     return
   end
   local status, err = codellama.execute("codellama.status", {}, 5000)
@@ -72,6 +72,9 @@ function M.check()
     health.info(line)
   elseif status.state == "disabled" then
     health.warn(line, { ":CodellamaToggle turns completions back on" })
+  elseif status.state == "snoozed" then
+    local snoozed = require("codellama.controls").snooze_text(status)
+    health.warn(line .. ", " .. tostring(snoozed), { ":CodellamaSnooze 0 turns suggestions back on" })
   else
     health.error(line, {
       "see :LspLog",

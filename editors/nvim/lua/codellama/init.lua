@@ -20,7 +20,7 @@ local CLIENT_NAME = "codellama"
 
 ---@class codellama.Config
 ---@field cmd string[]              how to start the server
----@field filetypes string[]        buffers to attach to
+---@field filetypes string[]|nil   buffers to attach to (default: `settings.languages`, else python)
 ---@field root_markers string[]     files that mark the project root
 ---@field settings table            server settings, snake_case (model, temperature, debounce_ms, ...):
 ---                                 sent as initializationOptions and workspace/didChangeConfiguration
@@ -28,12 +28,14 @@ local CLIENT_NAME = "codellama"
 ---@field keymaps codellama.Keymaps
 ---@field ghost_debounce_ms integer  ghost-text path: wait this long after typing before asking
 ---@field notify_errors boolean     show server errors with vim.notify
+---@field hide_during_menu boolean  no ghost text while a completion menu is open (built-in,
+---                                 nvim-cmp, blink.cmp)
 ---@field api_key (fun(): string|nil)|nil  returns the model server's API key (e.g. from a password
 ---                                 manager); called when the server starts; wins over api_key_env
 ---@field api_key_env string|nil    environment variable holding the API key
 local defaults = {
   cmd = { "codellama-lsp" },
-  filetypes = { "python" },
+  filetypes = nil,
   root_markers = { "pyproject.toml", "setup.py", "setup.cfg", "requirements.txt", ".git" },
   settings = {},
   inline = "auto",
@@ -47,6 +49,7 @@ local defaults = {
   },
   ghost_debounce_ms = 75,
   notify_errors = true,
+  hide_during_menu = true,
   api_key = nil,
   api_key_env = "CODELLAMA_LSP_API_KEY",
 }
@@ -61,6 +64,18 @@ M.config = vim.deepcopy(defaults)
 M.status = nil
 
 local augroup = vim.api.nvim_create_augroup("codellama", { clear = true })
+
+--- The filetypes the plugin starts the server for: `filetypes`, else the server's `languages`
+--- setting (`*`: every filetype), else python.
+function M.filetypes()
+  local types = M.config.filetypes or M.config.settings.languages or { "python" }
+  return type(types) == "string" and vim.split(types, ",", { trimempty = true }) or types
+end
+
+local function wanted(filetype)
+  local types = M.filetypes()
+  return filetype ~= "" and (vim.tbl_contains(types, "*") or vim.tbl_contains(types, filetype))
+end
 
 --- Whether this Neovim has the built-in inline completion (0.12+).
 function M.has_native_inline()
@@ -99,7 +114,7 @@ end
 function M.execute(command, arguments, timeout_ms)
   local client = M.get_client()
   if not client then
-    return nil, "codellama-lsp is not running (open a " .. table.concat(M.config.filetypes, "/") .. " file)"
+    return nil, "codellama-lsp is not running (open a " .. table.concat(M.filetypes(), "/") .. " file)"
   end
   local resp, err = M.client_call(client, "request_sync", "workspace/executeCommand", {
     command = command,
@@ -121,13 +136,17 @@ function M.statusline()
     return M.get_client() and "codellama: starting" or ""
   end
   local text = "codellama: " .. tostring(s.state)
-  if s.state == "ready" and type(s.last_latency_ms) == "number" then
+  local snoozed = require("codellama.controls").snooze_text(s)
+  if snoozed then
+    text = text .. " " .. snoozed
+  elseif s.state == "ready" and type(s.last_latency_ms) == "number" then
     text = text .. string.format(" %dms", math.floor(s.last_latency_ms + 0.5))
   end
   return text
 end
 
-local function on_status(_, result)
+--- Take a status from the server (`codellama/status`, or a command's answer).
+function M.set_status(result)
   if type(result) ~= "table" then
     return
   end
@@ -137,6 +156,10 @@ local function on_status(_, result)
     vim.notify("codellama: " .. tostring(result.message or "error"), vim.log.levels.ERROR)
   end
   vim.api.nvim_exec_autocmds("User", { pattern = "CodellamaStatus", modeline = false, data = result })
+end
+
+local function on_status(_, result)
+  M.set_status(result)
 end
 
 local function root_dir(bufnr)
@@ -154,6 +177,7 @@ local function on_attach(client, bufnr)
   elseif mode == "ghost" then
     require("codellama.ghost").attach(client, bufnr, M.config)
   end
+  require("codellama.controls").attach(client, bufnr, M.config)
   M.set_keymaps(bufnr, mode)
 end
 
@@ -182,6 +206,9 @@ end
 function M.server_settings(config)
   config = config or M.config
   local settings = vim.deepcopy(config.settings)
+  if settings.languages == nil and config.filetypes then
+    settings.languages = config.filetypes -- the server completes where the plugin attaches
+  end
   local key = M.api_key(config)
   if key then
     settings.api_key = key
@@ -325,21 +352,22 @@ end
 --- Insert-mode keys for a buffer.
 function M.set_keymaps(bufnr, mode)
   local keys = M.config.keymaps or {}
-  local termcode = function(k)
-    return vim.api.nvim_replace_termcodes(k, true, false, true)
-  end
+  local controls = require("codellama.controls")
   if mode == "native" then
     local function accept_key(lhs, kind, desc)
+      local previous = lhs and controls.previous_mapping(bufnr, lhs)
       map(bufnr, lhs, function()
-        local accepted = vim.lsp.inline_completion.get({
-          on_accept = function(item)
-            M.accept_native(bufnr, item, kind)
-          end,
-        })
+        -- Only what is on screen (not an item hidden while a menu is open).
+        local accepted = controls.ghost_shown(bufnr, mode) and not controls.menu_visible()
+          and vim.lsp.inline_completion.get({
+            on_accept = function(item)
+              M.accept_native(bufnr, item, kind)
+            end,
+          })
         if not accepted then
-          return termcode(lhs)
+          return controls.fallback(previous, lhs) -- what the key did before
         end
-      end, desc, { expr = true })
+      end, desc, { expr = true, replace_keycodes = false })
     end
     accept_key(keys.accept, nil, "codellama: accept suggestion")
     accept_key(keys.accept_word, "word", "codellama: accept the next word")
@@ -358,11 +386,12 @@ function M.set_keymaps(bufnr, mode)
   elseif mode == "ghost" then
     local ghost = require("codellama.ghost")
     local function accept_key(lhs, kind, desc)
+      local previous = lhs and controls.previous_mapping(bufnr, lhs)
       map(bufnr, lhs, function()
-        if not ghost.accept(bufnr, { kind = kind }) then
-          return termcode(lhs)
+        if controls.menu_visible() or not ghost.accept(bufnr, { kind = kind }) then
+          return controls.fallback(previous, lhs) -- what the key did before
         end
-      end, desc, { expr = true })
+      end, desc, { expr = true, replace_keycodes = false })
     end
     accept_key(keys.accept, nil, "codellama: accept suggestion")
     accept_key(keys.accept_word, "word", "codellama: accept the next word")
@@ -386,6 +415,11 @@ function M.update_settings(settings)
   if client then
     client.settings = { codellama = M.server_settings() }
     M.client_call(client, "notify", "workspace/didChangeConfiguration", { settings = client.settings })
+  end
+  for _, buf in ipairs(vim.api.nvim_list_bufs()) do -- languages turned on: their open buffers
+    if vim.api.nvim_buf_is_loaded(buf) and wanted(vim.bo[buf].filetype) and not M.get_client(buf) then
+      M.start(buf)
+    end
   end
 end
 
@@ -469,6 +503,9 @@ local function create_commands()
     end
     vim.notify("codellama: completions " .. (enabled and "off" or "on"))
   end, { desc = "Turn codellama completions on/off" })
+  cmd("CodellamaSnooze", function(opts)
+    require("codellama.controls").snooze_command(opts)
+  end, { nargs = "?", desc = "Snooze codellama suggestions: [minutes] (0 resumes), or a menu" })
   cmd("CodellamaRestart", function()
     local client = M.get_client()
     local bufs = {}
@@ -496,15 +533,17 @@ function M.setup(opts)
   vim.api.nvim_clear_autocmds({ group = augroup })
   vim.api.nvim_create_autocmd("FileType", {
     group = augroup,
-    pattern = M.config.filetypes,
+    pattern = "*", -- the list is read each time: `update_settings({ languages = … })` counts
     callback = function(args)
-      M.start(args.buf)
+      if wanted(args.match) then
+        M.start(args.buf)
+      end
     end,
   })
   create_commands()
   -- Buffers already open when setup() runs.
   for _, buf in ipairs(vim.api.nvim_list_bufs()) do
-    if vim.api.nvim_buf_is_loaded(buf) and vim.tbl_contains(M.config.filetypes, vim.bo[buf].filetype) then
+    if vim.api.nvim_buf_is_loaded(buf) and wanted(vim.bo[buf].filetype) then
       M.start(buf)
     end
   end
