@@ -141,3 +141,27 @@ async def test_auto_answers_early_only_once_the_model_proves_slower_than_a_pause
             s.open(URI.replace("lines", "again"), HEAD)
             items = await s.inline(URI.replace("lines", "again"), LINE, COLUMN)
             assert [text_of(item) for item in items] == [FIRST]
+
+
+async def test_suggestions_given_up_on_are_reported_once_with_what_would_help(
+    tmp_path: Path,
+) -> None:
+    """Work under way that the user never sees: each generation is still running when they
+    type on. After a few, the user is told once why and what would help."""
+    with held_block(tmp_path) as settings:
+        async with lsp_session({**settings, "early_first_line": "never"}) as s:
+            for number in range(1, 10):
+                uri = f"file:///project/given_up_{number}.py"
+                s.open(uri, HEAD)
+                request = asyncio.ensure_future(s.inline(uri, LINE, COLUMN))
+                await until(lambda n=number: holding_scripted(settings) >= n, "a held block")
+                s.edit(uri, (LINE, COLUMN), (LINE, COLUMN), "#")  # typed on, not what it wrote
+                await request
+                await s.inline(uri, LINE, COLUMN + 1)
+            await until(lambda: any("typed on" in m for m in s.messages()), "the warning")
+            warnings = [m for m in s.messages() if "typed on" in m]
+            assert len(warnings) == 1
+            assert "What would help" in warnings[0]
+            status = await s.command("codellama.status")
+            assert status["slow"] == warnings[0]
+            release_scripted(settings)

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 
 from cachetools import TTLCache
 
+from codellama_lsp.cursor import Cursor
+
 
 @dataclass(frozen=True)
 class Shown:
@@ -21,6 +23,21 @@ class Shown:
     before: str
     after: str
     completion: str
+
+
+def completion_key(engine: str, settings: Hashable, cursor: Cursor, context: Hashable) -> Hashable:
+    """Equal keys give the same completion: model, settings (those that change a completion),
+    the text around the cursor, the other documents' context and the editor's indentation."""
+    before = cursor.prefix
+    return (
+        engine,
+        settings,
+        hash(before),
+        hash(cursor.suffix),
+        len(before),
+        context,
+        cursor.editor_indent,
+    )
 
 
 class CompletionCache:

@@ -13,14 +13,14 @@ from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
-from codellama_lsp.completion.cache import CompletionCache, TypingThrough
+from codellama_lsp.completion.cache import CompletionCache, TypingThrough, completion_key
 from codellama_lsp.completion.candidates import (
     PendingCandidates,
     place_of,
 )
 from codellama_lsp.completion.cleanup import block_done, replace_range_end
 from codellama_lsp.completion.debounce import AdaptiveDebounce
-from codellama_lsp.completion.early_part import EarlyPart
+from codellama_lsp.completion.early_part import EarlyPart, answers_early
 from codellama_lsp.completion.generations import Generations
 from codellama_lsp.completion.idle_prefill import IdlePrefill, cursor_prefix_ids, keeps_kv_cache
 from codellama_lsp.completion.latency_health import LatencyHealth
@@ -195,9 +195,7 @@ class Completer:
 
     def debounce_s(self) -> float:
         """How long a request waits for more keys: ``debounce_ms``, or adaptive when -1."""
-        fixed = self.settings.debounce_ms
-        adaptive = max(0.0, self.debounce.wait_ms() - self.client_wait_ms)
-        ms = adaptive if fixed < 0 else float(fixed)
+        ms = self.debounce.wait_for(self.settings.debounce_ms, self.client_wait_ms)
         self.stats.timing("debounce_wait", ms)
         return ms / 1000
 
@@ -330,20 +328,10 @@ class Completer:
         return completion
 
     def cache_key(self, uri: str, cursor: Cursor) -> Hashable:
-        """Equal keys give the same completion: text, model, settings and context agree."""
-        before, after = cursor.prefix, cursor.suffix
-        context_fp: Hashable = ()
-        if self.context_provider is not None:
-            context_fp = self.context_provider.fingerprint(uri)
-        return (
-            self.engine.name if self.engine else "",
-            cache_key_values(self.settings),
-            hash(before),
-            hash(after),
-            len(before),
-            context_fp,
-            cursor.editor_indent,
-        )
+        """The cache key at ``cursor`` (:func:`completion_key`)."""
+        context = self.context_provider.fingerprint(uri) if self.context_provider else ()
+        engine = self.engine.name if self.engine else ""
+        return completion_key(engine, cache_key_values(self.settings), cursor, context)
 
     def build_prompt(
         self, uri: str, cursor: Cursor, context: ContextBuilder | None = None
@@ -388,7 +376,9 @@ class Completer:
         if not ticket.live:
             raise Superseded
         loop = asyncio.get_running_loop()
-        watch = EarlyPart(cursor, loop) if early and self._answers_early(cursor) else None
+        slow = self.debounce.model_is_slow()
+        wanted = early and answers_early(self.settings.early_first_line, cursor, slow)
+        watch = EarlyPart(cursor, loop) if wanted else None
         request = self._request(uri, cursor, prompt, ticket, watch)
         self.idle_prefill.stop_unless_prefix_of(prompt.ids)
         job = self.generations.start(ticket, request)
@@ -409,13 +399,6 @@ class Completer:
             if self.scheduler.supersede:
                 return Answer(None)
         return Answer(Completion(text, replace_range_end(cursor), "model") if text else None)
-
-    def _answers_early(self, cursor: Cursor) -> bool:
-        """``early_first_line``: always, never, or (auto) for a model slower than a pause."""
-        mode = self.settings.early_first_line
-        if mode == "never" or cursor.single_line:
-            return False
-        return mode == "always" or self.debounce.model_is_slow()
 
     async def _early(
         self,

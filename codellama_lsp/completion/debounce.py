@@ -112,6 +112,13 @@ class AdaptiveDebounce:
     def wait_ms(self) -> float:
         return adaptive_wait_ms(self.latency_ms, self.pause_ms)
 
+    def wait_for(self, setting_ms: int, client_waited_ms: float) -> float:
+        """The wait (ms): ``debounce_ms`` when set, else adaptive, less what the editor itself
+        waited after the last key (see ``lsp/client_timing.py``)."""
+        if setting_ms >= 0:
+            return float(setting_ms)
+        return max(0.0, self.wait_ms() - client_waited_ms)
+
     def model_is_slow(self) -> bool:
         """A generation takes longer than a pause in the user's typing (unknown: not slow)."""
         latency = self.latency_ms

@@ -16,6 +16,14 @@ from collections.abc import Callable
 from codellama_lsp.cursor import Cursor
 
 
+def answers_early(mode: str, cursor: Cursor, model_is_slow: bool) -> bool:
+    """``early_first_line``: ``always``, ``never``, or (``auto``) for a model slower than a pause
+    in the user's typing; never for a single-line completion."""
+    if mode == "never" or cursor.single_line:
+        return False
+    return mode == "always" or model_is_slow
+
+
 def early_part(raw: str, cursor: Cursor) -> str | None:
     """The prefix of the model's ``raw`` text to judge before the generation ends; None while
     it is not complete yet, and always for a single-line completion (it ends with its line)."""

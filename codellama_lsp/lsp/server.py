@@ -119,7 +119,7 @@ class CodeLlamaServer(LanguageServer):
             "backend": self.settings.backend,
             "last_latency_ms": self.completer.stats.last_latency_ms,
             "generating": self.completer.generations.generating > 0,
-            "slow": self.completer.health.verdict(),
+            "slow": self.slow_message(),
             "load_seconds": self.load_seconds,
             "version": __version__,
             **self.rules.snooze.status(),
@@ -135,18 +135,23 @@ class CodeLlamaServer(LanguageServer):
             self._last_status = status
             self.protocol.notify(STATUS_NOTIFICATION, status)
 
+    def slow_message(self) -> str | None:
+        """Why suggestions come too late to use here and what would help; None when fine."""
+        verdict = self.completer.health.verdict()
+        engine = self.completer.engine
+        if verdict is None or engine is None:
+            return None
+        device = getattr(engine, "device", None)
+        return warning(verdict, self.settings, None if device is None else str(device))
+
     def after_result(self) -> None:
         """An answer went out, or generating started or stopped: the status may have changed;
         the first time suggestions prove too slow to use, say so with what would help."""
         self.send_status()
-        verdict = self.completer.health.verdict()
-        engine = self.completer.engine
-        if verdict is None or self.slow_warning_shown or engine is None:
-            return
-        self.slow_warning_shown = True
-        device = getattr(engine, "device", None)
-        text = warning(verdict, self.settings, None if device is None else str(device))
-        self.show(text, types.MessageType.Warning)
+        message = None if self.slow_warning_shown else self.slow_message()
+        if message is not None:
+            self.slow_warning_shown = True
+            self.show(message, types.MessageType.Warning)
 
     def announce_grown(self, uri: str, cursor: Cursor, text: str) -> None:
         """A suggestion answered at its first line is whole: the editor asks again and shows
