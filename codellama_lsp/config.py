@@ -22,6 +22,7 @@ ENV_PREFIX = "CODELLAMA_LSP_"
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 Backend = Literal["local", "http", "auto"]
+ServerApi = Literal["auto", "openai", "llama_cpp"]
 PromptFormat = Literal["auto", "fim", "prefix"]
 Quantization = Literal["none", "4bit", "8bit"]
 DType = Literal["auto", "bfloat16", "float16", "float32"]
@@ -86,6 +87,16 @@ class Settings:
     )
     http_model_name: str = setting(
         "", "model name to send to the server (default: `model`)", reload=True
+    )
+    server_api: ServerApi = setting(
+        "auto",
+        (
+            "what the server at `server_url` speaks: `llama_cpp` (llama.cpp's `llama-server`: "
+            "token ids on `/completion`, its prompt cache and timings), `openai` "
+            "(`/v1/completions`: `codellama-lsp serve`, vLLM, TGI), `auto` (`llama_cpp` when "
+            "the server answers llama-server's `/props`)"
+        ),
+        reload=True,
     )
     dtype: DType = setting(
         "auto", "weights dtype; `auto` = bfloat16 on GPU, float32 on CPU", reload=True
