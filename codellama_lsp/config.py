@@ -159,7 +159,10 @@ class Settings:
     )
     idle_prefill: bool = setting(
         True,
-        "while the model is idle, prefill the prompt up to the cursor as you type (local backend)",
+        (
+            "while the model is idle, prefill the prompt up to the cursor as you type (local "
+            "backend, llama-server)"
+        ),
     )
     keep_matching_generations: bool = setting(
         True,

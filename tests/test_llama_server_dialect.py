@@ -136,6 +136,18 @@ def test_recognised_by_props_waits_while_loading_and_sends_token_ids() -> None:
     assert body["samplers"] == ["temperature", "top_p"] and "stop" not in body
 
 
+def test_a_prefill_asks_for_no_token_and_keeps_none() -> None:
+    tokens = demo_tokens()
+    server = FakeLlamaServer(tokens)
+    engine, _ = engine_for(server)
+    assert engine.reuses_prompts  # the idle-time prefill runs through it
+    ids = tokens.encode("z")
+    server.events = [*token_events(ids, tokens), final("limit", 1)]  # llama-server samples one
+    result = engine.generate(request(engine, max_new_tokens=0), threading.Event())
+    assert (result.text, result.token_ids, result.finish_reason) == ("", [], "length")
+    assert server.bodies[-1]["n_predict"] == 0 and result.reused_prompt_tokens == 10
+
+
 def test_an_end_token_a_held_back_token_and_a_stop_sequence() -> None:
     tokens = demo_tokens()
     server = FakeLlamaServer(tokens)

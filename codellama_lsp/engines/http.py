@@ -219,7 +219,9 @@ class HttpEngine:
 
     @property
     def reuses_prompts(self) -> bool:
-        return False  # the model server keeps its own KV caches
+        """llama-server prefills a prompt into its slot's cache when asked for 0 new tokens, so
+        the idle-time prefill pays there as in-process; other servers keep their own caches."""
+        return self.api == "llama_cpp"
 
     def cache_stats(self) -> dict[str, int]:
         return {}

@@ -21,6 +21,9 @@ Read in llama.cpp's ``tools/server/README.md`` and ``server-context.cpp`` at the
   510). The default prompt budget (4,096 tokens, a quarter for the suffix) is past both, and a
   cut prefix start also moves at every keystroke, which loses the KV cache. So FIM prompts go to
   ``/completion`` as token ids too (``tests/test_llama_server.py`` shows /infill's cut).
+* ``n_predict: 0`` prefills the prompt into the slot's cache (and samples one token, which its
+  README says it does not): the idle-time prefill (:mod:`~.completion.idle_prefill`) works
+  through it as in-process.
 * ``/health``: 503 ``{"error": {"message": "Loading model"}}`` while it loads, then
   ``{"status": "ok"}``. ``/props``: ``n_ctx`` (of a slot, in ``default_generation_settings``),
   ``total_slots``, ``build_info``: how it is recognised.
@@ -134,6 +137,10 @@ class TokenStream:
         return False
 
     def _take(self, token: int) -> bool:
+        if len(self.ids) >= self.request.max_new_tokens:
+            # Asked for 0 new tokens (a prefill), llama-server still samples one: not ours.
+            self.result.finish_reason = "length"
+            return False
         if token in self.tokens.stop_ids:
             self.result.finish_reason = "eot"  # the server stops too: read its final event
             return False
