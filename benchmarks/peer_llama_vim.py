@@ -23,7 +23,7 @@ it). llama-server's ``/metrics`` give the tokens it prefilled and decoded, ``/pr
 time. For the in-process engine the same figures come from ``codellama.stats`` (prompt tokens
 less reused ones, plus idle-time prefill; generated tokens) and the language server's CPU time.
 
-    python -m benchmarks.peer_llama_vim              # 2 files, 3 sites each, 90 characters
+    python -m benchmarks.peer_llama_vim --seeds 0,1  # 2 traces × 2 files, 3 sites, 90 characters
     python -m benchmarks.peer_llama_vim --quick      # 1 file, 2 sites, 40 characters
     python -m benchmarks.peer_llama_vim --clients llama.vim,ours-http
 
@@ -267,12 +267,11 @@ def nvim_binary() -> Path:
 
 
 def type_trace(
-    client: str, trace: FileTrace, tmp: Path, endpoint: str, max_wait: float
+    client: str, trace: FileTrace, work: Path, endpoint: str, max_wait: float
 ) -> dict[str, Any]:
     """One file typed in a fresh headless Neovim; the driver's results."""
     from tests.support.editors import isolated_env, server_command
 
-    work = tmp / f"{client}-{Path(trace.uri).stem}"
     work.mkdir(parents=True)
     file = work / Path(trace.uri).name
     file.write_text(trace.text)
@@ -332,8 +331,9 @@ def run_client(
     try:
         before = metrics(server.url) if server else {}
         cpu_before = cpu_seconds(server.proc.pid) if server and server.proc else 0.0
-        for trace in traces:
-            out = type_trace(client, trace, tmp, proxy.url if proxy else "", max_wait)
+        for n, trace in enumerate(traces):
+            work = tmp / f"{client}-{n}-{Path(trace.uri).stem}"
+            out = type_trace(client, trace, work, proxy.url if proxy else "", max_wait)
             run.keys += int(out["keys"])
             run.latencies_s += [p["latency_s"] for p in out["pauses"]]
             run.after_jump += [bool(p.get("after_jump")) for p in out["pauses"]]
@@ -461,14 +461,20 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="1 file, 2 sites, 40 characters")
     parser.add_argument("--clients", default=",".join(CLIENTS), help=", ".join(CLIENTS))
     parser.add_argument("--max-wait", type=float, default=3.0, help="seconds a user waits")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--seeds", default="0", help="comma-separated: a trace per seed, one after the other"
+    )
     parser.add_argument("--json", help="also write the results here")
     parser.add_argument("--requests", help="and every request the proxy saw, here")
     args = parser.parse_args()
     default = Path.home() / ".cache" / "codellama-lsp" / "llama-cpp"
     dest = Path(os.environ.get("CODELLAMA_LSP_LLAMA_CPP", default))
     n_files, sites, chars = (1, 2, 40) if args.quick else (2, 3, 90)
-    traces = build_traces(n_files, sites, chars, args.seed, trace="person")
+    traces = [
+        trace
+        for seed in args.seeds.split(",")
+        for trace in build_traces(n_files, sites, chars, int(seed), trace="person")
+    ]
     rows = []
     records: dict[str, list[dict[str, Any]]] = {}
     with tempfile.TemporaryDirectory(prefix="peer-llama-vim-") as tmp:
