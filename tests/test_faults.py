@@ -65,7 +65,7 @@ def test_failed_load_reports_keeps_answering_and_reload_recovers(
     client.open("file:///a.py", SAMPLE)
     started = time.perf_counter()
     assert client.inline("file:///a.py", *END) == []
-    assert time.perf_counter() - started < 2
+    assert time.perf_counter() - started < 5  # no model to wait for: a round trip, not a load
     assert (
         client.result(
             "textDocument/completion",

@@ -111,8 +111,10 @@ async def test_request_during_loading_returns_empty_at_once(tmp_path: Path) -> N
         started = time.perf_counter()
         items = await s.inline("file:///early.py", line, col)
         assert items == []
-        assert time.perf_counter() - started < 1.0
+        # Answered before the load ended (the order is the claim); the bound only catches a
+        # wait for the load itself on a machine where the load is quick.
         assert (await s.command("codellama.status"))["state"] == "loading"
+        assert time.perf_counter() - started < 5.0
         await s.wait_state("ready", timeout=300)
 
 
