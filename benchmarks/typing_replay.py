@@ -639,6 +639,15 @@ def summarize(run: RunResult, max_wait: float, naive: bool) -> dict[str, Any]:
         "whole_block_p50_ms": pct(whole_ghost, 50),
         "whole_block_p95_ms": pct(whole_ghost, 95),
         "pauses_with_text": len(shown_at),
+        # Per pause (the same trace step in every mode): for issue 27's multi-line comparison.
+        "pauses": {
+            f"{s.version}:{s.position[0]}:{s.position[1]}": {
+                "first_ms": s.latency_ms,
+                "whole_ms": s.whole_ms,
+                "lines": s.text.count("\n") + 1,
+            }
+            for s in shown_at
+        },
         "early_answers": st.get("early_answers", 0),
         "suggestions_grown": st.get("suggestions_grown", 0),
         "early_not_prefix": st.get("early_not_prefix", 0),
@@ -739,16 +748,33 @@ def person_targets(after: dict[str, Any], before: dict[str, Any]) -> list[str]:
     )
 
 
+def multi_line_pauses(early: dict[str, Any], whole: dict[str, Any]) -> tuple[list[float], ...]:
+    """Pause → first ghost text in both modes at the pauses where the whole-block server showed
+    a multi-line suggestion (the only ones a first line can come sooner at)."""
+    shared = [k for k, p in whole["pauses"].items() if p["lines"] > 1 and k in early["pauses"]]
+    return (
+        [early["pauses"][k]["first_ms"] for k in shared],
+        [whole["pauses"][k]["first_ms"] for k in shared],
+    )
+
+
 def first_line_targets(early: dict[str, Any], whole: dict[str, Any]) -> list[str]:
-    """Issue 27's targets: the first line sooner, the whole block no later, the same text."""
-    first = ratio(early["first_ghost_p50_ms"], whole["first_ghost_p50_ms"])
+    """Issue 27's targets: the first line sooner (at the pauses that showed a block), the whole
+    block no later, the same text."""
+    early_multi, whole_multi = multi_line_pauses(early, whole)
+    first = ratio(pct(early_multi, 50), pct(whole_multi, 50))
+    every = ratio(early["first_ghost_p50_ms"], whole["first_ghost_p50_ms"])
     block = ratio(early["whole_block_p50_ms"], whole["whole_block_p50_ms"])
     a, b = early["accepted_texts"], whole["accepted_texts"]
     same = sum(x == y for x, y in zip(a, b, strict=False))
     identical = len(a) == len(b) and same == len(a)
     return labelled(
         [
-            (first is not None and first <= 0.4, f"pause->first ghost p50 {first}x (<= 0.4x)"),
+            (
+                first is not None and first <= 0.4,
+                f"pause->first ghost p50 at the {len(early_multi)} pauses that showed a block "
+                f"{first}x (<= 0.4x); at every pause that showed text {every}x",
+            ),
             (block is not None and block <= 1.05, f"pause->whole block p50 {block}x (<= 1.05x)"),
             (identical, f"accepted texts identical: {same} of {len(a)} / {len(b)}"),
             (early["early_not_prefix"] == 0, f"early not a prefix: {early['early_not_prefix']}"),

@@ -221,7 +221,7 @@ def _show(
         print("(no completion: the model returned nothing usable here)")
     model = status.get("model")
     print(
-        f"model {model} · completion in {latency_ms:.0f} ms · "
+        f"model {model} · first suggestion in {latency_ms:.0f} ms · "
         f"session {time.perf_counter() - started:.1f} s"
     )
     if model == "demo":

@@ -172,6 +172,13 @@ async def lsp_session(
             await session.wait_state("ready")
         yield session
     finally:
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(client.shutdown_session(), 15)
-        await client.stop()
+        try:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(client.shutdown_session(), 15)
+        finally:
+            # A server that did not exit (a test stopped by its timeout): pygls' stop() would
+            # wait for it for good, and hang the whole run.
+            server = client._server
+            if server is not None and server.returncode is None:
+                server.kill()
+            await client.stop()
