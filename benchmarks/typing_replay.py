@@ -598,7 +598,8 @@ def summarize(run: RunResult, max_wait: float, naive: bool) -> dict[str, Any]:
     waited = [max_wait * 1000.0 if s.gave_up else s.latency_ms or 0.0 for s in run.sent if s.waited]
     shown_at = [s for s in run.sent if s.waited and not s.gave_up and s.current and s.text]
     first_ghost = [s.latency_ms or 0.0 for s in shown_at]
-    whole_ghost = [s.whole_ms or 0.0 for s in shown_at]
+    # No later block recorded: what the pause showed was all there was.
+    whole_ghost = [(s.latency_ms or 0.0) if s.whole_ms is None else s.whole_ms for s in shown_at]
     first = [
         max_wait * 1000.0 if s.gave_up else s.latency_ms or 0.0 for s in run.sent if s.after_jump
     ]

@@ -21,6 +21,7 @@ from codellama_lsp.cursor import Cursor
 from codellama_lsp.engines.model_names import resolve_model
 from codellama_lsp.engines.tokenization import CodeTokens, load_tokenizer
 from codellama_lsp.lsp.documents import LspTextDocument, cursor_at
+from tests.support import GREEDY
 from tests.support.raw_client import raw_session
 
 HEAD = '"""A big module."""\n\nimport os\nfrom pathlib import Path\n\n\n'
@@ -107,7 +108,7 @@ def test_a_completion_at_the_end_of_a_big_document_is_placed_on_its_line() -> No
     (not of the excerpt), and the server reads the cursor where the editor has it."""
     uri = "file:///big/last.py"
     line, column = places(BIG)[-1]
-    with raw_session({"model": "demo", "temperature": 0, "debounce_ms": 0}) as client:
+    with raw_session(GREEDY) as client:
         client.open(uri, BIG)
         seen = client.command(
             "codellama.debugDocument", {"uri": uri, "line": line, "character": column}

@@ -130,7 +130,7 @@ async def test_auto_answers_early_only_once_the_model_proves_slower_than_a_pause
     """``auto``: the first request (latency unknown) waits for the whole block; a model that
     took longer than a pause in the user's typing is then answered at its first line."""
     with held_block(tmp_path) as settings:
-        async with lsp_session(settings) as s:
+        async with lsp_session({**settings, "early_first_line": "auto"}) as s:
             s.open(URI, HEAD)
             first = asyncio.ensure_future(ask(s))
             await until(lambda: holding_scripted(settings), "the block held")

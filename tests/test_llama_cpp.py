@@ -139,6 +139,7 @@ def lsp_options(server: LlamaCppServer, **extra: Any) -> dict[str, Any]:
         "model": "demo",
         "temperature": 0,
         "debounce_ms": 0,
+        "early_first_line": "never",  # whole blocks, compared token for token
         "context_other_documents": False,
         **extra,
     }

@@ -24,8 +24,9 @@ ROOT = Path(__file__).resolve().parents[2]
 """The repository root: the working folder of the processes the tests start."""
 CLI = [sys.executable, "-m", "codellama_lsp.cli"]
 """The ``codellama-lsp`` command of the Python that runs the tests."""
-GREEDY = {"model": "demo", "temperature": 0, "debounce_ms": 0}
-"""Settings for answers that repeat: the demo model, greedy, no debounce."""
+GREEDY = {"model": "demo", "temperature": 0, "debounce_ms": 0, "early_first_line": "never"}
+"""Settings for answers that repeat: the demo model, greedy, no debounce, and the whole block
+(with ``auto``, a machine that runs the demo model slower than a pause would get first lines)."""
 DEMO = {**GREEDY, "max_new_tokens": 16}
 """``GREEDY`` with short completions: the raw client's default."""
 
