@@ -224,8 +224,7 @@ class Completer:
                 Completion(rest, replace_range_end(cursor), "typing-through"), started
             )
         cached = self.cache.get(key)
-        if cached is None:
-            cached = self.typing.grown_at(uri, before, after)
+        cached = self.typing.grown_at(uri, before, after) if cached is None else cached
         if cached is not None:
             self.stats.add("cache_hits")
             self.scheduler.release(ticket)
