@@ -78,6 +78,33 @@ async def test_the_first_line_comes_first_then_the_block_grows_without_a_key(
             await until(lambda: not s.statuses[-1]["generating"], "generating: false")
 
 
+async def test_the_grown_block_is_served_where_the_context_moved_meanwhile(
+    tmp_path: Path,
+) -> None:
+    """A file saved while the block is written (an editor's auto save) changes the workspace
+    index, so the cache key at the cursor moves: asking again still gets the block that grew,
+    with no new generation (VS Code with auto save did start one, and held it)."""
+    root = tmp_path / "ws"
+    root.mkdir()
+    uri = (root / "lines.py").as_uri()
+    with held_block(tmp_path) as settings:
+        async with lsp_session({**settings, "early_first_line": "always"}, root=root) as s:
+            s.open(uri, HEAD)
+            assert [text_of(item) for item in await s.inline(uri, LINE, COLUMN)] == [FIRST]
+            (root / "helpers.py").write_text("def helper(n: int) -> int: ...\n")
+            event = types.FileEvent(
+                uri=(root / "helpers.py").as_uri(), type=types.FileChangeType.Created
+            )
+            s.client.workspace_did_change_watched_files(
+                types.DidChangeWatchedFilesParams(changes=[event])
+            )
+            await s.wait_stats(lambda stats: stats["workspace_index"]["files"] == 1, 30)
+            release_scripted(settings)
+            await until(lambda: s.grown, "codellama/suggestionGrown")
+            assert [text_of(item) for item in await s.inline(uri, LINE, COLUMN)] == [WHOLE]
+            assert (await s.stats())["generations_started"] == 1
+
+
 async def test_accepting_the_first_line_brings_the_rest_by_typing_through(tmp_path: Path) -> None:
     with held_block(tmp_path) as settings:
         async with lsp_session({**settings, "early_first_line": "always"}) as s:

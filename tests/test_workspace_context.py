@@ -160,6 +160,12 @@ def test_update_and_delete_a_file(tmp_path: Path) -> None:
     (root / "pkg" / "new.py").write_text("def fresh_helper(x: int) -> int: ...\n")
     assert index.update(root / "pkg" / "new.py")
     assert index.by_name("fresh_helper") is not None
+    # Saved again with the same outline (an edit inside a body): what prompts see is the same.
+    generation = index.generation
+    body = "return name.strip(), value.strip()"
+    headers.write_text(headers.read_text().replace(body, f"{body}  # stripped"))
+    assert index.update(headers)
+    assert index.generation == generation
     headers.unlink()
     assert not index.update(headers)
     assert index.by_name("parse_header") is None

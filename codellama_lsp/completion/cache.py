@@ -75,6 +75,7 @@ class TypingThrough:
         self.enabled = True
         self._shown: dict[str, list[Shown]] = {}
         self._last: dict[str, Shown] = {}
+        self._grown: dict[str, Shown] = {}
 
     def remember(self, uri: str, before: str, after: str, completion: str) -> None:
         if not completion or not self.enabled:
@@ -103,6 +104,23 @@ class TypingThrough:
         self._shown[uri] = alive
         return found
 
+    def grew(self, uri: str, before: str, after: str, completion: str) -> None:
+        """A suggestion answered at its first line is whole (the editor is told, and asks
+        again at the same place)."""
+        if completion and self.enabled:
+            self._grown[uri] = Shown(before, after, completion)
+
+    def grown_at(self, uri: str, before: str, after: str) -> str | None:
+        """The whole block of the suggestion that grew at exactly this place, for the
+        editor's asking again: its first line is on screen, so it is served even where the
+        cache key moved meanwhile (a save re-indexed the workspace, another file changed).
+        Forgotten once the text around the cursor is another."""
+        entry = self._grown.get(uri)
+        if entry is None or (entry.before, entry.after) != (before, after):
+            self._grown.pop(uri, None)
+            return None
+        return entry.completion
+
     def draft(self, uri: str, before: str, max_distance: int = 256) -> str:
         """The last completion shown in ``uri`` as a speculative draft for a request at ``before``.
 
@@ -129,6 +147,7 @@ class TypingThrough:
     def forget(self, uri: str) -> None:
         self._shown.pop(uri, None)
         self._last.pop(uri, None)
+        self._grown.pop(uri, None)
 
     def __len__(self) -> int:
         return sum(len(v) for v in self._shown.values())

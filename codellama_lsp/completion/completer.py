@@ -224,6 +224,7 @@ class Completer:
                 Completion(rest, replace_range_end(cursor), "typing-through"), started
             )
         cached = self.cache.get(key)
+        cached = self.typing.grown_at(uri, before, after) if cached is None else cached
         if cached is not None:
             self.stats.add("cache_hits")
             self.scheduler.release(ticket)
@@ -283,6 +284,7 @@ class Completer:
                 text = growing.shown
             self._store(uri, cursor, key, text)
             if text != growing.shown:
+                self.typing.grew(uri, cursor.prefix, cursor.suffix, text)
                 self.stats.add("suggestions_grown")
                 if self.on_grown is not None:
                     self.on_grown(uri, cursor, text)

@@ -218,6 +218,10 @@ class WorkspaceIndex:
 
     def _put(self, info: ModuleInfo) -> None:
         with self._lock:
+            if self._files.get(info.path) == info:
+                # Saved with the same outline (a save while typing in a body): the context is
+                # the same, and so are the cache keys (a suggestion still growing keeps its own).
+                return
             self._drop(info.path)
             self._files[info.path] = info
             for name in info.symbols:

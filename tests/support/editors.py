@@ -12,14 +12,16 @@ import shutil
 import sys
 import time
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import pytest
 
 from tests.support import ROOT, wait_until
-from tests.support.scripted_model_server import TYPING_HEAD
+from tests.support.model_servers import scripted_model_server
+from tests.support.scripted_model_server import TYPING_HEAD, TYPING_TARGET
 
 TOOLS = Path(os.environ.get("CODELLAMA_TOOLS_DIR", ROOT / ".tools"))
 ARTIFACTS = ROOT / "artifacts"
@@ -102,6 +104,24 @@ SCRIPTED_END = (
     "            total += len(line)\n"
     "            print(line, os.sep)"
 )
+
+
+GROW_TYPED = "f"
+"""What the grow tests type at SCRIPTED_START's cursor (the start of a ``for`` line)."""
+GROW_FIRST = "or line in handle:\n            total += len(line)"
+"""What the first answer shows: a block header waits for the first line of its body."""
+GROW_WHOLE = GROW_FIRST + "\n            print(line, os.sep)"
+"""The whole block, once the scripted model server is released."""
+GROW_SETTINGS = {"early_first_line": "always"}
+"""Server settings of the grow tests, on top of the scripted server's."""
+GROW_QUIET = 2.5
+"""Seconds looked at for a ghost text that must not come."""
+
+
+def held_block(folder: Path) -> AbstractContextManager[dict[str, Any]]:
+    """The scripted model server writing the ``for`` block after GROW_TYPED, held after the
+    body's first line until :func:`release_scripted`: the editor first sees GROW_FIRST."""
+    return scripted_model_server(TYPING_TARGET, folder, block_lines=2, hold_after_lines=2)
 
 
 def type_scripted_steps(

@@ -11,6 +11,8 @@ import * as readline from "node:readline";
 import * as vscode from "vscode";
 import {
   ExecuteCommandRequest,
+  InlineCompletionRequest,
+  InlineCompletionTriggerKind as LspTriggerKind,
   LanguageClient,
   type LanguageClientOptions,
   type ServerOptions,
@@ -34,6 +36,7 @@ import { UserControls } from "./controls";
 import { API_KEY_SECRET, API_KEY_SETTING, applyApiKeyInput, migrateApiKey, withApiKey } from "./secrets";
 import { parseServerLogLine } from "./serverLog";
 import { acceptedLength, DID_PARTIALLY_ACCEPT, partialAcceptParams, type ShownItem } from "./partialAccept";
+import { GROWN_NOTIFICATION, type Place, Reasks } from "./reask";
 
 /** A token never cancelled: see the inline-completion middleware. */
 const NOT_FORWARDED = new vscode.CancellationTokenSource();
@@ -49,6 +52,7 @@ import {
   type State,
   STATUS_MENU_COMMAND,
   statusView,
+  WritingIndicator,
 } from "./status";
 
 const SECTION = "codellama";
@@ -58,6 +62,16 @@ const BUILT_IN_ACCEPT = {
   line: "editor.action.inlineSuggest.acceptNextLine",
 } as const;
 const STATS_REFRESH_MS = 1000;
+
+type InlineResult = vscode.InlineCompletionItem[] | vscode.InlineCompletionList | null | undefined;
+
+function itemsOf(result: InlineResult): vscode.InlineCompletionItem[] {
+  return Array.isArray(result) ? result : (result?.items ?? []);
+}
+
+function placeOf(document: vscode.TextDocument, position: vscode.Position): Place {
+  return { uri: document.uri.toString(), version: document.version, line: position.line, character: position.character };
+}
 
 class CodeLlamaClient implements vscode.Disposable {
   private client: LanguageClient | undefined;
@@ -74,6 +88,10 @@ class CodeLlamaClient implements vscode.Disposable {
   private readonly shown = new Map<string, ShownItem[]>();
   /** Snooze, the status bar menu, the document's indentation for the server. */
   readonly controls: UserControls;
+  /** Asking again: the ghost text grows by itself; cycling gets the other candidates. */
+  readonly reasks: Reasks<vscode.InlineCompletionTriggerKind, InlineResult>;
+  /** The spinner: the server has been writing a suggestion for a while. */
+  private readonly writing = new WritingIndicator(() => this.render());
 
   constructor(
     private readonly secrets: vscode.SecretStorage,
@@ -90,7 +108,19 @@ class CodeLlamaClient implements vscode.Disposable {
       changed: () => this.render(),
       log: this.log,
     });
-    this.disposables.push(this.log, this.statusItem, this.controls);
+    this.reasks = new Reasks(
+      { invoke: vscode.InlineCompletionTriggerKind.Invoke, automatic: vscode.InlineCompletionTriggerKind.Automatic },
+      {
+        cursor: () => {
+          const editor = vscode.window.activeTextEditor;
+          return editor ? placeOf(editor.document, editor.selection.active) : undefined;
+        },
+        run: (command) => Promise.resolve(vscode.commands.executeCommand(command)),
+        askInvoked: (place) => this.askInvoked(place),
+      },
+      (result) => itemsOf(result).length,
+    );
+    this.disposables.push(this.log, this.statusItem, this.controls, this.writing);
     this.render();
     this.statusItem.show();
   }
@@ -143,7 +173,7 @@ class CodeLlamaClient implements vscode.Disposable {
   }
 
   private render(): void {
-    const view = statusView(this.state, this.lastStatus, this.progress, this.acceptance);
+    const view = statusView(this.state, this.lastStatus, this.progress, this.acceptance, this.writing.shown);
     this.statusItem.text = view.text;
     this.statusItem.tooltip = view.tooltip;
     this.statusItem.command = view.command;
@@ -153,6 +183,7 @@ class CodeLlamaClient implements vscode.Disposable {
   private setStatus(status: ServerStatus): void {
     this.lastStatus = status;
     this.state = status.state;
+    this.writing.update(status.state === "ready" && status.generating === true);
     if (status.state !== "loading") this.progress = null;
     this.render();
     if (status.state === "ready") this.refreshStatsSoon();
@@ -173,10 +204,8 @@ class CodeLlamaClient implements vscode.Disposable {
     }, STATS_REFRESH_MS);
   }
 
-  private remember(document: vscode.TextDocument, position: vscode.Position, result: unknown): void {
-    const items: vscode.InlineCompletionItem[] = Array.isArray(result)
-      ? result
-      : ((result as vscode.InlineCompletionList | null | undefined)?.items ?? []);
+  private remember(document: vscode.TextDocument, position: vscode.Position, result: InlineResult): void {
+    const items = itemsOf(result);
     this.shown.set(
       document.uri.toString(),
       items.map((item) => ({
@@ -187,6 +216,18 @@ class CodeLlamaClient implements vscode.Disposable {
           : undefined,
       })),
     );
+  }
+
+  /** Ask the server for the inline completion at `place` as the user would (Invoked); how many items. */
+  private async askInvoked(place: Place): Promise<number> {
+    const client = this.client;
+    if (!client?.isRunning()) return 0;
+    const result = await client.sendRequest(InlineCompletionRequest.type, {
+      textDocument: { uri: place.uri },
+      position: { line: place.line, character: place.character },
+      context: { triggerKind: LspTriggerKind.Invoked },
+    });
+    return Array.isArray(result) ? result.length : (result?.items.length ?? 0);
   }
 
   /** Run VS Code's accept next word / line, then tell the server what was accepted. */
@@ -239,7 +280,9 @@ class CodeLlamaClient implements vscode.Disposable {
         provideInlineCompletionItems: async (document, position, context, token, next) => {
           if (!this.config().get<boolean>("enabled", true)) return undefined;
           if (!(await this.controls.allow(document))) return undefined; // snoozed; sends indentation
-          const result = await next(document, position, context, NOT_FORWARDED.token);
+          const ask = (kind: vscode.InlineCompletionTriggerKind) =>
+            next(document, position, { ...context, triggerKind: kind }, NOT_FORWARDED.token);
+          const result = await this.reasks.provide(placeOf(document, position), context.triggerKind, ask, token);
           if (token.isCancellationRequested) return undefined;
           this.remember(document, position, result);
           return result;
@@ -255,12 +298,16 @@ class CodeLlamaClient implements vscode.Disposable {
     client.onDidChangeState((e) => {
       if (e.newState === ClientRunState.Stopped && this.client === client) {
         this.state = "stopped";
+        this.writing.update(false);
         this.render();
       }
     });
     client.onNotification("codellama/status", (params: unknown) => {
       const status = parseStatus(params);
       if (status) this.setStatus(status);
+    });
+    client.onNotification(GROWN_NOTIFICATION, (params: unknown) => {
+      this.reasks.grown(params).catch((err) => this.log.warn(`asking again for the grown suggestion: ${String(err)}`));
     });
 
     this.log.info(`Starting ${spec.command} ${spec.args.join(" ")}`);
@@ -393,6 +440,12 @@ class CodeLlamaClient implements vscode.Disposable {
     }
   }
 
+  /** A document closed: what was remembered of its suggestions goes. */
+  forget(uri: string): void {
+    this.shown.delete(uri);
+    this.reasks.forget(uri);
+  }
+
   showLog(): void {
     this.log.show(true);
   }
@@ -425,7 +478,10 @@ export async function activate(context: vscode.ExtensionContext): Promise<void> 
     vscode.commands.registerCommand("codellama.setApiKey", () => codellama.setApiKey()),
     vscode.commands.registerCommand("codellama.acceptNextWord", () => codellama.acceptPart("word")),
     vscode.commands.registerCommand("codellama.acceptNextLine", () => codellama.acceptPart("line")),
+    vscode.commands.registerCommand("codellama.showNextSuggestion", () => codellama.reasks.cycle(1)),
+    vscode.commands.registerCommand("codellama.showPreviousSuggestion", () => codellama.reasks.cycle(-1)),
     vscode.workspace.onDidChangeConfiguration((e) => codellama.onConfigurationChanged(e)),
+    vscode.workspace.onDidCloseTextDocument((doc) => codellama.forget(doc.uri.toString())),
     context.secrets.onDidChange((e) => (e.key === API_KEY_SECRET ? codellama.onApiKeyChanged() : undefined)),
   );
   await codellama.loadApiKey();

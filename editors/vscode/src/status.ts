@@ -17,6 +17,10 @@ export interface ServerStatus {
   last_latency_ms?: number | null;
   /** While snoozed: when it ends (seconds since the epoch); null: until restart. */
   snoozed_until?: number | null;
+  /** A generation for a request is queued or running (a suggestion is being written). */
+  generating?: boolean;
+  /** Recent suggestions came too late to be used: the server's message (why, what would help). */
+  slow?: string | null;
 }
 
 /** Work-done progress seen while the model loads (`$/progress`). */
@@ -120,7 +124,63 @@ export function parseStatus(value: unknown): ServerStatus | null {
     status.last_latency_ms = v.last_latency_ms;
   }
   if (typeof v.snoozed_until === "number" && Number.isFinite(v.snoozed_until)) status.snoozed_until = v.snoozed_until;
+  if (typeof v.generating === "boolean") status.generating = v.generating;
+  if (typeof v.slow === "string" && v.slow !== "") status.slow = v.slow;
   return status;
+}
+
+/**
+ * How long the server must have been writing a suggestion before the status bar says so: a fast
+ * model's suggestion comes sooner, and a spinner that came and went for each of them would only
+ * flicker.
+ */
+export const WRITING_DELAY_MS = 250;
+
+/**
+ * Whether the status bar shows that a suggestion is being written: the server's `generating`,
+ * once it has lasted WRITING_DELAY_MS. `changed` is called when that flips.
+ */
+export class WritingIndicator {
+  private since: ReturnType<typeof setTimeout> | undefined;
+  private shownNow = false;
+
+  constructor(
+    private readonly changed: () => void,
+    private readonly delayMs = WRITING_DELAY_MS,
+  ) {}
+
+  /** Whether the spinner is on. */
+  get shown(): boolean {
+    return this.shownNow;
+  }
+
+  /** The server's `generating` (from each status). */
+  update(generating: boolean): void {
+    if (!generating) {
+      this.stopTimer();
+      this.set(false);
+    } else if (!this.shownNow && this.since === undefined) {
+      this.since = setTimeout(() => {
+        this.since = undefined;
+        this.set(true);
+      }, this.delayMs);
+    }
+  }
+
+  dispose(): void {
+    this.stopTimer();
+  }
+
+  private stopTimer(): void {
+    if (this.since !== undefined) clearTimeout(this.since);
+    this.since = undefined;
+  }
+
+  private set(shown: boolean): void {
+    if (shown === this.shownNow) return;
+    this.shownNow = shown;
+    this.changed();
+  }
 }
 
 /** `1234.5` → `1.23 s`, `87.2` → `87 ms`. */
@@ -137,12 +197,16 @@ function snoozedUntil(seconds: number | null | undefined): string {
   return typeof seconds === "number" ? ` until ${clock(seconds * 1000)}` : "";
 }
 
-/** What the status bar shows for a state. */
+/**
+ * What the status bar shows for a state. `writing`: a suggestion has been being written for a
+ * while (see WritingIndicator): a spinner while the server is ready.
+ */
 export function statusView(
   state: State,
   status?: ServerStatus | null,
   progress?: Progress | null,
   acceptance?: Acceptance | null,
+  writing = false,
 ): StatusView {
   const model = status?.model ? `Model: ${status.model}` : "";
   const message = status?.message ?? "";
@@ -167,9 +231,18 @@ export function statusView(
     case "ready": {
       const latency = status?.last_latency_ms;
       const suffix = latency !== undefined && latency !== null ? ` · ${formatLatency(latency)}` : "";
+      const slow = status?.slow ?? null;
+      // Writing (a spinner) wins over slow and ready; slow keeps its warning background.
+      const text = writing
+        ? "$(loading~spin) Code Llama: writing…"
+        : slow
+          ? `$(warning) Code Llama: slow${suffix}`
+          : `$(check) Code Llama: ready${suffix}`;
       return {
-        text: `$(check) Code Llama: ready${suffix}`,
+        text,
         tooltip: lines(
+          writing ? "Code Llama is writing a suggestion…" : "",
+          slow ?? "",
           "Code Llama is ready. Click for the menu: snooze, stats, …",
           model,
           latency !== undefined && latency !== null
@@ -178,6 +251,7 @@ export function statusView(
           ...(acceptance ? acceptanceLines(acceptance) : []),
         ),
         command: STATUS_MENU_COMMAND,
+        ...(slow ? { background: "statusBarItem.warningBackground" as const } : {}),
       };
     }
     case "snoozed": {

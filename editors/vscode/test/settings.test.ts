@@ -44,6 +44,7 @@ const PACKAGE_DEFAULTS: Record<string, unknown> = {
   topP: null,
   promptFormat: "",
   debounceMs: null,
+  earlyFirstLine: "",
   keepMatchingGenerations: null,
   idlePrefill: null,
   candidates: null,

@@ -7,6 +7,8 @@ import {
   parseAcceptance,
   parseStatus,
   statusView,
+  WRITING_DELAY_MS,
+  WritingIndicator,
 } from "../src/status";
 
 test("parseStatus accepts the server's object and rejects anything else", () => {
@@ -110,4 +112,71 @@ test("snoozed says until when, and opens the menu", () => {
   assert.match(view.tooltip, /snoozed until 14:05/);
   const restart = statusView("snoozed", { state: "snoozed", snoozed_until: null });
   assert.equal(restart.text, "$(bell-slash) Code Llama: snoozed");
+});
+
+test("generating and slow are parsed; anything else is left out", () => {
+  const slow = "codellama-lsp: suggestions take 4.2 s (median of the last 9), too late to be useful while you type.";
+  assert.deepEqual(parseStatus({ state: "ready", generating: true, slow }), { state: "ready", generating: true, slow });
+  assert.deepEqual(parseStatus({ state: "ready", generating: false, slow: null }), { state: "ready", generating: false });
+  assert.deepEqual(parseStatus({ state: "ready", generating: "yes", slow: 3 }), { state: "ready" });
+});
+
+test("writing a suggestion: a spinner, and the tooltip says so", () => {
+  const status = { state: "ready" as const, model: "demo", last_latency_ms: 42, generating: true };
+  const view = statusView("ready", status, null, null, true);
+  assert.equal(view.text, "$(loading~spin) Code Llama: writing…");
+  assert.match(view.tooltip, /^Code Llama is writing a suggestion…/);
+  assert.match(view.tooltip, /Model: demo/);
+  assert.equal(view.command, "codellama.statusMenu");
+  assert.equal(view.background, undefined);
+  // Not yet shown (the indicator waits): the status bar stays as it was.
+  assert.equal(statusView("ready", status, null, null, false).text, "$(check) Code Llama: ready · 42 ms");
+  // Only while ready: loading, snoozed, … are what they were.
+  assert.equal(statusView("snoozed", { state: "snoozed" }, null, null, true).text, "$(bell-slash) Code Llama: snoozed");
+});
+
+test("slow: a warning with the server's message in the tooltip, also while writing", () => {
+  const slow = "codellama-lsp: 7 of the last 10 suggestions came after you had typed on. What would help: x.";
+  const status = { state: "ready" as const, last_latency_ms: 4200, slow };
+  const view = statusView("ready", status);
+  assert.equal(view.text, "$(warning) Code Llama: slow · 4.20 s");
+  assert.equal(view.background, "statusBarItem.warningBackground");
+  assert.match(view.tooltip, /^codellama-lsp: 7 of the last 10 suggestions came after you had typed on/);
+  assert.match(view.tooltip, /What would help: x\./);
+  const writing = statusView("ready", status, null, null, true);
+  assert.equal(writing.text, "$(loading~spin) Code Llama: writing…");
+  assert.equal(writing.background, "statusBarItem.warningBackground");
+  assert.match(writing.tooltip, /What would help/);
+});
+
+test("the spinner shows only once generating has lasted the delay", (t) => {
+  t.mock.timers.enable({ apis: ["setTimeout"] });
+  let changes = 0;
+  const writing = new WritingIndicator(() => changes++);
+  assert.equal(WRITING_DELAY_MS, 250);
+  // A fast model: generating starts and ends within the delay; nothing shows, nothing redraws.
+  writing.update(true);
+  t.mock.timers.tick(200);
+  writing.update(false);
+  t.mock.timers.tick(1000);
+  assert.equal(writing.shown, false);
+  assert.equal(changes, 0);
+  // A slow one: shown after the delay (statuses meanwhile do not restart the wait), then off.
+  writing.update(true);
+  t.mock.timers.tick(150);
+  writing.update(true);
+  t.mock.timers.tick(100);
+  assert.equal(writing.shown, true);
+  assert.equal(changes, 1);
+  writing.update(true);
+  assert.equal(changes, 1);
+  writing.update(false);
+  assert.equal(writing.shown, false);
+  assert.equal(changes, 2);
+  // Disposed while waiting: nothing fires later.
+  writing.update(true);
+  writing.dispose();
+  t.mock.timers.tick(1000);
+  assert.equal(writing.shown, false);
+  assert.equal(changes, 2);
 });

@@ -259,4 +259,61 @@ test("filetypes follow the server's languages unless set", function()
   eq(codellama.filetypes(), { "python" })
 end)
 
+-- Issue 27: the suggestion grows by itself; what the server is doing, for the statusline and
+-- :checkhealth.
+local grow = require("codellama.grow")
+local activity = require("codellama.activity")
+
+test("grown: still there on that line at or after the place, in the client's units", function()
+  local at = { line = 3, character = 8 }
+  eq(grow.still_there(at, 3, 8, "        for", "utf-16"), true)
+  eq(grow.still_there(at, 3, 10, "        for", "utf-16"), true) -- typed through part of it
+  eq(grow.still_there(at, 3, 7, "        for", "utf-16"), false)
+  eq(grow.still_there(at, 4, 8, "        for", "utf-16"), false) -- accepted: another line
+  eq(grow.still_there(nil, 3, 8, "", "utf-16"), false)
+  -- "é" is 2 bytes, 1 UTF-16 unit: the place after it is byte 3.
+  eq(grow.still_there({ line = 0, character = 2 }, 0, 3, "éx = ", "utf-16"), true)
+  eq(grow.still_there({ line = 0, character = 2 }, 0, 2, "éx = ", "utf-16"), false)
+end)
+
+test("the statusline says a suggestion is being written once it lasts, and slow", function()
+  codellama.status = { state = "ready", last_latency_ms = 41.6, generating = true, slow = vim.NIL }
+  local changes = 0
+  activity.update(true, function() changes = changes + 1 end)
+  eq(activity.writing(), false) -- not yet: a fast model's suggestion comes sooner
+  eq(codellama.statusline(), "codellama: ready 42ms")
+  vim.wait(2000, function() return activity.writing() end, 10)
+  eq(activity.writing(), true)
+  eq(changes, 1)
+  eq(codellama.statusline(), "codellama: ready 42ms, writing…")
+  activity.update(true, function() changes = changes + 1 end)
+  eq(changes, 1)
+  activity.update(false, function() changes = changes + 1 end)
+  eq(activity.writing(), false)
+  eq(changes, 2)
+  -- Generating ends within the delay: nothing shows, nothing fires.
+  activity.update(true, function() changes = changes + 1 end)
+  activity.update(false, function() changes = changes + 1 end)
+  vim.wait(activity.WRITING_DELAY_MS * 2, function() return false end, 10)
+  eq({ activity.writing(), changes }, { false, 2 })
+  codellama.status = { state = "ready", last_latency_ms = 4200, slow = "codellama-lsp: too slow." }
+  eq(codellama.statusline(), "codellama: ready 4200ms, slow")
+  codellama.status = nil
+end)
+
+test(":checkhealth's latency line: ok, or the verdict with what would help", function()
+  eq({ activity.health({ state = "ready", slow = vim.NIL }) }, {
+    "ok", "latency: no sign that suggestions come too late to use", nil,
+  })
+  local slow = "codellama-lsp: suggestions take 4.2 s (median of the last 9), too late to be useful "
+    .. "while you type. What would help: a smaller model answers faster (x); shorter suggestions "
+    .. "(max_new_tokens = 64; now 128)."
+  eq({ activity.health({ state = "ready", slow = slow }) }, {
+    "warn",
+    "latency: codellama-lsp: suggestions take 4.2 s (median of the last 9), too late to be useful while you type.",
+    { "a smaller model answers faster (x)", "shorter suggestions (max_new_tokens = 64; now 128)" },
+  })
+  eq({ activity.health({ slow = "codellama-lsp: slow." }) }, { "warn", "latency: codellama-lsp: slow.", nil })
+end)
+
 io.stdout:write(string.format("%d passed, 0 failed\n", passed))

@@ -5,7 +5,9 @@
 --- the cursor (first line inline, the rest as virtual lines), clears it when the cursor moves or
 --- insert mode ends, and applies it on accept (then runs the item's command, so the server hears
 --- of the accept). Next/previous cycle through the items; with one item (typing asks with
---- triggerKind Automatic, which gets one) they ask again as Invoked, which gets several.
+--- triggerKind Automatic, which gets one) they ask again as Invoked: the server answers with the
+--- first candidate at once and writes the others, so with one on screen they ask twice. When
+--- the server says the suggestion on screen grew (lua/codellama/grow.lua), it asks again at once.
 local M = {}
 
 local ns = vim.api.nvim_create_namespace("codellama_ghost")
@@ -157,8 +159,10 @@ function M.plans(items, line, row, col, encoding)
   return plans
 end
 
---- Ask for suggestions at the cursor; show the `pick`-th that fits (default 1, negative from the end).
-local function request(bufnr, kind, pick)
+--- Ask for suggestions at the cursor; show the `pick`-th that fits (default 1, negative from the
+--- end). With `again`, an answer with only one (the first candidate, on screen already) is asked
+--- for once more: the server then has the others.
+local function request(bufnr, kind, pick, again)
   local state = buffers[bufnr]
   local client = state and vim.lsp.get_client_by_id(state.client_id)
   if not client or vim.api.nvim_get_current_buf() ~= bufnr or not vim.fn.mode():match("^i") then
@@ -190,6 +194,10 @@ local function request(bufnr, kind, pick)
     local items = result.items or result
     local line = vim.api.nvim_buf_get_lines(bufnr, row, row + 1, false)[1] or ""
     local plans = M.plans(items, line, row, col, state.encoding)
+    if again and #plans == 1 then
+      request(bufnr, kind, pick)
+      return
+    end
     if #plans > 0 then
       state.candidates = plans
       show(bufnr, plans[(((pick or 1) - 1) % #plans) + 1], row, col)
@@ -231,7 +239,19 @@ function M.cycle(bufnr, step)
     return
   end
   cancel(bufnr)
-  request(bufnr, INVOKED, here and (step > 0 and 2 or 0) or 1)
+  request(bufnr, INVOKED, here and (step > 0 and 2 or 0) or 1, here)
+end
+
+--- The server's suggestion grew: ask again at once, and show the whole of it. Only where a
+--- suggestion is on screen or on its way (not after a dismiss). Whether it asked.
+function M.reask(bufnr)
+  local state = buffers[bufnr]
+  if not state or not (state.suggestion or state.request_id or (state.timer and state.timer:is_active())) then
+    return false
+  end
+  cancel(bufnr)
+  request(bufnr)
+  return true
 end
 
 --- Whether a suggestion is on screen at the cursor.

@@ -64,6 +64,12 @@ function M.check()
       line = line .. string.format(", last completion %d ms", math.floor(status.last_latency_ms + 0.5))
     end
     health.ok(line)
+    local level, latency, advice = require("codellama.activity").health(status)
+    if level == "ok" then
+      health.ok(latency)
+    else
+      health.warn(latency, advice)
+    end
     local stats = codellama.execute("codellama.stats", {}, 5000)
     for _, summary in ipairs(codellama.acceptance_summary(stats)) do
       health.info(summary)

@@ -54,12 +54,11 @@ local defaults = {
   api_key_env = "CODELLAMA_LSP_API_KEY",
 }
 
-local INVOKED = 1 -- lsp.InlineCompletionTriggerKind.Invoked: the user asked (several candidates)
-
 ---@type codellama.Config
 M.config = vim.deepcopy(defaults)
 
---- The latest `codellama/status` the server sent: { state, message, model, last_latency_ms }.
+--- The latest `codellama/status` the server sent: { state, message, model, last_latency_ms,
+--- generating, slow, ... }.
 ---@type table|nil
 M.status = nil
 
@@ -129,7 +128,9 @@ function M.execute(command, arguments, timeout_ms)
   return resp.result, nil
 end
 
---- A short text for a statusline: "codellama: ready 12ms".
+--- A short text for a statusline: "codellama: ready 12ms"; ", writing…" after it while a
+--- suggestion is being written (for more than a moment), ", slow" when suggestions come too
+--- late to be used (`:checkhealth codellama` says what would help).
 function M.statusline()
   local s = M.status
   if not s then
@@ -139,10 +140,17 @@ function M.statusline()
   local snoozed = require("codellama.controls").snooze_text(s)
   if snoozed then
     text = text .. " " .. snoozed
-  elseif s.state == "ready" and type(s.last_latency_ms) == "number" then
-    text = text .. string.format(" %dms", math.floor(s.last_latency_ms + 0.5))
+  elseif s.state == "ready" then
+    if type(s.last_latency_ms) == "number" then
+      text = text .. string.format(" %dms", math.floor(s.last_latency_ms + 0.5))
+    end
+    text = text .. require("codellama.activity").statusline_suffix(s)
   end
   return text
+end
+
+local function status_changed(status)
+  vim.api.nvim_exec_autocmds("User", { pattern = "CodellamaStatus", modeline = false, data = status })
 end
 
 --- Take a status from the server (`codellama/status`, or a command's answer).
@@ -155,7 +163,10 @@ function M.set_status(result)
   if result.state == "error" and previous ~= "error" and M.config.notify_errors then
     vim.notify("codellama: " .. tostring(result.message or "error"), vim.log.levels.ERROR)
   end
-  vim.api.nvim_exec_autocmds("User", { pattern = "CodellamaStatus", modeline = false, data = result })
+  require("codellama.activity").update(result.state == "ready" and result.generating == true, function()
+    status_changed(M.status)
+  end)
+  status_changed(result)
 end
 
 local function on_status(_, result)
@@ -225,9 +236,13 @@ function M.lsp_config(bufnr)
     init_options = M.server_settings(),
     -- Neovim sends these with workspace/didChangeConfiguration after initializing.
     settings = { codellama = M.server_settings() },
-    handlers = { ["codellama/status"] = on_status },
+    handlers = {
+      ["codellama/status"] = on_status,
+      [require("codellama.grow").NOTIFICATION] = require("codellama.grow").handler,
+    },
     on_attach = on_attach,
     on_exit = function(code, signal)
+      require("codellama.activity").update(false, function() end)
       if M.status then
         M.status = { state = "error", message = string.format("server exited (code %s, signal %s)", code, signal) }
       end
@@ -304,49 +319,10 @@ function M.accept_native(bufnr, item, kind)
   end
 end
 
---- Neovim 0.12's inline completion state for a buffer (its own requests are all Automatic,
---- so it holds one item). Private to Neovim: nil when its shape is not the one we know.
-local function native_completor(bufnr)
-  local ok, capability = pcall(require, "vim.lsp._capability")
-  local class = ok and type(capability.all) == "table" and capability.all.inline_completion
-  local completor = class and class.active and class.active[bufnr]
-  if completor and completor.handler and completor.count_items and completor.select then
-    return completor
-  end
-  return nil
-end
-
---- Next (count 1) or previous (count -1) suggestion on the 0.12 path. With only the one item
---- that typing got, ask the server for candidates (Invoked) and show the next of them.
+--- Next (count 1) or previous (count -1) suggestion on the 0.12 path (lua/codellama/native.lua):
+--- with only the one item that typing got, ask the server for candidates.
 function M.cycle_native(bufnr, count)
-  local completor = native_completor(bufnr)
-  local client = M.get_client(bufnr)
-  if not completor or not client or completor:count_items() > 1 then
-    vim.lsp.inline_completion.select({ count = count, bufnr = bufnr })
-    return
-  end
-  local params = vim.lsp.util.make_position_params(0, client.offset_encoding)
-  params.context = { triggerKind = INVOKED }
-  local tick = vim.api.nvim_buf_get_changedtick(bufnr)
-  local cursor = vim.api.nvim_win_get_cursor(0)
-  client:request("textDocument/inlineCompletion", params, function(err, result, ctx)
-    local now = vim.api.nvim_win_get_cursor(0)
-    if err or not result or vim.api.nvim_buf_get_changedtick(bufnr) ~= tick
-      or now[1] ~= cursor[1] or now[2] ~= cursor[2] or not vim.fn.mode():match("^i") then
-      return -- the text moved on since we asked
-    end
-    local ok = pcall(function()
-      completor.client_state[ctx.client_id] = completor.client_state[ctx.client_id] or {}
-      completor:handler(nil, result, ctx)
-      local n = completor:count_items()
-      if n > 1 then
-        completor:select(count > 0 and 2 or n, true)
-      end
-    end)
-    if not ok then
-      vim.lsp.inline_completion.select({ count = count, bufnr = bufnr })
-    end
-  end, bufnr)
+  require("codellama.native").cycle(bufnr, count)
 end
 
 --- Insert-mode keys for a buffer.
