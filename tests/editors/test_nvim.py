@@ -40,7 +40,13 @@ PLUGIN_DIR = ROOT / "editors" / "nvim"
 INIT_LUA = Path(__file__).parent / "nvim" / "init.lua"
 
 # Greedy and immediate, so the run is deterministic and quick.
-SETTINGS = {"model": "demo", "temperature": 0, "debounce_ms": 0, "max_new_tokens": 48}
+SETTINGS = {
+    "model": "demo",
+    "temperature": 0,
+    "debounce_ms": 0,
+    "max_new_tokens": 48,
+    "early_first_line": "never",  # the whole block: what Tab inserts is what the test read
+}
 
 SOURCE = "import math\n\n\ndef area(radius):\n"
 

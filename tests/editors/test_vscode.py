@@ -197,7 +197,13 @@ def code_server(tmp_path: Path) -> Iterator[tuple[CodeServer, Path]]:
     workspace.mkdir()
     (workspace / "geometry.py").write_text(SOURCE)
     settings = editor_settings(
-        {"model": "demo", "temperature": 0, "debounceMs": 0, "maxNewTokens": 48}
+        {
+            "model": "demo",
+            "temperature": 0,
+            "debounceMs": 0,
+            "maxNewTokens": 48,
+            "earlyFirstLine": "never",
+        }
     )
     server = CodeServer(tmp_path, vsix, workspace, settings)
     try:
@@ -400,7 +406,13 @@ def code_server_with_key_setting(tmp_path: Path) -> Iterator[tuple[CodeServer, P
     workspace.mkdir()
     (workspace / "geometry.py").write_text(SOURCE)
     settings = editor_settings(
-        {"model": "demo", "temperature": 0, "debounceMs": 0, "maxNewTokens": 48}
+        {
+            "model": "demo",
+            "temperature": 0,
+            "debounceMs": 0,
+            "maxNewTokens": 48,
+            "earlyFirstLine": "never",
+        }
     )
     settings["codellama.apiKey"] = "sk-from-settings"
     server = CodeServer(tmp_path, vsix, workspace, settings)
