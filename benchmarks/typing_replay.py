@@ -76,7 +76,12 @@ MODELS: dict[str, dict[str, Any]] = {
     # 16's last stop; FIM before); it was trained on 256-token windows, so it gets the last 256
     # tokens.
     "demo": {"model": "demo", "max_context_tokens": 256},
+    # The demo model's text at Code Llama 70B's pace on one GPU (4-bit: 25 tokens/s, a prompt
+    # token in 0.25 ms): blocks of up to 48 tokens take seconds, their first line a fraction.
+    "demo-70b-pace": {"model": "demo", "max_context_tokens": 256, "max_new_tokens": 48},
 }
+PACE = {"demo-70b-pace": "decode_ms=40,prefill_ms_per_token=0.25"}
+"""``CODELLAMA_LSP_PACE`` for the server of these models (``engines/pace.py``)."""
 NAIVE = {
     "supersede": False,
     "debounce_ms": 0,
@@ -98,6 +103,10 @@ MODES: dict[str, dict[str, Any]] = {
     "naive": NAIVE,
     # The default settings without speculative decoding: what speculation adds to "after".
     "after-plain": {"speculative": False},
+    # Issue 27: a multi-line suggestion answered whole (today's server) or at its first line,
+    # growing to the block when it is done (the client asks again, as the editors do).
+    "whole": {"early_first_line": "never"},
+    "first-line": {"early_first_line": "always"},
 }
 
 
@@ -270,7 +279,13 @@ class Sent:
     gave_up: bool = False  # the user stopped waiting (counted at --max-wait)
     waited: bool = False  # the user paused for this one
     after_jump: bool = False  # the first pause after moving to another place
+    position: tuple[int, int] = (0, 0)  # (line, UTF-16 column) it was asked at
+    whole: float | None = None  # when the whole block was shown (a grown suggestion: later)
     items: list[types.InlineCompletionItem] = field(default_factory=list)
+
+    @property
+    def whole_ms(self) -> float | None:
+        return None if self.whole is None else (self.whole - self.started) * 1000
 
     @property
     def latency_ms(self) -> float | None:
@@ -341,9 +356,11 @@ class Editor:
     def request(self, expect: str = "", expected_text: str = "") -> asyncio.Future[Any]:
         sent = Sent(self.version, time.perf_counter(), expect, expected_text)
         self.sent.append(sent)
+        position = self.position(self.line, self.col)
+        sent.position = (position.line, position.character)
         params = types.InlineCompletionParams(
             text_document=types.TextDocumentIdentifier(uri=self.uri),
-            position=self.position(self.line, self.col),
+            position=position,
             context=types.InlineCompletionContext(
                 trigger_kind=types.InlineCompletionTriggerKind.Automatic
             ),
@@ -372,6 +389,8 @@ class RunResult:
     wall_s: float
     did: dict[str, int]
     """What the simulated user accepted: whole items, partial accepts and their characters."""
+    accepted_texts: list[str] = field(default_factory=list)
+    """The text of each suggestion accepted whole, in trace order."""
 
 
 NEXT_WORD = re.compile(r"\s*(?:\w+|[^\w\s]+)")
@@ -384,12 +403,23 @@ async def replay(
     mode: str,
     max_wait: float,
     workspace: Path | None = None,
+    pace: str = "",
 ) -> RunResult:
     options = {**options, **MODES[mode]}
     command = [sys.executable, "-m", "codellama_lsp.cli"]
     client = make_test_lsp_client()
     client.feature("codellama/status")(lambda _params: None)
+    grown: set[tuple[str, int, int]] = set()
+
+    def on_grown(params: Any) -> None:
+        position = params.position
+        grown.add((params.textDocument.uri, position.line, position.character))
+
+    client.feature("codellama/suggestionGrown")(on_grown)
+
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+    if pace:
+        env["CODELLAMA_LSP_PACE"] = pace
     await client.start_io(*command, env=env)
     await client.initialize_session(
         types.InitializeParams(
@@ -434,6 +464,7 @@ async def replay(
     background: set[asyncio.Future[Any]] = set()
     censored = 0
     did = dict.fromkeys(("accepted", "partially_accepted", "partially_accepted_chars"), 0)
+    accepted_texts: list[str] = []
     started = time.perf_counter()
     for trace in traces:
         ed = Editor(client, trace.uri, trace.text)
@@ -453,6 +484,7 @@ async def replay(
             elif step.kind == "pause" and last is not None:
                 ed.sent[-1].after_jump, jumped = jumped, False
                 censored += await wait(ed.sent[-1], last, max_wait)
+                await whole_block(ed, ed.sent[-1], grown, command_, max_wait)
                 await asyncio.sleep(step.think_s)
                 shown = ed.sent[-1].text if ed.sent[-1].current else ""
                 if not shown:
@@ -465,6 +497,7 @@ async def replay(
                     ed.keystrokes += 1
                     ed.replace((ed.line, ed.col), end, shown)
                     did["accepted"] += 1
+                    accepted_texts.append(shown)
                     if item.command is not None:
                         arguments = item.command.arguments or []
                         background.add(
@@ -507,7 +540,34 @@ async def replay(
         server.terminate()
     await client.stop()
     sent = [s for ed in editors for s in ed.sent]
-    return RunResult(sent, sum(ed.keystrokes for ed in editors), censored, stats, wall, did)
+    keys = sum(ed.keystrokes for ed in editors)
+    return RunResult(sent, keys, censored, stats, wall, did, accepted_texts)
+
+
+async def whole_block(
+    ed: Editor, sent: Sent, grown: set[tuple[str, int, int]], command_: Any, max_wait: float
+) -> None:
+    """After the answer at a pause: when it was a first line (``early_first_line``), wait for
+    ``codellama/suggestionGrown`` and ask again, as the editors do, so the user sees the whole
+    block; record when it was shown. Otherwise the answer was the whole block."""
+    sent.whole = sent.done
+    if not (sent.current and sent.text) or sent.gave_up:
+        return
+    place = (ed.uri, *sent.position)
+    while place not in grown:
+        if (await command_("codellama.stats"))["growing"] == 0 and place not in grown:
+            return  # nothing more is coming for it
+        if time.perf_counter() - sent.started > max_wait:
+            return
+        await asyncio.sleep(0.01)
+    grown.discard(place)
+    again = ed.request()
+    try:
+        await asyncio.wait_for(asyncio.shield(again), max_wait)
+    except TimeoutError:
+        return
+    if ed.sent[-1].current:
+        sent.whole = ed.sent[-1].done
 
 
 async def wait(sent: Sent, future: asyncio.Future[Any], max_wait: float) -> int:
@@ -536,6 +596,9 @@ def summarize(run: RunResult, max_wait: float, naive: bool) -> dict[str, Any]:
         s.latency_ms for s in run.sent if s.latency_ms is not None and s.current and not s.gave_up
     ]
     waited = [max_wait * 1000.0 if s.gave_up else s.latency_ms or 0.0 for s in run.sent if s.waited]
+    shown_at = [s for s in run.sent if s.waited and not s.gave_up and s.current and s.text]
+    first_ghost = [s.latency_ms or 0.0 for s in shown_at]
+    whole_ghost = [s.whole_ms or 0.0 for s in shown_at]
     first = [
         max_wait * 1000.0 if s.gave_up else s.latency_ms or 0.0 for s in run.sent if s.after_jump
     ]
@@ -571,6 +634,15 @@ def summarize(run: RunResult, max_wait: float, naive: bool) -> dict[str, Any]:
         "latency_samples": len(latencies),
         "waited_p50_ms": pct(waited, 50),
         "waited_p95_ms": pct(waited, 95),
+        "first_ghost_p50_ms": pct(first_ghost, 50),
+        "first_ghost_p95_ms": pct(first_ghost, 95),
+        "whole_block_p50_ms": pct(whole_ghost, 50),
+        "whole_block_p95_ms": pct(whole_ghost, 95),
+        "pauses_with_text": len(shown_at),
+        "early_answers": st.get("early_answers", 0),
+        "suggestions_grown": st.get("suggestions_grown", 0),
+        "early_not_prefix": st.get("early_not_prefix", 0),
+        "accepted_texts": run.accepted_texts,
         "after_jump_p50_ms": pct(first, 50),
         "after_jump_max_ms": round(max(first), 3) if first else None,
         "gave_up_waiting": run.censored,
@@ -667,6 +739,23 @@ def person_targets(after: dict[str, Any], before: dict[str, Any]) -> list[str]:
     )
 
 
+def first_line_targets(early: dict[str, Any], whole: dict[str, Any]) -> list[str]:
+    """Issue 27's targets: the first line sooner, the whole block no later, the same text."""
+    first = ratio(early["first_ghost_p50_ms"], whole["first_ghost_p50_ms"])
+    block = ratio(early["whole_block_p50_ms"], whole["whole_block_p50_ms"])
+    a, b = early["accepted_texts"], whole["accepted_texts"]
+    same = sum(x == y for x, y in zip(a, b, strict=False))
+    identical = len(a) == len(b) and same == len(a)
+    return labelled(
+        [
+            (first is not None and first <= 0.4, f"pause->first ghost p50 {first}x (<= 0.4x)"),
+            (block is not None and block <= 1.05, f"pause->whole block p50 {block}x (<= 1.05x)"),
+            (identical, f"accepted texts identical: {same} of {len(a)} / {len(b)}"),
+            (early["early_not_prefix"] == 0, f"early not a prefix: {early['early_not_prefix']}"),
+        ]
+    )
+
+
 def labelled(checks: list[tuple[bool | None, str]]) -> list[str]:
     label = {True: "PASS", False: "FAIL", None: "n/a "}
     return [f"{label[ok]} {text}" for ok, text in checks]
@@ -679,6 +768,10 @@ ROWS = [
     ("  answers counted (in time, or given up on)", "latency_samples"),
     ("pause → ghost text p50 (ms)", "waited_p50_ms"),
     ("pause → ghost text p95 (ms)", "waited_p95_ms"),
+    ("pause → first ghost text p50 / p95 (ms, pauses that showed text)", "first_ghost"),
+    ("pause → whole block shown p50 / p95 (ms)", "whole_block"),
+    ("  pauses that showed text", "pauses_with_text"),
+    ("answers at the first line / of them grown / not a prefix", "early"),
     ("first pause after a jump p50 / max (ms)", "after_jump"),
     ("user gave up waiting (pauses)", "gave_up_waiting"),
     ("completions shown (answered in time, not empty)", "shown"),
@@ -726,6 +819,10 @@ def cell(m: dict[str, Any], key: str) -> str:
         return f"{m[key + '_p50_ms']} / {m[key + '_max_ms']}" if n else "–"
     if key == "after_jump":
         return f"{m[key + '_p50_ms']} / {m[key + '_max_ms']}"
+    if key in ("first_ghost", "whole_block"):
+        return f"{m[key + '_p50_ms']} / {m[key + '_p95_ms']}"
+    if key == "early":
+        return f"{m['early_answers']} / {m['suggestions_grown']} / {m['early_not_prefix']}"
     if key in ("prefill_chunk", "decode_step", "debounce_wait"):
         return f"{m[key + '_p50_ms']} / {m[key + '_max_ms']}"
     if key == "keys":
@@ -739,7 +836,8 @@ def cell(m: dict[str, Any], key: str) -> str:
 def table(name: str, results: dict[str, dict[str, Any]]) -> str:
     """One column per mode, then after/before and after/naive where both ran."""
     modes = list(results)
-    pairs = [(a, b) for a, b in (("after", "before"), ("after", "naive")) if {a, b} <= set(modes)]
+    known = (("after", "before"), ("after", "naive"), ("first-line", "whole"))
+    pairs = [(a, b) for a, b in known if {a, b} <= set(modes)]
     head = [name, *modes, *(f"{a}/{b}" for a, b in pairs)]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for label, key in ROWS:
@@ -775,7 +873,12 @@ async def main_async(args: argparse.Namespace) -> int:
         for mode in args.modes.split(","):
             t0 = time.perf_counter()
             run = await replay(
-                traces, options, mode=mode, max_wait=args.max_wait, workspace=workspace
+                traces,
+                options,
+                mode=mode,
+                max_wait=args.max_wait,
+                workspace=workspace,
+                pace=PACE.get(name, ""),
             )
             results[mode] = summarize(run, args.max_wait, mode == "naive")
             print(f"[{name}] {mode}: {time.perf_counter() - t0:.0f} s", flush=True)
@@ -786,6 +889,8 @@ async def main_async(args: argparse.Namespace) -> int:
             checks += targets(results["after"], results["naive"], prefix_format, p50_target)
         if args.trace == "person" and "after" in results and "before" in results:
             checks += person_targets(results["after"], results["before"])
+        if "first-line" in results and "whole" in results:
+            checks += first_line_targets(results["first-line"], results["whole"])
         failed |= any(c.startswith("FAIL") for c in checks)
         print(f"\n### {name} ({options['model']})\n\n{table(name, results)}\n")
         print("\n".join(checks) + "\n", flush=True)

@@ -51,6 +51,7 @@ send the secrets in a prompt (to a model server, into its caches and logs) and c
 real-looking key the model saw in training; their text is kept out of other files' prompts."""
 
 Backend = Literal["local", "http", "auto"]
+ServerApi = Literal["auto", "openai", "llama_cpp"]
 PromptFormat = Literal["auto", "fim", "prefix"]
 EarlyFirstLine = Literal["auto", "always", "never"]
 Quantization = Literal["none", "4bit", "8bit"]
@@ -116,6 +117,16 @@ class Settings:
     )
     http_model_name: str = setting(
         "", "model name to send to the server (default: `model`)", reload=True
+    )
+    server_api: ServerApi = setting(
+        "auto",
+        (
+            "what the server at `server_url` speaks: `llama_cpp` (llama.cpp's `llama-server`: "
+            "token ids on `/completion`, its prompt cache and timings), `openai` "
+            "(`/v1/completions`: `codellama-lsp serve`, vLLM, TGI), `auto` (`llama_cpp` when "
+            "the server answers llama-server's `/props`)"
+        ),
+        reload=True,
     )
     dtype: DType = setting(
         "auto", "weights dtype; `auto` = bfloat16 on GPU, float32 on CPU", reload=True
@@ -211,7 +222,10 @@ class Settings:
     )
     idle_prefill: bool = setting(
         True,
-        "while the model is idle, prefill the prompt up to the cursor as you type (local backend)",
+        (
+            "while the model is idle, prefill the prompt up to the cursor as you type (local "
+            "backend, llama-server)"
+        ),
     )
     keep_matching_generations: bool = setting(
         True,

@@ -12,6 +12,15 @@ llama.cpp, which merges by score, then tokenizes differently from the model's to
 tokenizer's ids follow its merge order, so llama.cpp merges in the same order as the
 tokenizer. ``<FILL_ME>`` (transformers' infill marker, id 8000, outside the 8000-row
 embedding) stays out, as in Code Llama's own ``tokenizer.model``.
+
+The GGUF names its infilling tokens (``tokenizer.ggml.fim_pre/fim_suf/fim_mid/eot_token_id``,
+written with the sdist's ``gguf_new_metadata.py``): llama.cpp finds ``▁<PRE>``/``▁<SUF>``/
+``▁<MID>`` by their text, but looks for ``_<EOT>`` (an ASCII underscore) and so, without the
+key, never ends a generation at Code Llama's ``▁<EOT>``. Real Code Llama GGUFs made by older
+converters have the same gap: ``--override-kv tokenizer.ggml.eot_token_id=int:32010`` fixes
+them (docs/deployment.md). Weights are kept in float32 (the model's float16 values, exactly):
+llama.cpp then multiplies in float32 like the in-process engine on a CPU, so their greedy
+outputs can be compared token for token (tests/test_llama_server.py).
 """
 
 from __future__ import annotations
@@ -28,7 +37,9 @@ from pathlib import Path
 from codellama_lsp.engines.model_names import DEMO_MODEL_NAME, resolve_model
 
 MODEL_FILES = ("config.json", "generation_config.json", "model.safetensors")
-FORMAT = "2"  # bump when the conversion changes: the cached GGUF is remade
+FORMAT = "3"  # bump when the conversion changes: the cached GGUF is remade
+NAME = "codellama-demo"
+"""File names ``codellama-demo-<digest>.gguf`` (format 2 wrote ``demo-…``: left to it)."""
 
 
 def demo_gguf_path(dest: Path, model: Path) -> Path:
@@ -36,7 +47,7 @@ def demo_gguf_path(dest: Path, model: Path) -> Path:
     digest = hashlib.sha256(FORMAT.encode())
     for name in (*MODEL_FILES, "tokenizer.json", "tokenizer_config.json"):
         digest.update((model / name).read_bytes())
-    return dest / "gguf" / f"demo-{digest.hexdigest()[:12]}.gguf"
+    return dest / "gguf" / f"{NAME}-{digest.hexdigest()[:12]}.gguf"
 
 
 def sentencepiece_model(model: Path) -> bytes:
@@ -90,23 +101,35 @@ def convert(dest: Path) -> Path:
     }
     sys.path.insert(0, str(dest / "converter-packages"))
     with tempfile.TemporaryDirectory() as tmp:
-        stage = Path(tmp)
+        stage = Path(tmp) / "model"
+        stage.mkdir()
         stage_for_converter(model, stage)
-        part = out.with_suffix(".part")
+        converted, part = Path(tmp) / "converted.gguf", out.with_suffix(".part")
         command = [sys.executable, str(source / "convert_hf_to_gguf.py"), str(stage)]
-        done = subprocess.run(
-            [*command, "--outfile", str(part), "--outtype", "f16"],
-            env=env,
-            capture_output=True,
-            text=True,
-        )
-        if done.returncode != 0:
-            sys.exit(f"convert_hf_to_gguf.py failed:\n{done.stderr[-3000:]}")
+        run([*command, "--outfile", str(converted), "--outtype", "f32"], env)
+        metadata = [sys.executable, str(source / "gguf-py/gguf/scripts/gguf_new_metadata.py")]
+        run([*metadata, str(converted), str(part), "--force", *fim_token_args(model)], env)
         part.rename(out)
-    for stale in out.parent.glob("demo-*.gguf"):
+    for stale in out.parent.glob(f"{NAME}-*.gguf"):
         if stale != out:
             stale.unlink()  # an older demo model or conversion
     return out
+
+
+def fim_token_args(model: Path) -> list[str]:
+    """``--special-token-by-id`` arguments naming the model's four infilling tokens."""
+    tokenizer = json.loads((model / "tokenizer.json").read_text(encoding="utf-8"))
+    ids = {t["content"]: t["id"] for t in tokenizer["added_tokens"]}
+    args: list[str] = []
+    for name, piece in (("fim_pre", "▁<PRE>"), ("fim_suf", "▁<SUF>"), ("fim_mid", "▁<MID>")):
+        args += ["--special-token-by-id", name, str(ids[piece])]
+    return [*args, "--special-token-by-id", "eot", str(ids["▁<EOT>"])]
+
+
+def run(command: list[str], env: dict[str, str]) -> None:
+    done = subprocess.run(command, env=env, capture_output=True, text=True)
+    if done.returncode != 0:
+        sys.exit(f"{Path(command[1]).name} failed:\n{done.stderr[-3000:]}")
 
 
 if __name__ == "__main__":

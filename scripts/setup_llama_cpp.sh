@@ -43,6 +43,29 @@ if [ ! -f "$DEST/venv/.installed-$VERSION" ]; then
   touch "$DEST/venv/.installed-$VERSION"
 fi
 
+# llama.cpp's own C++ server (`llama-server`: token-id prompts, /infill, /props, its KV cache
+# reused between requests) from the same source, the sdist's vendor/llama.cpp, for
+# tests/test_llama_server.py and benchmarks/peer_llama_vim.py. Its own folder, keyed by version,
+# so the Python server's build above stays valid. Only the llama-server target and what it links
+# (llama, ggml, common, mtmd, cpp-httplib), static, CPU only, no web UI (no download, no npm),
+# no OpenSSL. The first build takes ~12 CPU-minutes.
+SERVER="$DEST/llama-server-$VERSION"
+if [ ! -x "$SERVER/bin/llama-server" ]; then
+  rm -rf "$SERVER"
+  cmake -S "$SRC/vendor/llama.cpp" -B "$SERVER/build" -DCMAKE_BUILD_TYPE=Release \
+    -DBUILD_SHARED_LIBS=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF \
+    -DLLAMA_BUILD_TOOLS=ON -DLLAMA_BUILD_SERVER=ON -DLLAMA_BUILD_APP=OFF \
+    -DLLAMA_BUILD_UI=OFF -DLLAMA_USE_PREBUILT_UI=OFF -DLLAMA_OPENSSL=OFF \
+    -DGGML_OPENMP=OFF -DGGML_CUDA=OFF -DGGML_VULKAN=OFF -DGGML_METAL=OFF -DGGML_BLAS=OFF \
+    >"$DEST/llama-server-$VERSION.configure.log"
+  cmake --build "$SERVER/build" --target llama-server \
+    -j "${CMAKE_BUILD_PARALLEL_LEVEL:-$(nproc)}"
+  mkdir -p "$SERVER/bin"
+  cp "$SERVER/build/bin/llama-server" "$SERVER/bin/llama-server.part"
+  mv "$SERVER/bin/llama-server.part" "$SERVER/bin/llama-server"
+  rm -rf "$SERVER/build"  # ~200 MB of objects; the binary is all the tests run
+fi
+
 # The converter runs on the project's interpreter (torch, transformers, numpy) with the sdist's
 # own gguf-py; it also imports sentencepiece (and protobuf, to write a tokenizer.model), kept
 # here rather than in the project's venv.

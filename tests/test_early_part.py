@@ -43,3 +43,13 @@ def test_a_single_line_completion_is_never_answered_early() -> None:
     mid_line = Cursor("x = f(a, )\n", 0, 9)
     assert mid_line.single_line
     assert early_part("b)\ny = 2\n", mid_line) is None
+
+
+def test_a_statement_that_goes_on_waits_for_its_end() -> None:
+    cursor = at_end("def f(a, b):\n    ")
+    assert early_part("total = compute(a,\n", cursor) is None
+    assert early_part("total = compute(a,\n                    b)\n", cursor) == (
+        "total = compute(a,\n                    b)"
+    )
+    # Cut by the token budget in the middle of its first statement: nothing early.
+    assert early_part("\n    if not in range(\n        x\n", at_end("while x:")) is None

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 
+from codellama_lsp.completion.cleanup import statement_ends
 from codellama_lsp.cursor import Cursor
 
 
@@ -26,20 +27,26 @@ def answers_early(mode: str, cursor: Cursor, model_is_slow: bool) -> bool:
 
 def early_part(raw: str, cursor: Cursor) -> str | None:
     """The prefix of the model's ``raw`` text to judge before the generation ends; None while
-    it is not complete yet, and always for a single-line completion (it ends with its line)."""
+    it is not complete yet, and always for a single-line completion (it ends with its line).
+
+    Complete means a statement ends with it (brackets closed: ``x = f(a,`` waits for its
+    ``b)``), since a suggestion that ends at its token budget is cut to its last finished
+    statement: an early part that is not one could be taken back by the whole block's rules.
+    """
     if cursor.single_line or cursor.closers_after:
         return None
-    lines = raw.split("\n")
-    wanted: int | None = None  # index of the last line the early part needs
-    for i, line in enumerate(lines[:-1]):  # lines a newline has ended
-        if not line.strip():
+    complete = raw.split("\n")[:-1]  # the lines a newline has ended
+    if not complete:
+        return None
+    ends = statement_ends(cursor.line_prefix + "\n".join(complete))
+    header_seen = False
+    for i, line in enumerate(complete):
+        if not line.strip() or not ends[i]:
             continue
-        if wanted is not None:
-            return "\n".join(lines[: i + 1])  # the first line of the body
         whole = cursor.line_prefix + line if i == 0 else line
-        if not whole.rstrip().endswith(":"):
-            return "\n".join(lines[: i + 1])
-        wanted = i
+        if header_seen or not whole.rstrip().endswith(":"):
+            return "\n".join(complete[: i + 1])
+        header_seen = True  # a block header: its body's first statement too
     return None
 
 

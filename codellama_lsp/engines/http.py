@@ -1,8 +1,10 @@
 """The HTTP engine: completions from a model server that is already loaded.
 
 Works with any OpenAI-compatible ``/v1/completions``: ``codellama-lsp serve``, vLLM, TGI,
-llama.cpp's server. It runs on the language server's model worker thread, so it is blocking
-and uses the standard library's ``http.client``: no event loop, no extra dependency.
+llama-cpp-python's server; and with llama.cpp's own ``llama-server`` in its native dialect
+(``/completion``, :mod:`~.engines.llama_server`), recognised by its ``/props`` or chosen with
+``server_api``. It runs on the language server's model worker thread, so it is blocking and uses
+the standard library's ``http.client``: no event loop, no extra dependency.
 
 * Prompts are built here with the model's own tokenizer (same prompt as in-process) and sent as
   token ids, which ``codellama-lsp serve``, vLLM and llama.cpp's ``llama-server`` accept. A
@@ -43,6 +45,16 @@ from codellama_lsp.engines.base import (
     ProgressCallback,
 )
 from codellama_lsp.engines.http_api import SESSION_HEADER
+from codellama_lsp.engines.llama_server import (
+    COMPLETION_PATH,
+    TOKENIZER_PROBE,
+    ServerAnswerError,
+    TokenStream,
+    completion_body,
+    context_of,
+    health_state,
+    is_llama_server,
+)
 from codellama_lsp.engines.stops import stopped_text
 from codellama_lsp.engines.tokenization import CodeTokens
 
@@ -105,6 +117,21 @@ class Endpoint:
         except ValueError:
             return response.status, None
 
+    def post(self, path: str, body: Any, timeout: float) -> tuple[int, Any]:
+        """POST ``body`` as JSON to ``path``; the status and the JSON body (None if not JSON)."""
+        conn = self.connect(timeout)
+        try:
+            headers = {**self.headers, "Content-Type": "application/json"}
+            conn.request("POST", self.prefix + path, json.dumps(body).encode(), headers)
+            response = conn.getresponse()
+            raw = response.read()
+        finally:
+            conn.close()
+        try:
+            return response.status, json.loads(raw)
+        except ValueError:
+            return response.status, None
+
 
 def probe(settings: Settings, timeout: float = 0.3) -> bool:
     """True when a model server for ``settings.model`` answers at ``server_url`` right now.
@@ -113,11 +140,11 @@ def probe(settings: Settings, timeout: float = 0.3) -> bool:
     would not match the prompts we build).
     """
     try:
-        _status, body = Endpoint.parse(settings.server_url, settings.api_key).get(
-            "/health", timeout
-        )
+        status, body = Endpoint.parse(settings.server_url, settings.api_key).get("/health", timeout)
     except (OSError, http.client.HTTPException, EngineLoadError):
         return False
+    if health_state(status, body) is not None:
+        return True  # llama-server: one model, whose name it does not say here
     if not isinstance(body, dict) or body.get("status") not in ("ready", "loading"):
         return False
     served = body.get("model")
@@ -171,6 +198,8 @@ class HttpEngine:
         self.endpoint = Endpoint.parse(settings.server_url, settings.api_key)
         self.model_name = settings.http_model_name or settings.model
         self.send_token_ids = True
+        self.api = "" if settings.server_api == "auto" else settings.server_api
+        """``openai`` or ``llama_cpp`` once known (asked again after the server was lost)."""
         self.connected = True
         self.on_connection_change: ConnectionListener | None = None
         self.connect_wait_s = connect_wait_s
@@ -190,7 +219,9 @@ class HttpEngine:
 
     @property
     def reuses_prompts(self) -> bool:
-        return False  # the model server keeps its own KV caches
+        """llama-server prefills a prompt into its slot's cache when asked for 0 new tokens, so
+        the idle-time prefill pays there as in-process; other servers keep their own caches."""
+        return self.api == "llama_cpp"
 
     def cache_stats(self) -> dict[str, int]:
         return {}
@@ -214,12 +245,10 @@ class HttpEngine:
             result.finish_reason = "cancelled"
             return result
         try:
-            try:
-                self._stream(request, cancel, result)
-            except ServerError as exc:
-                if not (self.send_token_ids and exc.status in IDS_REFUSED) or cancel.is_set():
-                    raise
-                self._stream_as_text(request, cancel, result, exc)
+            if self._dialect() == "llama_cpp":
+                self._stream_llama(request, cancel, result)
+            else:
+                self._stream_openai(request, cancel, result)
         except (OSError, http.client.HTTPException, ServerError, ValueError) as exc:
             if cancel.is_set():
                 return GenerationResult("", "cancelled", prompt_tokens=result.prompt_tokens)
@@ -229,6 +258,16 @@ class HttpEngine:
         if result.cancelled:
             result.text = ""
         return result
+
+    def _stream_openai(
+        self, request: GenerationRequest, cancel: threading.Event, result: GenerationResult
+    ) -> None:
+        try:
+            self._stream(request, cancel, result)
+        except ServerError as exc:
+            if not (self.send_token_ids and exc.status in IDS_REFUSED) or cancel.is_set():
+                raise
+            self._stream_as_text(request, cancel, result, exc)
 
     def _stream_as_text(
         self,
@@ -311,6 +350,9 @@ class HttpEngine:
             if status != 200:
                 raise EngineLoadError(f"{self.url}/v1/models answered HTTP {status}")
             return "ready", "", 100
+        llama = health_state(status, body)
+        if llama is not None:
+            return llama[0], llama[1], 0
         info = body if isinstance(body, dict) else {}
         state = str(info.get("status", "ready" if status == 200 else "loading"))
         if state == "ok":
@@ -320,7 +362,14 @@ class HttpEngine:
         return state, message, percent if isinstance(percent, int) else 0
 
     def _read_model_info(self) -> None:
-        """Take the context limit from /v1/models when the server says it (ours, vLLM)."""
+        """Which dialect the server speaks; the context limit from /props (llama-server) or
+        /v1/models when the server says it (ours, vLLM)."""
+        try:
+            self._detect_api()
+        except (OSError, http.client.HTTPException):
+            return
+        if self.api == "llama_cpp":
+            return
         try:
             _status, body = self.endpoint.get("/v1/models", timeout=5)
         except (OSError, http.client.HTTPException):
@@ -332,6 +381,44 @@ class HttpEngine:
                 self._context_limit = limit
             if isinstance(model, dict) and model.get("id") not in (None, self.model_name):
                 log.warning("%s serves %s, not %s", self.url, model.get("id"), self.model_name)
+
+    def _dialect(self) -> str:
+        if not self.api:
+            self._detect_api()
+        return self.api
+
+    def _detect_api(self) -> None:
+        """``server_api = auto``: llama-server if ``/props`` answers as it does, else OpenAI."""
+        if self.settings.server_api == "openai":
+            self.api = "openai"
+            return
+        status, props = self.endpoint.get("/props", timeout=5)
+        if status == 200 and is_llama_server(props):
+            if self.api != "llama_cpp":
+                log.info("%s is llama.cpp's llama-server (%s)", self.url, props.get("build_info"))
+            self.api = "llama_cpp"
+            self._context_limit = context_of(props) or self._context_limit
+            self._check_tokenizer()
+        elif self.settings.server_api == "llama_cpp":
+            self.api = "llama_cpp"  # as told, even if /props is locked away
+        else:
+            self.api = "openai"
+
+    def _check_tokenizer(self) -> None:
+        """Warn when the server's model tokenizes differently from ours (another model): our
+        prompts would not be what it expects."""
+        status, body = self.endpoint.post("/tokenize", {"content": TOKENIZER_PROBE}, timeout=5)
+        theirs = body.get("tokens") if isinstance(body, dict) else None
+        if status != 200 or not isinstance(theirs, list) or self._tokens is None:
+            return
+        ours = self._tokens.encode(TOKENIZER_PROBE)
+        if theirs != ours:
+            self.warning = (
+                f"The model at {self.url} tokenizes code differently from {self.settings.model}'s "
+                "tokenizer: completions will be poor. Serve the same model's GGUF, or set model "
+                "to the checkpoint it was converted from."
+            )
+            log.warning("%s (theirs %s, ours %s)", self.warning, theirs[:12], ours[:12])
 
     # --- generation ----------------------------------------------------------------------------
     def _body(self, request: GenerationRequest) -> dict[str, Any]:
@@ -428,7 +515,48 @@ class HttpEngine:
             watcher.finish()
             conn.close()
 
+    def _stream_llama(
+        self, request: GenerationRequest, cancel: threading.Event, result: GenerationResult
+    ) -> None:
+        """POST the token ids to llama-server's ``/completion``; fill ``result`` as they come.
+
+        Ending it early (a stop check, the stop flag) closes the connection, which stops the
+        server's generation."""
+        payload = json.dumps(completion_body(request)).encode()
+        headers = {
+            **self.endpoint.headers,
+            "Content-Type": "application/json",
+            "Accept": "text/event-stream",
+        }
+        conn = self.endpoint.connect(self.read_timeout_s)
+        watcher = _CloseOnCancel(conn, cancel)
+        stream = TokenStream(self.tokens, request, result)
+        started = time.perf_counter()
+        try:
+            conn.request("POST", self.endpoint.prefix + COMPLETION_PATH, payload, headers)
+            response = conn.getresponse()
+            if response.status != 200:
+                raise ServerError(response.status, _error_message(response))
+            try:
+                for event in _events(response):
+                    if event is None or cancel.is_set() or stream.feed(event):
+                        break
+            except ServerAnswerError as exc:
+                raise ServerError(500, str(exc)) from exc
+            if cancel.is_set():
+                result.finish_reason = "cancelled"
+            elif not (stream.complete or stream.stopped_here):
+                raise ConnectionError("llama-server closed the stream mid-answer")
+            stream.finish()
+            if not stream.complete:  # closed by us: no timings from the server
+                result.decode_seconds = time.perf_counter() - started
+        finally:
+            watcher.finish()
+            conn.close()
+
     def _connection(self, ok: bool, message: str) -> None:
+        if not ok and self.settings.server_api == "auto":
+            self.api = ""  # another server may come back at this address
         if ok == self.connected:
             return
         self.connected = ok

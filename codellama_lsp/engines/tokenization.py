@@ -318,6 +318,11 @@ class CodeTokens:
             text = text[1:] if text.startswith("\n") else text
         else:
             text = self._decode(kept)
+        return self.cut_markers(text)
+
+    @staticmethod
+    def cut_markers(text: str) -> str:
+        """``text`` up to the first literal FIM marker (``<EOT>``, ``<PRE>``…), if any."""
         for marker in _FIM_MARKERS:
             cut = text.find(marker)
             if cut >= 0:

@@ -23,6 +23,7 @@ export const SERVER_SETTING_KEYS: Readonly<Record<string, string>> = {
   backend: "backend",
   serverUrl: "server_url",
   httpModelName: "http_model_name",
+  serverApi: "server_api",
   dtype: "dtype",
   deviceMap: "device_map",
   quantization: "quantization",

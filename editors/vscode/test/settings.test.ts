@@ -50,6 +50,7 @@ const PACKAGE_DEFAULTS: Record<string, unknown> = {
   parseCheck: null,
   parseCheckRetries: null,
   httpModelName: "",
+  serverApi: "",
   fimSuffixShare: null,
   stopSequences: null,
   prefillChunkTokens: null,
