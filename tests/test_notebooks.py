@@ -240,3 +240,34 @@ async def test_the_cells_above_are_a_stable_prefix_for_the_kv_cache() -> None:
         reused = second["reused_prompt_tokens"] - first["reused_prompt_tokens"]
         # Everything but what was typed (and a token or two at the edit) comes from the cache.
         assert prompt > 60 and prompt - reused <= 6, (prompt, reused)
+
+
+async def test_the_cells_below_are_the_suffix_of_a_fim_prompt(tmp_path: Path) -> None:
+    # The scripted server reads the prompt's token ids back as text, without the FIM marker
+    # tokens: the prefix, then the suffix. A prefix prompt would end at the cursor.
+    answers = [("print(total)", "count_lines('a.txt')\n\n# %%\nprint(total)")]
+    with scripted_model_server("", tmp_path, answers=answers) as settings:
+        options = {**settings, **QUIET, "prompt_format": "fim"}
+        async with lsp_session(options, caps=notebook_caps()) as s:
+            nb = NotebookClient(s, NOTEBOOK)
+            above = nb.new_cell("def count_lines(path):\n    return len(open(path).readlines())")
+            typed = nb.new_cell("total = ")
+            below = nb.new_cell("print(total)")
+            nb.open(above, nb.new_cell("Results", MARKDOWN), typed, below)
+            prompt, text = await prompted(s, settings, typed)
+            assert prompt == file_of(*nb.cells)
+            # What the model wrote on into the next cell is not suggested.
+            assert text == "count_lines('a.txt')"
+
+
+async def test_a_percent_format_file_is_plain_python(tmp_path: Path) -> None:
+    """A ``# %%`` file (VS Code's interactive window, Jupytext, Spyder; what Neovim users
+    get): prompted as the file it is, and a suggestion stops at the next cell marker."""
+    uri = "file:///project/analysis.py"
+    text = "# %%\nimport os\n\n# %% [markdown]\n# Counting\n\n# %%\nx = "
+    with scripted_model_server("", tmp_path, answers=ANSWERS) as settings:
+        async with lsp_session({**settings, **QUIET}) as s:
+            s.open(uri, text)
+            items = await s.inline(uri, 7, 4)
+            assert prompts(settings)[-1] == text
+            assert [item.insert_text for item in items] == ["1"]
