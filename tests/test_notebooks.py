@@ -271,3 +271,19 @@ async def test_a_percent_format_file_is_plain_python(tmp_path: Path) -> None:
             items = await s.inline(uri, 7, 4)
             assert prompts(settings)[-1] == text
             assert [item.insert_text for item in items] == ["1"]
+
+
+async def test_a_long_notebook_keeps_an_outline_of_its_first_cells(tmp_path: Path) -> None:
+    """The cells far above leave the prompt's window; their definitions stay, as comments."""
+    filler = "\n".join(f"value_{i} = value_{i - 1} + {i}" for i in range(1, 160))
+    with scripted_model_server("", tmp_path, answers=ANSWERS) as settings:
+        options = {**settings, **QUIET, "max_context_tokens": 1024, "max_new_tokens": 64}
+        async with lsp_session(options, caps=notebook_caps()) as s:
+            nb = NotebookClient(s, NOTEBOOK)
+            helper = nb.new_cell("def load_table(path, sep=','):\n    return open(path).read()")
+            typed = nb.new_cell("x = ")
+            nb.open(helper, nb.new_cell("value_0 = 0\n" + filler), typed)
+            prompt, _ = await prompted(s, settings, typed)
+            assert "\ndef load_table" not in prompt  # out of the window
+            assert "# def load_table(path, sep=',')\n" in prompt
+            assert "# value_0 = 0\n" in prompt
