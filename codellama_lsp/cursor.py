@@ -90,9 +90,13 @@ class Cursor:
     line: int
     character: int
     line_shift: int = 0
-    """``document_line - line``: lines of the document left out above the cursor."""
+    """``document_line - line``: lines of the document left out above the cursor; negative
+    for a notebook cell, whose text has the cells above added (see :attr:`notebook`)."""
     editor_indent: IndentStyle | None = None
     """What the editor says about the document's indentation (see :attr:`indent_unit`)."""
+    notebook: bool = False
+    """``text`` is a notebook's Python cells joined (:mod:`codellama_lsp.context.notebook`):
+    Python whatever the document's URI says (the parse check applies)."""
 
     @property
     def document_line(self) -> int:
@@ -199,7 +203,9 @@ class Cursor:
         head = source[: start + len(new_text)]
         line = head.count("\n")
         column = len(head) - (head.rfind("\n") + 1)
-        moved = Cursor.clamped(source, line, column, line_shift=self.line_shift)
+        moved = Cursor.clamped(
+            source, line, column, line_shift=self.line_shift, notebook=self.notebook
+        )
         return moved.with_editor_indent(self.editor_indent)
 
     @classmethod
@@ -211,6 +217,7 @@ class Cursor:
         lines: list[str] | None = None,
         *,
         line_shift: int = 0,
+        notebook: bool = False,
     ) -> Cursor:
         """A context whose position is moved into the document if it lies outside.
 
@@ -220,7 +227,7 @@ class Cursor:
         lines = lsp_lines(text) if lines is None else lines
         line = min(max(line, 0), len(lines) - 1)
         character = min(max(character, 0), len(lines[line]))
-        cursor = cls(text, line, character, line_shift=line_shift)
+        cursor = cls(text, line, character, line_shift=line_shift, notebook=notebook)
         cursor.__dict__["lines"] = lines  # prime the cached_property
         return cursor
 

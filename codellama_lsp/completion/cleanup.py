@@ -18,6 +18,8 @@ Rule = Callable[[str, Cursor], str]
 
 _SPECIAL = re.compile(r"\s?<(?:PRE|SUF|MID|EOT|FILL_ME)>|</?s>|<unk>|<pad>")
 _PAIRS = {")": "(", "]": "[", "}": "{"}
+_CELL_START = re.compile(r"\n[ \t]*#[ \t]*%%")
+"""A line that starts a notebook cell (Jupytext's percent format: ``# %%``, ``#%%``)."""
 
 
 def strip_special_tokens(text: str, cursor: Cursor) -> str:
@@ -42,6 +44,14 @@ def stop_at_sequences(stop_sequences: Iterable[str]) -> Rule:
         return text if cut is None else text[:cut]
 
     return stop_at_sequences
+
+
+def stop_at_cell_start(text: str, cursor: Cursor) -> str:
+    """End before a line that starts a cell (``# %%``): in a notebook (its cells joined, see
+    :mod:`codellama_lsp.context.notebook`) or a percent-format file, what comes after it
+    belongs to the next cell, not to the one being edited."""
+    found = _CELL_START.search(text)
+    return text if found is None else text[: found.start()].rstrip()
 
 
 def drop_unfinished_statement(text: str, cursor: Cursor) -> str:
@@ -321,6 +331,7 @@ def rules(stop_sequences: Iterable[str], *, truncated: bool = False) -> list[Rul
         strip_special_tokens,
         normalize_newlines,
         stop_at_sequences(stop_sequences),
+        stop_at_cell_start,
         *([drop_unfinished_statement] if truncated else []),
         single_line_mid_line,
         fix_leading_space,
@@ -371,6 +382,8 @@ def block_done(cursor: Cursor) -> Callable[[str], bool]:
     """Early stop for the engine: true once the text has left the cursor's block."""
 
     def done(text: str) -> bool:
+        if _CELL_START.search(text):
+            return True
         if cursor.single_line:
             return "\n" in text
         head, _, tail = text.rpartition("\n")

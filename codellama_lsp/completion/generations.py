@@ -91,7 +91,7 @@ class Generations:
 
     async def checked(self, uri: str, cursor: Cursor, text: str) -> str:
         """The parse check (Python, when on), on a worker thread."""
-        if not (self._settings().parse_check and is_python(uri)):
+        if not (self._settings().parse_check and (is_python(uri) or cursor.notebook)):
             return text
         return await asyncio.to_thread(checked, text, cursor, replace_range_end(cursor), self.stats)
 

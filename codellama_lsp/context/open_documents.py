@@ -34,6 +34,13 @@ PARSED_DOCUMENTS = 16
 _IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _DEF = re.compile(r"[ \t]*(?:async[^\S\r\n]+)?(def|class)[^\S\r\n]+([A-Za-z_]\w*)")
 """A ``def``/``class`` header's start, matched at a line's start."""
+_CELL_MARKER = re.compile(r"[ \t]*#[ \t]*%%")
+"""A notebook cell's first line (:mod:`codellama_lsp.context.notebook`)."""
+_ASSIGNED = re.compile(r"([A-Za-z_]\w*)[^\S\r\n]*(?::[^=\n]*)?=(?!=)")
+"""A top-level assignment's start (``NAME = ...``, ``NAME: type = ...``)."""
+_BLANK = (" ", "\t")
+OUTLINE_LINE_CHARS = 80
+"""A notebook's assignment far above goes into the context as its first so many characters."""
 _KEYWORDS = frozenset(
     [
         "False",
@@ -160,6 +167,45 @@ def nearby_names(cursor: Cursor, lines: int = NEAR_LINES) -> set[str]:
     return identifiers("\n".join(cursor.lines[max(0, cursor.line - lines) : cursor.line]))
 
 
+def cell_names_below(cursor: Cursor) -> set[str]:
+    """Identifiers of a notebook cell's lines below the cursor (up to the next cell's ``# %%``
+    line): text that stays the same while the user types on the cursor's line."""
+    below = []
+    for line in cursor.lines[cursor.line + 1 :]:
+        if _CELL_MARKER.match(line):
+            break
+        below.append(line)
+    return identifiers("\n".join(below))
+
+
+def notebook_outline(
+    cursor: Cursor, seen: Container[str], wanted: set[str], chars: int
+) -> list[str]:
+    """A cell uses what earlier cells define, and the first cells (imports, data, helpers)
+    are the first to leave the prompt's window: the top-level definitions (signatures) and
+    assignments (their first line, cut) above the cursor's nearby lines, those of names used
+    near the cursor first, then from the notebook's start; as many as fit ``chars``."""
+    lines = cursor.lines[: max(0, cursor.line - NEAR_LINES)]
+    found = [
+        (d.line, d.name, d.signature)
+        for d in definitions(lines)
+        if lines[d.line][:1] not in _BLANK and d.name not in seen
+    ]
+    for number, line in enumerate(lines):
+        match = _ASSIGNED.match(line)
+        if match is not None and match.group(1) not in seen:
+            found.append((number, match.group(1), line[:OUTLINE_LINE_CHARS].rstrip()))
+    found.sort(key=lambda item: (item[1] not in wanted, item[0]))
+    outline: list[str] = []
+    size = 40  # the path's comment line
+    for _line, _name, text in found:
+        if size + len(text) + 3 > chars:
+            break
+        outline.append(text)
+        size += len(text) + 3
+    return outline
+
+
 def readable_part(source: str) -> str:
     """What is read of another open document: its first :data:`OTHER_DOCUMENT_CHARS`
     characters, cut at a line's end."""
@@ -228,6 +274,8 @@ class OpenDocumentsSource:
             return ""
         root = snapshot.root_uri
         wanted = nearby_names(cursor)
+        if cursor.notebook:
+            wanted |= cell_names_below(cursor)
         parts: list[str] = []
         used = 0
 
@@ -253,6 +301,12 @@ class OpenDocumentsSource:
                     seen.add(found.name)
                     body = [found.signature] + ([f"    {found.doc}"] if found.doc else [])
                     add(as_comments(path, body), def_limit)
+        if cursor.notebook and cursor.line > FAR_ABOVE_LINES:
+            # Up to the whole budget: in a notebook nothing else is worth more. (A notebook
+            # shorter than that above the cursor is in the prompt's window as it is.)
+            outline = notebook_outline(cursor, seen, wanted, chars - used)
+            if outline:
+                add(as_comments(sources[0][0], outline), chars)
 
         # Then the most similar snippets of other documents.
         scored: list[tuple[float, str, list[str]]] = []

@@ -91,6 +91,21 @@ class LspTextDocument(TextDocument):
         text = index.text[start : index.line_end(start)]
         return start + column_of(text, position.character, self.position_codec)
 
+    def cursor_at(self, position: types.Position) -> Cursor:
+        """The cursor at a client position (see :func:`cursor_at`)."""
+        line, column = self.place_of(position)
+        return excerpt_cursor(self.index, line, column).with_editor_indent(self.editor_indent)
+
+    def place_of(self, position: types.Position) -> tuple[int, int]:
+        """(line, column in Python units) of a client position, moved into the document."""
+        index = self.index
+        total = index.line_count
+        if position.line >= total:
+            line = total - 1
+            return line, len(index.line_text(line))
+        line = max(position.line, 0)
+        return line, column_of(index.line_text(line), position.character, self.position_codec)
+
     def _apply_incremental_change(self, change: types.TextDocumentContentChangePartial) -> None:
         start = self.offset_of(change.range.start)
         end = self.offset_of(change.range.end)
@@ -166,15 +181,7 @@ def cursor_at(doc: TextDocument, position: types.Position) -> Cursor:
             column = column_of(lines[line], position.character, doc.position_codec)
         cursor = Cursor.clamped(doc.source, line, column, lines)
         return cursor.with_editor_indent(getattr(doc, "editor_indent", None))
-    index = doc.index
-    total = index.line_count
-    if position.line >= total:
-        line = total - 1
-        column = len(index.line_text(line))
-    else:
-        line = max(position.line, 0)
-        column = column_of(index.line_text(line), position.character, doc.position_codec)
-    return excerpt_cursor(index, line, column).with_editor_indent(doc.editor_indent)
+    return doc.cursor_at(position)
 
 
 def excerpt_cursor(index: LineIndex, line: int, column: int) -> Cursor:

@@ -32,6 +32,7 @@ from codellama_lsp.lsp.documents import (
 )
 from codellama_lsp.lsp.editor_options import EDITOR_OPTIONS_NOTIFICATION, apply_editor_options
 from codellama_lsp.lsp.items import inline_item, menu_item, renders_markdown, with_selected
+from codellama_lsp.lsp.notebooks import cell_changes, closed_cells
 from codellama_lsp.lsp.server import (
     DID_PARTIALLY_ACCEPT_COMPLETION,
     DID_SHOW_COMPLETION,
@@ -86,8 +87,26 @@ def did_change(ls: CodeLlamaServer, params: types.DidChangeTextDocumentParams) -
 
 
 def did_close(ls: CodeLlamaServer, params: types.DidCloseTextDocumentParams) -> None:
-    ls.completer.forget(params.text_document.uri)
-    ls.acceptance.closed(params.text_document.uri)
+    forget(ls, params.text_document.uri)
+
+
+def forget(ls: CodeLlamaServer, uri: str) -> None:
+    """A document (or a notebook's cell) is closed: nothing kept for it stays."""
+    ls.completer.forget(uri)
+    ls.acceptance.closed(uri)
+
+
+def did_change_notebook(ls: CodeLlamaServer, params: types.DidChangeNotebookDocumentParams) -> None:
+    """After the workspace took it (:mod:`codellama_lsp.lsp.notebooks`): cells closed are
+    forgotten, each cell edited is a ``didChange`` of its document."""
+    did_open_or_close_notebook(ls, params)
+    for change in cell_changes(params):
+        did_change(ls, change)
+
+
+def did_open_or_close_notebook(ls: CodeLlamaServer, params: Any) -> None:
+    for uri in closed_cells(ls.workspace):
+        forget(ls, uri)
 
 
 async def did_save(ls: CodeLlamaServer, params: types.DidSaveTextDocumentParams) -> None:
@@ -118,8 +137,8 @@ async def inline_completion(
     if selected is not None:
         cursor = with_selected(doc, cursor, selected)
     completion = await ls.complete(uri, cursor)
-    if completion is None:
-        return types.InlineCompletionList(items=[])
+    if completion is None or open_document(ls.workspace, uri) is not doc:
+        return types.InlineCompletionList(items=[])  # nothing, or the document is gone
     ls.acceptance.offered(uri, cursor.prefix, completion.text)
     found = [completion]
     if params.context.trigger_kind == types.InlineCompletionTriggerKind.Invoked:
@@ -205,6 +224,9 @@ FEATURES: list[tuple[str, Any, Any]] = [
     (types.TEXT_DOCUMENT_DID_CHANGE, None, did_change),
     (types.TEXT_DOCUMENT_DID_CLOSE, None, did_close),
     (types.TEXT_DOCUMENT_DID_SAVE, None, did_save),
+    (types.NOTEBOOK_DOCUMENT_DID_OPEN, None, did_open_or_close_notebook),
+    (types.NOTEBOOK_DOCUMENT_DID_CHANGE, None, did_change_notebook),
+    (types.NOTEBOOK_DOCUMENT_DID_CLOSE, None, did_open_or_close_notebook),
     (types.WORKSPACE_DID_CHANGE_WATCHED_FILES, None, did_change_watched_files),
     (types.WORKSPACE_DID_CHANGE_WORKSPACE_FOLDERS, None, did_change_workspace_folders),
     (types.TEXT_DOCUMENT_INLINE_COMPLETION, types.InlineCompletionOptions(), inline_completion),

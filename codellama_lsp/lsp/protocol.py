@@ -30,7 +30,7 @@ from pygls.exceptions import JsonRpcException
 from pygls.protocol import LanguageServerProtocol, default_converter
 from pygls.protocol.language_server import lsp_method
 
-from codellama_lsp.lsp.documents import LspWorkspace
+from codellama_lsp.lsp.notebooks import NotebookWorkspace
 
 log = logging.getLogger(__name__)
 
@@ -99,7 +99,8 @@ class CodeLlamaProtocol(LanguageServerProtocol):
     def lsp_initialize(
         self, params: types.InitializeParams
     ) -> Generator[Any, Any, types.InitializeResult]:
-        """pygls' ``initialize``, with a workspace that follows LSP's line rules.
+        """pygls' ``initialize``, with a workspace that follows LSP's line rules (and holds
+        notebooks robustly: :mod:`codellama_lsp.lsp.notebooks`).
 
         pygls makes its workspace, then yields to the server's ``initialize`` handler; the
         workspace is replaced in between, before any document exists.
@@ -109,7 +110,7 @@ class CodeLlamaProtocol(LanguageServerProtocol):
         try:
             step = steps.send(reply)
             made = self.workspace
-            self._workspace = LspWorkspace(
+            self._workspace = NotebookWorkspace(
                 made.root_uri,
                 SYNC_KIND,
                 list(made.folders.values()),

@@ -41,6 +41,7 @@ from codellama_lsp.lsp.documents import (
 )
 from codellama_lsp.lsp.index_keeper import IndexKeeper, watch_registration, workspace_roots
 from codellama_lsp.lsp.loading import load_engine
+from codellama_lsp.lsp.notebooks import NOTEBOOK_SYNC, context_uri, notebook_figures
 from codellama_lsp.lsp.progress import WorkProgress
 from codellama_lsp.lsp.protocol import SYNC_KIND, CodeLlamaProtocol, strict_converter
 from codellama_lsp.lsp.transport import serve_stdio, serve_tcp
@@ -69,6 +70,7 @@ class CodeLlamaServer(LanguageServer):
             protocol_cls=CodeLlamaProtocol,
             converter_factory=strict_converter,
             text_document_sync_kind=SYNC_KIND,
+            notebook_document_sync=NOTEBOOK_SYNC,
             max_workers=2,
         )
         self.exit_code = 0
@@ -164,7 +166,7 @@ class CodeLlamaServer(LanguageServer):
             GROWN_NOTIFICATION,
             {
                 "textDocument": {"uri": uri},
-                "position": {"line": cursor.line, "character": character},
+                "position": {"line": cursor.document_line, "character": character},
             },
         )
 
@@ -179,6 +181,7 @@ class CodeLlamaServer(LanguageServer):
             background_tasks=len(self._background),
             request_futures=len(self.protocol._request_futures),
             open_documents=len(self.workspace.text_documents),
+            **notebook_figures(self.workspace),
             memory=memory_figures(),
             workspace_index={"files": len(self.index), "last_build": self.indexer.last_build},
             accepted=self.acceptance.accepted,
@@ -293,6 +296,7 @@ class CodeLlamaServer(LanguageServer):
     def context_snapshot(self, uri: str) -> Snapshot:
         """On the event loop: the open documents as the context sources may read them."""
         documents = self.rules.context_documents(self.workspace.text_documents)
+        uri = context_uri(self.workspace, uri)  # a notebook cell: its notebook
         return take_snapshot(unquote(uri), documents, self.workspace.root_uri)
 
     def start_indexing(self) -> None:

@@ -131,15 +131,28 @@ export function languages(config: ConfigReader): string[] {
   return langs.length > 0 ? langs : ["python"];
 }
 
-/** The language client's document selector for `languages` (`*`: files and untitled ones). */
-export function documentSelector(langs: string[]): ({ language: string } | { scheme: string })[] {
-  if (langs.includes("*")) return [{ scheme: "file" }, { scheme: "untitled" }];
-  return langs.map((language) => ({ language }));
+/** The URI scheme of a notebook's cells (a Jupyter notebook's cell is a text document of its own). */
+export const NOTEBOOK_CELL_SCHEME = "vscode-notebook-cell";
+
+/** Schemes of the documents `*` serves: files, untitled ones and notebook cells. */
+const EVERY_LANGUAGE_SCHEMES = ["file", "untitled", NOTEBOOK_CELL_SCHEME];
+
+type DocumentFilter = { language: string } | { scheme: string } | { scheme: string; language: string };
+
+/**
+ * The language client's document selector for `languages` (`*`: files, untitled ones and
+ * notebook cells). Each language's notebook cells are named too: the language client then
+ * syncs Jupyter notebooks over LSP's notebook sync (the server asks for it), so that a cell's
+ * prompt holds the cells above it, and asks for ghost text in those cells as in a file.
+ */
+export function documentSelector(langs: string[]): DocumentFilter[] {
+  if (langs.includes("*")) return EVERY_LANGUAGE_SCHEMES.map((scheme) => ({ scheme }));
+  return langs.flatMap((language) => [{ language }, { scheme: NOTEBOOK_CELL_SCHEME, language }]);
 }
 
 /** Whether a document (its language id and URI scheme) is one the server completes. */
 export function servesDocument(langs: string[], languageId: string, scheme: string): boolean {
-  if (langs.includes("*")) return scheme === "file" || scheme === "untitled";
+  if (langs.includes("*")) return EVERY_LANGUAGE_SCHEMES.includes(scheme);
   return langs.some((language) => language.toLowerCase() === languageId.toLowerCase());
 }
 

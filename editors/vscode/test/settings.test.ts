@@ -178,13 +178,26 @@ test("launch: a Python interpreter runs the package's CLI", () => {
 });
 
 test("a document selector and a check for the languages; `*` is every file", () => {
-  assert.deepEqual(documentSelector(["python", "rust"]), [{ language: "python" }, { language: "rust" }]);
-  assert.deepEqual(documentSelector(["*"]), [{ scheme: "file" }, { scheme: "untitled" }]);
+  assert.deepEqual(documentSelector(["python", "rust"]), [
+    { language: "python" },
+    { scheme: "vscode-notebook-cell", language: "python" },
+    { language: "rust" },
+    { scheme: "vscode-notebook-cell", language: "rust" },
+  ]);
+  assert.deepEqual(documentSelector(["*"]), [
+    { scheme: "file" },
+    { scheme: "untitled" },
+    { scheme: "vscode-notebook-cell" },
+  ]);
   assert.equal(servesDocument(["python"], "python", "file"), true);
   assert.equal(servesDocument(["python"], "rust", "file"), false);
   assert.equal(servesDocument(["Rust"], "rust", "untitled"), true);
   assert.equal(servesDocument(["*"], "plaintext", "file"), true);
   assert.equal(servesDocument(["*"], "plaintext", "output"), false);
+  // Notebook cells: a Python cell is served like a Python file; a markdown cell is not.
+  assert.equal(servesDocument(["python"], "python", "vscode-notebook-cell"), true);
+  assert.equal(servesDocument(["python"], "markdown", "vscode-notebook-cell"), false);
+  assert.equal(servesDocument(["*"], "python", "vscode-notebook-cell"), true);
 });
 
 test("languages default to python", () => {
