@@ -130,7 +130,9 @@ EOF
   # The extension: npm ci + build + package (machine's Node is enough for that).
   VS="$ROOT/editors/vscode"
   if [[ -f "$VS/package.json" ]]; then
-    stamp="$TOOLS/vsix.stamp"
+    # The stamp lives beside the .vsix, in this checkout: the tools folder is shared by every
+    # clone on the machine, and another clone's build says nothing of this one's .vsix.
+    stamp="$VS/.vsix-source-hash"
     src_hash="$(cd "$VS" && cat package.json package-lock.json tsconfig.json esbuild.mjs \
       $(find src -type f | sort) 2>/dev/null | sha256sum | cut -c1-16 || true)"
     if [[ -f "$stamp" && "$(cat "$stamp")" == "$src_hash" ]] && ls "$VS"/*.vsix >/dev/null 2>&1; then
