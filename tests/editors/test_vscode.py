@@ -231,6 +231,22 @@ def browser(tmp_path: Path) -> Iterator[WebDriver]:
             driver.quit()
 
 
+def scripted_editor_settings(scripted: dict[str, Any], **extra: Any) -> dict[str, Any]:
+    """:func:`editor_settings` for a language server that asks the scripted model server
+    (``scripted``: its server settings), plus ``extra`` VS Code settings."""
+    return editor_settings(
+        {
+            "model": scripted["model"],
+            "backend": scripted["backend"],
+            "serverUrl": scripted["server_url"],
+            "promptFormat": scripted["prompt_format"],
+            "temperature": scripted["temperature"],
+            "debounceMs": scripted["debounce_ms"],
+            **extra,
+        }
+    )
+
+
 def texts(driver: Any, selector: str) -> list[str]:
     """The visible text of the elements matching `selector`, read in one go (the workbench
     re-renders often, so element handles go stale)."""
@@ -498,16 +514,7 @@ def scripted_code_server(tmp_path: Path) -> Iterator[tuple[CodeServer, Path]]:
     workspace.mkdir()
     (workspace / "count.py").write_text(SCRIPTED_START)
     with scripted_model_server(TYPING_TARGET, tmp_path) as scripted:
-        settings = editor_settings(
-            {
-                "model": scripted["model"],
-                "backend": scripted["backend"],
-                "serverUrl": scripted["server_url"],
-                "promptFormat": scripted["prompt_format"],
-                "temperature": scripted["temperature"],
-                "debounceMs": scripted["debounce_ms"],
-            }
-        )
+        settings = scripted_editor_settings(scripted)
         server = CodeServer(tmp_path, vsix, workspace, settings)
         try:
             yield server, workspace

@@ -26,9 +26,9 @@ from tests.editors.test_vscode import (  # noqa: F401 (browser: a fixture)
     GHOST_JS,
     CodeServer,
     browser,
-    editor_settings,
     require_vscode,
     run_command,
+    scripted_editor_settings,
     status_text,
 )
 from tests.support import wait_until
@@ -57,17 +57,7 @@ def held_code_server(tmp_path: Path) -> Iterator[Held]:
     workspace.mkdir()
     (workspace / "count.py").write_text(SCRIPTED_START)
     with held_block(tmp_path) as scripted:
-        settings = editor_settings(
-            {
-                "model": scripted["model"],
-                "backend": scripted["backend"],
-                "serverUrl": scripted["server_url"],
-                "promptFormat": scripted["prompt_format"],
-                "temperature": scripted["temperature"],
-                "debounceMs": scripted["debounce_ms"],
-                "earlyFirstLine": "always",
-            }
-        )
+        settings = scripted_editor_settings(scripted, earlyFirstLine="always")
         server = CodeServer(tmp_path, vsix, workspace, settings)
         try:
             yield server, workspace, scripted

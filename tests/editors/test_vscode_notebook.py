@@ -21,8 +21,8 @@ from tests.editors.test_vscode import (  # noqa: F401 (browser: a fixture)
     GHOST_JS,
     CodeServer,
     browser,
-    editor_settings,
     require_vscode,
+    scripted_editor_settings,
     status_text,
 )
 from tests.support import wait_until
@@ -55,16 +55,7 @@ def notebook_vscode(tmp_path: Path) -> Iterator[tuple[CodeServer, Path]]:
     workspace.mkdir()
     notebook = write_ipynb(workspace / "analysis.ipynb", CELLS)
     with scripted_model_server("", tmp_path, answers=[(PROMPT_END, ANSWER)]) as scripted:
-        settings = editor_settings(
-            {
-                "model": scripted["model"],
-                "backend": scripted["backend"],
-                "serverUrl": scripted["server_url"],
-                "promptFormat": scripted["prompt_format"],
-                "temperature": scripted["temperature"],
-                "debounceMs": scripted["debounce_ms"],
-            }
-        )
+        settings = scripted_editor_settings(scripted)
         # Opened from the URL's payload, a file gets the text editor unless told otherwise.
         settings["workbench.editorAssociations"] = {"*.ipynb": "jupyter-notebook"}
         server = CodeServer(tmp_path, vsix, workspace, settings)

@@ -24,9 +24,9 @@ from tests.editors.test_vscode import (  # noqa: F401 (browser: a fixture)
     STATUS_ITEM,
     CodeServer,
     browser,
-    editor_settings,
     require_vscode,
     run_command,
+    scripted_editor_settings,
     status_text,
     texts,
 )
@@ -62,17 +62,7 @@ def scripted_vscode(tmp_path: Path, **server_settings: Any) -> Iterator[tuple[Co
     (workspace / "count.py").write_text(SCRIPTED_START)
     (workspace / "two.py").write_text(TWO_SPACE_FILE)
     with scripted_model_server(TYPING_TARGET, tmp_path, answers=RULE_ANSWERS) as scripted:
-        settings = editor_settings(
-            {
-                "model": scripted["model"],
-                "backend": scripted["backend"],
-                "serverUrl": scripted["server_url"],
-                "promptFormat": scripted["prompt_format"],
-                "temperature": scripted["temperature"],
-                "debounceMs": scripted["debounce_ms"],
-                **server_settings,
-            }
-        )
+        settings = scripted_editor_settings(scripted, **server_settings)
         server = CodeServer(tmp_path, vsix, workspace, settings)
         try:
             yield server, workspace
